@@ -1,0 +1,78 @@
+"""SQL for the append-only, hash-chained audit log."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+
+import aiosqlite
+
+GENESIS_HASH = "0" * 64
+
+
+async def head(conn: aiosqlite.Connection) -> tuple[int, str]:
+    """(id, hash) of the newest row, or (0, GENESIS_HASH) for an empty log."""
+    async with conn.execute("SELECT last_id, last_hash FROM audit_head") as cursor:
+        row = await cursor.fetchone()
+    return (row["last_id"], row["last_hash"]) if row else (0, GENESIS_HASH)
+
+
+async def insert(
+    conn: aiosqlite.Connection,
+    *,
+    entry_id: int,
+    at: str,
+    actor: str,
+    action: str,
+    target: str,
+    source_ip: str,
+    details: str,
+    prev_hash: str,
+    entry_hash: str,
+) -> None:
+    await conn.execute(
+        "INSERT INTO audit_log (id, at, actor, action, target, source_ip, details, "
+        "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (entry_id, at, actor, action, target, source_ip, details, prev_hash, entry_hash),
+    )
+    await conn.execute(
+        "INSERT INTO audit_head (singleton, last_id, last_hash) VALUES (1, ?, ?) "
+        "ON CONFLICT (singleton) DO UPDATE SET last_id = excluded.last_id, "
+        "last_hash = excluded.last_hash",
+        (entry_id, entry_hash),
+    )
+
+
+async def next_id(conn: aiosqlite.Connection) -> int:
+    """The id the next row gets; AUTOINCREMENT never reuses ids of deleted rows."""
+    async with conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'") as cur:
+        row = await cur.fetchone()
+    return (row[0] if row else 0) + 1
+
+
+async def iterate(conn: aiosqlite.Connection, batch: int = 1000) -> AsyncIterator[sqlite3.Row]:
+    """Every row in id order, fetched in batches to keep memory flat."""
+    last = 0
+    while True:
+        async with conn.execute(
+            "SELECT id, at, actor, action, target, source_ip, details, prev_hash, hash "
+            "FROM audit_log WHERE id > ? ORDER BY id LIMIT ?",
+            (last, batch),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        if not rows:
+            return
+        for row in rows:
+            yield row
+        last = rows[-1]["id"]
+
+
+async def recent(
+    conn: aiosqlite.Connection, limit: int = 100, before_id: int | None = None
+) -> list[sqlite3.Row]:
+    async with conn.execute(
+        "SELECT id, at, actor, action, target, source_ip, details FROM audit_log "
+        "WHERE id < ? ORDER BY id DESC LIMIT ?",
+        (before_id or 2**62, limit),
+    ) as cursor:
+        return list(await cursor.fetchall())
