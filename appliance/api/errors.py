@@ -1,0 +1,70 @@
+"""One JSON error shape for the whole API, produced in one place."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+logger = logging.getLogger("redflag.http")
+
+
+class ApiError(Exception):
+    """Raise from a handler to answer with a specific status and reason."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.errors = errors or []
+        self.headers = headers
+
+
+def error_response(
+    status: int,
+    error: str,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        {"ok": False, "error": error, "errors": errors or [], "status": status},
+        status_code=status,
+        headers=headers,
+    )
+
+
+async def handle_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.error, exc.errors, exc.headers)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    logger.error(
+        "unhandled error",
+        exc_info=exc,
+        extra={
+            "event": "http.unhandled_error",
+            "fields": {"method": request.method, "path": request.url.path},
+        },
+    )
+    return error_response(500, "internal error; the appliance log has the details")
+
+
+EXCEPTION_HANDLERS = {
+    ApiError: handle_api_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

@@ -1,0 +1,84 @@
+"""What every subcommand shares: the --data-dir option, errors and output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from appliance.lockfile import DataDirLocked
+from appliance.services.backups import InvalidBackup
+from appliance.services.settings import InvalidSetting
+from appliance.settings import Settings, SettingsError, load_settings
+from appliance.store.migrations import MigrationError
+from appliance.store.snapshot import SnapshotFailed
+
+
+class CliError(Exception):
+    """A one-line message for the operator, with the exit code to leave with."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+EXPECTED_ERRORS = (
+    SettingsError,
+    MigrationError,
+    DataDirLocked,
+    InvalidBackup,
+    InvalidSetting,
+    SnapshotFailed,
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+)
+
+
+def fail(message: str, exit_code: int = 1) -> int:
+    print(f"redflag-appliance: error: {message}", file=sys.stderr)
+    return exit_code
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="data directory (default: $REDFLAG_DATA_DIR, else ./data)",
+    )
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
+    return load_settings({"data_dir": args.data_dir, **extra})
+
+
+def require_database(settings: Settings) -> None:
+    if not settings.database_path.exists():
+        raise CliError(
+            f"no database at {settings.database_path}; check --data-dir, or run "
+            "'redflag-appliance migrate' to create one"
+        )
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def subparser(
+    commands: argparse._SubParsersAction, name: str, summary: str, description: str, epilog: str
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_data_dir(parser)
+    return parser

@@ -1,0 +1,71 @@
+"""`serve`: migrate if needed, then run web UI, API and scheduler in one process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import uvicorn
+
+from appliance.app import create_app
+from appliance.cli.common import CliError, settings_from, subparser
+from appliance.lockfile import DataDirLock
+from appliance.logs import configure_logging, log_event
+from appliance.store.migrations import migrate
+
+logger = logging.getLogger("redflag.serve")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = subparser(
+        commands,
+        "serve",
+        "run the appliance (web UI, API, scheduler)",
+        "Run the appliance in the foreground. Pending migrations are applied first,\n"
+        "after a verified snapshot of the database. Ctrl-C or SIGTERM stops it cleanly.",
+        "examples:\n  redflag-appliance serve\n"
+        "  redflag-appliance serve --data-dir /var/lib/redflag --host 0.0.0.0 --port 8080",
+    )
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="TCP port (default 8080)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args, host=args.host, port=args.port)
+    configure_logging(settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    wildcard = settings.host in ("0.0.0.0", "::", "")  # noqa: S104 (only compared)
+    local_host = "127.0.0.1" if wildcard else settings.host
+    url = f"http://{local_host}:{settings.port}"
+    with DataDirLock(settings.lock_path, purpose="serve", url=url):
+        result = migrate(settings.database_path, settings.backups_dir)
+        if result.applied:
+            log_event(
+                logger,
+                logging.INFO,
+                "schema.migrated",
+                f"schema migrated from version {result.from_version} to {result.to_version}",
+                snapshot=str(result.snapshot) if result.snapshot else None,
+            )
+        config = uvicorn.Config(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            lifespan="on",
+        )
+        server = uvicorn.Server(config)
+        log_event(
+            logger,
+            logging.INFO,
+            "appliance.starting",
+            f"RedFlag listening on http://{settings.host}:{settings.port}",
+            data_dir=str(settings.data_dir),
+        )
+        server.run()
+        if not server.started:
+            raise CliError("the appliance did not start; the log lines above say why")
+    return 0

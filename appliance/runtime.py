@@ -1,0 +1,130 @@
+"""The running appliance: the long-lived resources that the lifespan owns."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from appliance.logs import log_event
+from appliance.metrics import GaugeCollector, Metrics, SchedulerCollector
+from appliance.scheduler import Job, Scheduler
+from appliance.services import backups, health
+from appliance.services import settings as runtime_settings
+from appliance.settings import Settings
+from appliance.store.database import Database
+from appliance.store.migrations import load_migrations
+
+logger = logging.getLogger("redflag.appliance")
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The database must be migrated before the appliance can serve it."""
+
+
+@dataclass
+class Appliance:
+    settings: Settings
+    db: Database
+    head_version: int
+    metrics: Metrics = field(default_factory=Metrics)
+    scheduler: Scheduler = field(init=False)
+    # The last values read from the settings table; refreshed on readiness and scrape.
+    tunables: dict[str, int] = field(default_factory=dict)
+    schema_version: int = 0
+
+    def __post_init__(self) -> None:
+        self.scheduler = Scheduler(
+            self.db,
+            jobs=[
+                Job(
+                    name="backup",
+                    run=self.run_scheduled_backup,
+                    interval=self._backup_interval,
+                    first_run_delay=timedelta(minutes=5),
+                )
+            ],
+            tick_seconds=self.settings.scheduler_tick_seconds,
+        )
+        self.metrics.watch(SchedulerCollector(self.scheduler))
+        self.metrics.watch(
+            GaugeCollector(
+                {
+                    "redflag_schema_version": (
+                        "Schema version of the database",
+                        lambda: self.schema_version,
+                    ),
+                    "redflag_disk_free_bytes": ("Free bytes under the data dir", self._disk_free),
+                    "redflag_disk_free_min_bytes": (
+                        "Threshold below which the appliance is not ready",
+                        lambda: self.tunables.get("disk_free_min_mb", 0) * 1024 * 1024,
+                    ),
+                    "redflag_last_backup_timestamp_seconds": (
+                        "Unix time of the newest backup file",
+                        self._last_backup_time,
+                    ),
+                }
+            )
+        )
+
+    @classmethod
+    async def start(cls, settings: Settings, metrics: Metrics | None = None) -> Appliance:
+        head = len(load_migrations())
+        db = await Database.open(settings.database_path)
+        appliance = cls(settings, db, head, metrics=metrics or Metrics())
+        try:
+            check = await health.schema_current(db, head)
+            if not check.ok:
+                raise SchemaNotCurrent(
+                    f"{check.detail}; run 'redflag-appliance migrate' (serve does it itself)"
+                )
+            appliance.schema_version = head
+            await appliance.refresh_gauges()
+            await appliance.scheduler.load()
+        except BaseException:
+            await db.close()
+            raise
+        return appliance
+
+    async def close(self) -> None:
+        await self.scheduler.cancel_running()
+        await self.db.close()
+
+    async def refresh_gauges(self) -> None:
+        self.tunables = await runtime_settings.current(self.db)
+
+    def heartbeat_limit_s(self) -> float:
+        return max(90.0, 3 * self.settings.scheduler_tick_seconds)
+
+    async def readiness(self) -> health.ReadinessReport:
+        await self.refresh_gauges()
+        checks = [
+            await health.database_writable(self.db),
+            await health.schema_current(self.db, self.head_version),
+            health.disk_free(self.settings.data_dir, self.tunables["disk_free_min_mb"]),
+            health.scheduler_alive(self.scheduler.heartbeat_age(), self.heartbeat_limit_s()),
+        ]
+        jobs = [vars(status).copy() for status in self.scheduler.status.values()]
+        return health.ReadinessReport(checks, jobs)
+
+    async def run_scheduled_backup(self) -> None:
+        path = await asyncio.to_thread(backups.create_backup, self.settings)
+        keep = (await runtime_settings.current(self.db))["backup_retention"]
+        removed = await asyncio.to_thread(backups.prune_backups, self.settings, keep)
+        log_event(logger, logging.INFO, "backup.created", path=str(path), pruned=len(removed))
+
+    async def _backup_interval(self) -> timedelta:
+        hours = (await runtime_settings.current(self.db))["backup_interval_hours"]
+        return timedelta(hours=hours)
+
+    def _disk_free(self) -> float | None:
+        try:
+            return float(shutil.disk_usage(self.settings.data_dir).free)
+        except OSError:
+            return None
+
+    def _last_backup_time(self) -> float | None:
+        found = backups.list_backups(self.settings)
+        return found[0].modified_at.timestamp() if found else None

@@ -1,0 +1,152 @@
+"""The audit trail: who did what, when and from where, in a tamper-evident hash chain.
+
+Each row's hash covers its own fields and the previous row's hash; `audit_head` keeps
+the newest id and hash so that rows cut from the end are noticed as well.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+
+from agent.sanitise import sanitise_fields, sanitise_text
+from appliance.store import audit as audit_store
+from appliance.store.database import Database
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: str
+    actor: str
+    action: str
+    target: str
+    source_ip: str
+    details: dict[str, Any]
+
+
+@dataclass
+class ChainReport:
+    rows_checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def entry_hash(
+    entry_id: int,
+    at: str,
+    actor: str,
+    action: str,
+    target: str,
+    source_ip: str,
+    details: str,
+    prev_hash: str,
+) -> str:
+    canonical = json.dumps(
+        [entry_id, at, actor, action, target, source_ip, details, prev_hash],
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def record(
+    conn: aiosqlite.Connection,
+    *,
+    actor: str,
+    action: str,
+    target: str = "",
+    source_ip: str = "",
+    details: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> AuditEntry:
+    """Append one entry. Call it inside the `Database.write()` block of the action it
+    describes, so that the action and its audit row commit together or not at all."""
+    at = (now or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    actor = sanitise_text(actor, max_chars=200)
+    action = sanitise_text(action, max_chars=100)
+    target = sanitise_text(target, max_chars=500)
+    source_ip = sanitise_text(source_ip, max_chars=64)
+    clean_details = sanitise_fields(details or {})
+    details_json = json.dumps(clean_details, sort_keys=True, separators=(",", ":"))
+    entry_id = await audit_store.next_id(conn)
+    _, prev_hash = await audit_store.head(conn)
+    digest = entry_hash(entry_id, at, actor, action, target, source_ip, details_json, prev_hash)
+    await audit_store.insert(
+        conn,
+        entry_id=entry_id,
+        at=at,
+        actor=actor,
+        action=action,
+        target=target,
+        source_ip=source_ip,
+        details=details_json,
+        prev_hash=prev_hash,
+        entry_hash=digest,
+    )
+    return AuditEntry(entry_id, at, actor, action, target, source_ip, clean_details)
+
+
+async def append(db: Database, **entry: Any) -> AuditEntry:
+    """Append one entry in a transaction of its own."""
+    async with db.write() as conn:
+        return await record(conn, **entry)
+
+
+async def verify_chain(db: Database, max_problems: int = 20) -> ChainReport:
+    """Walk the whole log and report every row that was edited, removed or inserted."""
+    report = ChainReport()
+    expected_prev = audit_store.GENESIS_HASH
+    expected_id = 1
+    async with db.read() as conn:
+        head_id, head_hash = await audit_store.head(conn)
+        async for row in audit_store.iterate(conn):
+            report.rows_checked += 1
+            if row["id"] != expected_id:
+                missing = (
+                    f"row {expected_id}"
+                    if row["id"] == expected_id + 1
+                    else f"rows {expected_id}-{row['id'] - 1}"
+                )
+                report.problems.append(f"{missing} deleted (the log jumps to row {row['id']})")
+            elif row["prev_hash"] != expected_prev:
+                report.problems.append(
+                    f"row {row['id']}: does not follow row {row['id'] - 1} (prev_hash broken)"
+                )
+            computed = entry_hash(
+                row["id"],
+                row["at"],
+                row["actor"],
+                row["action"],
+                row["target"],
+                row["source_ip"],
+                row["details"],
+                row["prev_hash"],
+            )
+            if computed != row["hash"]:
+                report.problems.append(
+                    f"row {row['id']}: contents edited (hash mismatch; "
+                    f"{row['at']} {row['actor']} {row['action']})"
+                )
+            expected_prev = row["hash"]
+            expected_id = row["id"] + 1
+            if len(report.problems) >= max_problems:
+                report.problems.append("… stopped after too many problems")
+                return report
+    last_id = expected_id - 1
+    if head_id > last_id:
+        span = f"row {head_id}" if head_id == last_id + 1 else f"rows {last_id + 1}-{head_id}"
+        report.problems.append(f"{span} deleted from the end of the log")
+    elif head_id < last_id:
+        report.problems.append(f"rows {head_id + 1}-{last_id} were added behind the log's back")
+    elif head_id and head_hash != expected_prev:
+        report.problems.append(f"row {head_id}: does not match the recorded head hash (edited)")
+    return report

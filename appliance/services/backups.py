@@ -1,0 +1,151 @@
+"""Backups: consistent online snapshots, retention, verification and restore.
+
+Key material is stored encrypted inside the database, so a database backup carries
+it; the key that decrypts it lives outside the data dir (see docs/backup-restore.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import apsw
+
+from appliance.lockfile import DataDirLock
+from appliance.settings import Settings
+from appliance.store.migrations import (
+    Migration,
+    MigrationError,
+    load_migrations,
+    plan_migrations,
+)
+from appliance.store.snapshot import fsync_dir, integrity_problems, write_snapshot
+
+SCHEDULED_PREFIX = "redflag-"
+
+
+class InvalidBackup(ValueError):
+    """The file is not a restorable RedFlag backup; the message says why."""
+
+
+@dataclass(frozen=True)
+class BackupFile:
+    path: Path
+    kind: str  # scheduled, manual, pre-migrate, pre-restore
+    size_bytes: int
+    modified_at: datetime
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    restored_from: Path
+    schema_version: int
+    safety_copy: Path | None
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def create_backup(settings: Settings, output: Path | None = None) -> Path:
+    """Write a verified snapshot of the live database; safe while the appliance serves."""
+    if not settings.database_path.exists():
+        raise FileNotFoundError(f"no database at {settings.database_path}")
+    target = output or settings.backups_dir / f"{SCHEDULED_PREFIX}{_stamp()}.db"
+    if target.exists():
+        raise FileExistsError(f"{target} already exists; choose another --output")
+    return write_snapshot(settings.database_path, target)
+
+
+def list_backups(settings: Settings) -> list[BackupFile]:
+    if not settings.backups_dir.is_dir():
+        return []
+    found = []
+    for path in settings.backups_dir.glob("*.db"):
+        stat = path.stat()
+        name = path.name
+        kind = next(
+            (k for k in ("pre-migrate", "pre-restore") if name.startswith(k)),
+            "scheduled" if name.startswith(SCHEDULED_PREFIX) else "manual",
+        )
+        found.append(
+            BackupFile(path, kind, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
+        )
+    return sorted(found, key=lambda b: b.modified_at, reverse=True)
+
+
+def prune_backups(settings: Settings, keep: int) -> list[Path]:
+    """Delete the oldest scheduled backups beyond `keep`. Snapshots taken before a
+    migration or a restore are never pruned automatically."""
+    scheduled = [b for b in list_backups(settings) if b.kind == "scheduled"]
+    removed = []
+    for backup in scheduled[keep:]:
+        backup.path.unlink(missing_ok=True)
+        removed.append(backup.path)
+    return removed
+
+
+def verify_backup(path: Path, migrations: list[Migration] | None = None) -> int:
+    """Check that `path` is an intact RedFlag database this code can run; return its
+    schema version."""
+    if not path.is_file():
+        raise InvalidBackup(f"{path}: no such file")
+    with open(path, "rb") as handle:
+        if handle.read(16) != b"SQLite format 3\x00":
+            raise InvalidBackup(f"{path}: not an SQLite database")
+    problems = integrity_problems(path)
+    if problems:
+        raise InvalidBackup(f"{path}: failed integrity_check: {problems[0]}")
+    migrations = load_migrations() if migrations is None else migrations
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        plan = plan_migrations(conn, migrations)
+    except MigrationError as exc:
+        raise InvalidBackup(f"{path}: {exc}") from exc
+    except apsw.Error as exc:
+        raise InvalidBackup(f"{path}: cannot be read: {exc}") from exc
+    finally:
+        conn.close()
+    if plan.database_is_empty:
+        raise InvalidBackup(f"{path}: not a RedFlag database (it is empty)")
+    return plan.current_version
+
+
+def restore_backup(
+    settings: Settings, source: Path, migrations: list[Migration] | None = None
+) -> RestoreResult:
+    """Swap `source` in as the live database, keeping the current one as a safety copy.
+
+    Refuses (DataDirLocked) while an appliance runs on the data dir. The swap is an
+    atomic rename; at every instant the data dir holds either the old or the new file.
+    """
+    version = verify_backup(source, migrations)
+    database = settings.database_path
+    with DataDirLock(settings.lock_path, purpose="restore"):
+        safety_copy = None
+        if database.exists():
+            _checkpoint(database)
+            safety_copy = write_snapshot(
+                database, settings.backups_dir / f"pre-restore-{_stamp()}.db"
+            )
+        incoming = database.with_name(database.name + ".restoring")
+        write_snapshot(source, incoming)
+        # The old WAL was folded into the database by the checkpoint; a stale -wal
+        # beside the new file would be replayed into it, so it must go first.
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"{database}{suffix}").unlink()
+        os.replace(incoming, database)
+        fsync_dir(database.parent)
+    return RestoreResult(source, version, safety_copy)
+
+
+def _checkpoint(database: Path) -> None:
+    conn = apsw.Connection(str(database))
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()

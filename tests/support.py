@@ -1,0 +1,96 @@
+"""Helpers for tests: free ports, the CLI as a subprocess, a real appliance process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+APPLIANCE_CLI = [sys.executable, "-m", "appliance.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    input_text: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `redflag-appliance` as a real subprocess."""
+    return subprocess.run(
+        [*APPLIANCE_CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        input=input_text,
+        stdin=None if input_text is not None else subprocess.DEVNULL,
+        check=False,
+    )
+
+
+@dataclass
+class RunningAppliance:
+    process: subprocess.Popen[str]
+    url: str
+    data_dir: Path
+    log_path: Path
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        return self.process.returncode
+
+
+def start_appliance(data_dir: Path, *extra: str, deadline_s: float = 30) -> RunningAppliance:
+    """Start `redflag-appliance serve` on a free loopback port and wait for /healthz."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = data_dir.parent / f"appliance-{port}.log"
+    log = open(log_path, "w")  # noqa: SIM115 (lives as long as the process)
+    process = subprocess.Popen(
+        [*APPLIANCE_CLI, "serve", "--data-dir", str(data_dir), "--port", str(port), *extra],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "REDFLAG_SCHEDULER_TICK_SECONDS": "0.2"},
+    )
+    log.close()
+    running = RunningAppliance(process, f"http://127.0.0.1:{port}", data_dir, log_path)
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            raise AssertionError(f"appliance exited with {process.returncode}:\n{running.log()}")
+        try:
+            if httpx.get(f"{running.url}/healthz", timeout=1).status_code == 200:
+                return running
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    running.stop()
+    raise AssertionError(f"appliance did not answer /healthz in {deadline_s}s:\n{running.log()}")
