@@ -1,0 +1,60 @@
+"""Who is calling the admin API, and whether their role allows what they ask.
+
+Handlers start with `principal = await require_role(request, "operator")`.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from appliance.api.errors import ApiError
+from appliance.runtime import Appliance
+from appliance.services import users
+from appliance.services.users import Principal
+
+
+async def require_role(request: Request, needed: str) -> Principal:
+    """The caller, when they are authenticated and their role is `needed` or higher;
+    otherwise an ApiError with 401 (who are you?) or 403 (not allowed)."""
+    principal = await authenticate(request)
+    if not users.role_allows(principal.role, needed):
+        raise ApiError(403, f"this needs the {needed} role")
+    return principal
+
+
+async def authenticate(request: Request) -> Principal:
+    """An `Authorization: Bearer` API token if the request has one, else the session
+    cookie. Bad credentials are refused, never passed over for other ones."""
+    appliance: Appliance = request.state.appliance
+    token = bearer_token(request)
+    if token is not None:
+        try:
+            return await users.authenticate_api_token(appliance.db, token)
+        except users.NotAuthenticated:
+            raise _authentication_required() from None
+    principal = await principal_from_session_cookie(request)
+    if principal is None:
+        raise _authentication_required()
+    return principal
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of `Authorization: Bearer <token>`; None when there is no such header."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, credentials = header.strip().partition(" ")
+    token = credentials.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _authentication_required()
+    return token
+
+
+async def principal_from_session_cookie(request: Request) -> Principal | None:
+    """The web UI's login session (the session cookie plus, for writes, its CSRF token).
+    Sessions arrive with the web UI; until then only API tokens authenticate."""
+    return None
+
+
+def _authentication_required() -> ApiError:
+    return ApiError(401, "authentication required", headers={"WWW-Authenticate": "Bearer"})

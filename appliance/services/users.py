@@ -1,0 +1,537 @@
+"""Dashboard users: roles, passwords and login lockout, and the API tokens that act for
+them. Passwords are kept only as argon2id hashes, API tokens only as SHA-256 digests."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import secrets
+import sqlite3
+import unicodedata
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from functools import cache
+
+import aiosqlite
+import nacl.exceptions
+from nacl.pwhash import argon2id
+
+from appliance.clock import iso, parse_iso, utc_now
+from appliance.logs import log_event
+from appliance.services import audit
+from appliance.store import users as users_store
+from appliance.store.database import Database
+
+logger = logging.getLogger("redflag.users")
+
+# A higher role may do everything a lower one may.
+ROLE_RANK = {"admin": 3, "operator": 2, "viewer": 1}
+ROLES = tuple(ROLE_RANK)  # highest first
+
+USERNAME_PATTERN = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+MIN_PASSWORD_CHARS = 12
+MAX_PASSWORD_CHARS = 1024
+MAX_FAILED_LOGINS = 5
+LOCKOUT = timedelta(minutes=15)
+
+# argon2id at libsodium's INTERACTIVE limits (2 passes over 64 MiB, about 0.1-0.2 s)
+# is above OWASP's argon2id minimum (19 MiB, 2 passes). MODERATE (256 MiB, ~1 s) would
+# let a handful of concurrent logins exhaust a small appliance's memory, and would make
+# the test suite crawl. The limits are stored in each hash, so raising them later still
+# verifies every existing one.
+PASSWORD_OPSLIMIT = argon2id.OPSLIMIT_INTERACTIVE
+PASSWORD_MEMLIMIT = argon2id.MEMLIMIT_INTERACTIVE
+
+API_TOKEN_PREFIX = "rf_api_"  # noqa: S105 (a prefix, not a secret)
+API_TOKEN_CHARS = len(API_TOKEN_PREFIX) + 43  # secrets.token_urlsafe(32)
+MAX_TOKEN_NAME_CHARS = 100
+MAX_TOKEN_LIFETIME = timedelta(days=3650)
+# last_used_at is for humans ("unused for months?"); a write per request is not needed.
+TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+class UserError(ValueError):
+    """A request about users or API tokens that cannot be carried out; says why."""
+
+
+class InvalidUsername(UserError):
+    pass
+
+
+class InvalidPassword(UserError):
+    pass
+
+
+class InvalidRole(UserError):
+    pass
+
+
+class UserExists(UserError):
+    pass
+
+
+class UserNotFound(UserError):
+    pass
+
+
+class UserDisabled(UserError):
+    pass
+
+
+class InvalidApiToken(UserError):
+    """A name or lifetime for a new API token that is not allowed."""
+
+
+class ApiTokenNotFound(UserError):
+    pass
+
+
+class ApiTokenAlreadyRevoked(UserError):
+    pass
+
+
+class LoginFailed(Exception):
+    """Wrong username or password, or a locked or disabled account. Deliberately one
+    error with one message, so that a caller cannot learn which."""
+
+    def __init__(self) -> None:
+        super().__init__("wrong username or password")
+
+
+class NotAuthenticated(Exception):
+    """The API token is unknown, revoked or expired, or its user is disabled. `reason`
+    is for the appliance's own log, never for the caller."""
+
+    def __init__(self, reason: str):
+        super().__init__("not authenticated")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+    role: str
+    disabled: bool
+    failed_logins: int
+    locked_until: str | None
+    created_at: str
+    last_login_at: str | None
+
+    def is_locked(self, now: datetime) -> bool:
+        return self.locked_until is not None and parse_iso(self.locked_until) > now
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    id: int
+    user_id: int
+    username: str
+    name: str
+    created_at: str
+    expires_at: str | None
+    last_used_at: str | None
+    revoked_at: str | None
+
+    def state(self, now: datetime) -> str:
+        """'revoked', 'expired' or 'active'."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and parse_iso(self.expires_at) <= now:
+            return "expired"
+        return "active"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is making a request, and how they proved it."""
+
+    user_id: int
+    username: str
+    role: str
+    via: str = "api_token"
+
+
+def role_allows(role: str, needed: str) -> bool:
+    """Whether `role` may do what needs `needed`: admin > operator > viewer."""
+    if needed not in ROLE_RANK:
+        raise InvalidRole(f"unknown role {needed!r}; roles: {', '.join(ROLES)}")
+    return ROLE_RANK.get(role, 0) >= ROLE_RANK[needed]
+
+
+def check_username(username: str) -> None:
+    if not USERNAME_PATTERN.fullmatch(username):
+        raise InvalidUsername(
+            f"username {username[:80]!r} is not allowed; use 1-64 letters, digits "
+            "and . _ @ - (no spaces)"
+        )
+
+
+def check_role(role: str) -> None:
+    if role not in ROLE_RANK:
+        raise InvalidRole(f"unknown role {role[:40]!r}; choose one of {', '.join(ROLES)}")
+
+
+def check_password(password: str) -> None:
+    """The rules for a new password; the message never repeats the password."""
+    length = len(_normalised(password))
+    if length < MIN_PASSWORD_CHARS:
+        raise InvalidPassword(
+            f"the password is too short; use at least {MIN_PASSWORD_CHARS} characters "
+            "(a few random words make a good one)"
+        )
+    if length > MAX_PASSWORD_CHARS:
+        raise InvalidPassword(f"the password is longer than {MAX_PASSWORD_CHARS} characters")
+    if any(unicodedata.category(char) == "Cc" for char in password):
+        raise InvalidPassword("the password must not contain control characters or line breaks")
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash string with its own salt and limits. Slow: run it in a thread."""
+    hashed = argon2id.str(
+        _normalised(password).encode(), opslimit=PASSWORD_OPSLIMIT, memlimit=PASSWORD_MEMLIMIT
+    )
+    return hashed.decode("ascii")
+
+
+def password_matches(password_hash: str, password: str) -> bool:
+    """Slow like `hash_password`, on purpose: run it in a thread."""
+    try:
+        return argon2id.verify(password_hash.encode("ascii"), _normalised(password).encode())
+    except nacl.exceptions.CryptoError:  # a mismatch, or a hash it cannot read
+        return False
+
+
+def hash_api_token(token: str) -> str:
+    # Tokens carry 256 random bits: a fast hash is enough, and lookups stay fast.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create_user(
+    db: Database,
+    username: str,
+    password: str,
+    role: str,
+    *,
+    actor: str,
+    source_ip: str = "",
+    now: datetime | None = None,
+) -> User:
+    check_username(username)
+    check_role(role)
+    check_password(password)
+    password_hash = await asyncio.to_thread(hash_password, password)
+    moment = now or utc_now()
+    async with db.write() as conn:
+        if await users_store.user_by_username(conn, username) is not None:
+            raise UserExists(f"a user named {username!r} already exists")
+        user_id = await users_store.insert_user(
+            conn, username=username, password_hash=password_hash, role=role, created_at=iso(moment)
+        )
+        await audit.record(
+            conn,
+            actor=actor,
+            action="user.created",
+            target=username,
+            source_ip=source_ip,
+            details={"role": role},
+            now=moment,
+        )
+        return _user(await users_store.user_by_id(conn, user_id))
+
+
+async def change_password(
+    db: Database,
+    username: str,
+    new_password: str,
+    *,
+    actor: str,
+    source_ip: str = "",
+    now: datetime | None = None,
+) -> None:
+    """Set a new password; this also lifts a login lockout."""
+    check_password(new_password)
+    password_hash = await asyncio.to_thread(hash_password, new_password)
+    async with db.write() as conn:
+        user = await _existing_user(conn, username)
+        await users_store.set_password_hash(conn, user.id, password_hash)
+        await users_store.reset_failed_logins(conn, user.id)
+        await audit.record(
+            conn,
+            actor=actor,
+            action="user.password_changed",
+            target=user.username,
+            source_ip=source_ip,
+            now=now,
+        )
+
+
+async def set_user_disabled(
+    db: Database, username: str, disabled: bool, *, actor: str, source_ip: str = ""
+) -> User:
+    """Disable (or enable again) a user: a disabled user can neither log in nor use
+    their API tokens, but keeps them and their history."""
+    async with db.write() as conn:
+        user = await _existing_user(conn, username)
+        await users_store.set_disabled(conn, user.id, disabled)
+        await audit.record(
+            conn,
+            actor=actor,
+            action="user.disabled" if disabled else "user.enabled",
+            target=user.username,
+            source_ip=source_ip,
+        )
+        return _user(await users_store.user_by_id(conn, user.id))
+
+
+async def user_exists(db: Database, username: str) -> bool:
+    async with db.read() as conn:
+        return await users_store.user_by_username(conn, username) is not None
+
+
+async def list_users(db: Database) -> list[User]:
+    async with db.read() as conn:
+        return [_user(row) for row in await users_store.all_users(conn)]
+
+
+async def verify_password(
+    db: Database,
+    username: str,
+    password: str,
+    source_ip: str = "",
+    *,
+    now: datetime | None = None,
+    max_failures: int = MAX_FAILED_LOGINS,
+    lock_for: timedelta = LOCKOUT,
+) -> User:
+    """The user, when `password` is theirs and the account is neither locked nor
+    disabled; else LoginFailed, whatever the reason. After `max_failures` wrong
+    passwords in a row the account is locked for `lock_for`."""
+    moment = now or utc_now()
+    async with db.read() as conn:
+        row = await users_store.user_by_username(conn, username)
+    # Unknown users cost one argon2 run too, so that timing does not tell them apart.
+    checked_hash = row["password_hash"] if row else await asyncio.to_thread(_dummy_hash)
+    matches = await asyncio.to_thread(password_matches, checked_hash, password)
+    async with db.write() as conn:
+        # Read again: a concurrent attempt may have counted a failure or locked it since.
+        row = await users_store.user_by_username(conn, username)
+        user = _user(row) if row else None
+        if user is None:
+            reason = "unknown user"
+        elif user.disabled:
+            reason = "disabled"
+        elif user.is_locked(moment):
+            reason = "locked"
+        elif not matches or row["password_hash"] != checked_hash:
+            reason = "wrong password"
+        else:
+            await users_store.record_login(conn, user.id, iso(moment))
+            await audit.record(
+                conn,
+                actor=f"user:{user.username}",
+                action="user.logged_in",
+                target=user.username,
+                source_ip=source_ip,
+                now=moment,
+            )
+            return _user(await users_store.user_by_id(conn, user.id))
+        locked_until = await _record_failed_login(
+            conn, username, user, reason, source_ip, moment, max_failures, lock_for
+        )
+    log_event(
+        logger,
+        logging.WARNING if locked_until else logging.INFO,
+        "user.locked" if locked_until else "user.login_failed",
+        username=username,
+        source_ip=source_ip,
+        reason=reason,
+        locked_until=locked_until,
+    )
+    raise LoginFailed()
+
+
+async def _record_failed_login(
+    conn: aiosqlite.Connection,
+    username: str,
+    user: User | None,
+    reason: str,
+    source_ip: str,
+    moment: datetime,
+    max_failures: int,
+    lock_for: timedelta,
+) -> str | None:
+    """Count and audit one failed login; return the lock's end when it locked the user.
+    Attempts on a locked account are not counted: they cannot extend the lock."""
+    details: dict[str, object] = {"reason": reason}
+    locked_until = None
+    if user is not None and reason == "wrong password":
+        failures = await users_store.record_failed_login(conn, user.id)
+        details["failed_logins"] = failures
+        if failures >= max_failures:
+            locked_until = iso(moment + lock_for)
+            await users_store.lock_user(conn, user.id, locked_until)
+    # The attempted name is kept (the audit log sanitises it), never the password.
+    await audit.record(
+        conn,
+        actor="anonymous",
+        action="user.login_failed",
+        target=username,
+        source_ip=source_ip,
+        details=details,
+        now=moment,
+    )
+    if locked_until is not None:
+        await audit.record(
+            conn,
+            actor="system",
+            action="user.locked",
+            target=username,
+            source_ip=source_ip,
+            details={"until": locked_until, "after_failures": details["failed_logins"]},
+            now=moment,
+        )
+    return locked_until
+
+
+async def create_api_token(
+    db: Database,
+    username: str,
+    name: str,
+    *,
+    actor: str,
+    expires_in: timedelta | None = None,
+    source_ip: str = "",
+    now: datetime | None = None,
+) -> str:
+    """A new API token acting as `username`. The plaintext is returned here, once;
+    only its SHA-256 digest is stored."""
+    name = name.strip()
+    if not name or len(name) > MAX_TOKEN_NAME_CHARS:
+        raise InvalidApiToken(
+            f"an API token needs a name of 1-{MAX_TOKEN_NAME_CHARS} characters, "
+            "saying where it is used"
+        )
+    if any(unicodedata.category(char) == "Cc" for char in name):
+        raise InvalidApiToken("an API token's name must not contain control characters")
+    if expires_in is not None and not timedelta(0) < expires_in <= MAX_TOKEN_LIFETIME:
+        raise InvalidApiToken(
+            f"an API token must expire in more than zero and at most "
+            f"{MAX_TOKEN_LIFETIME.days} days; give no expiry for one that never expires"
+        )
+    token = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    moment = now or utc_now()
+    expires_at = iso(moment + expires_in) if expires_in is not None else None
+    async with db.write() as conn:
+        user = await _existing_user(conn, username)
+        if user.disabled:
+            raise UserDisabled(f"user {user.username!r} is disabled; enable them first")
+        token_id = await users_store.insert_api_token(
+            conn,
+            user_id=user.id,
+            name=name,
+            token_hash=hash_api_token(token),
+            created_at=iso(moment),
+            expires_at=expires_at,
+        )
+        # Detail keys avoid the word "token": the sanitiser would redact their values.
+        await audit.record(
+            conn,
+            actor=actor,
+            action="api_token.created",
+            target=user.username,
+            source_ip=source_ip,
+            details={"id": token_id, "name": name, "expires_at": expires_at},
+            now=moment,
+        )
+    return token
+
+
+async def authenticate_api_token(
+    db: Database, token: str, *, now: datetime | None = None
+) -> Principal:
+    """Who `token` acts for; NotAuthenticated when it is unknown, revoked or expired or
+    its user is disabled."""
+    if not token.startswith(API_TOKEN_PREFIX) or len(token) != API_TOKEN_CHARS:
+        raise NotAuthenticated("not a RedFlag API token")
+    moment = now or utc_now()
+    async with db.read() as conn:
+        row = await users_store.api_token_by_hash(conn, hash_api_token(token))
+    if row is None:
+        raise NotAuthenticated("unknown token")
+    state = _api_token(row).state(moment)
+    if state != "active":
+        raise NotAuthenticated(f"{state} token")
+    if row["user_disabled"]:
+        raise NotAuthenticated("user disabled")
+    last_used = row["last_used_at"]
+    if last_used is None or parse_iso(last_used) <= moment - TOKEN_TOUCH_INTERVAL:
+        async with db.write() as conn:
+            await users_store.touch_api_token(conn, row["id"], iso(moment))
+    return Principal(row["user_id"], row["username"], row["role"], via="api_token")
+
+
+async def revoke_api_token(
+    db: Database, token_id: int, *, actor: str, source_ip: str = "", now: datetime | None = None
+) -> ApiToken:
+    moment = now or utc_now()
+    async with db.write() as conn:
+        row = await users_store.api_token_by_id(conn, token_id)
+        if row is None:
+            raise ApiTokenNotFound(f"there is no API token with id {token_id}")
+        if not await users_store.revoke_api_token(conn, token_id, iso(moment)):
+            raise ApiTokenAlreadyRevoked(
+                f"API token {token_id} was already revoked at {row['revoked_at']}"
+            )
+        await audit.record(
+            conn,
+            actor=actor,
+            action="api_token.revoked",
+            target=row["username"],
+            source_ip=source_ip,
+            details={"id": token_id, "name": row["name"]},
+            now=moment,
+        )
+        return _api_token(await users_store.api_token_by_id(conn, token_id))
+
+
+async def list_api_tokens(db: Database, username: str | None = None) -> list[ApiToken]:
+    """Every API token (revoked and expired ones too), or only `username`'s."""
+    async with db.read() as conn:
+        if username is None:
+            rows = await users_store.all_api_tokens(conn)
+        else:
+            user = await _existing_user(conn, username)
+            rows = await users_store.api_tokens_for_user(conn, user.id)
+    return [_api_token(row) for row in rows]
+
+
+def _normalised(password: str) -> str:
+    # NFKC, as NIST SP 800-63B advises: the same password typed on another keyboard or
+    # system (composed or decomposed accents, full-width digits) still matches.
+    return unicodedata.normalize("NFKC", password)
+
+
+@cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
+async def _existing_user(conn: aiosqlite.Connection, username: str) -> User:
+    row = await users_store.user_by_username(conn, username)
+    if row is None:
+        raise UserNotFound(f"there is no user named {username[:80]!r}")
+    return _user(row)
+
+
+def _user(row: sqlite3.Row | None) -> User:
+    assert row is not None
+    values = {column.name: row[column.name] for column in fields(User)}
+    return User(**{**values, "disabled": bool(row["disabled"])})
+
+
+def _api_token(row: sqlite3.Row | None) -> ApiToken:
+    assert row is not None
+    return ApiToken(**{column.name: row[column.name] for column in fields(ApiToken)})
