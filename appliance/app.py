@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from appliance.api import health
+from appliance.api import agent_protocol, agents, health, keys, tokens
 from appliance.api.errors import EXCEPTION_HANDLERS
 from appliance.metrics import Metrics, RequestMetricsMiddleware
 from appliance.runtime import Appliance
@@ -35,10 +35,29 @@ def create_app(settings: Settings) -> Starlette:
             await loop
             await appliance.close()
 
+    api = "/api/v1"
     routes = [
         Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),
+        # Agents (registration is token-authenticated, the rest signed requests).
+        Route(f"{api}/trust", agent_protocol.trust, methods=["GET"]),
+        Route(f"{api}/agents/register", agent_protocol.register, methods=["POST"]),
+        Route(f"{api}/agent/checkin", agent_protocol.checkin, methods=["POST"]),
+        Route(f"{api}/agent/events", agent_protocol.post_events, methods=["POST"]),
+        # Admin API (Bearer API token).
+        Route(f"{api}/tokens", tokens.list_tokens, methods=["GET"]),
+        Route(f"{api}/tokens", tokens.create_token, methods=["POST"]),
+        Route(f"{api}/tokens/{{token_id:int}}/revoke", tokens.revoke_token, methods=["POST"]),
+        Route(f"{api}/agents", agents.list_agents, methods=["GET"]),
+        Route(f"{api}/agents/{{agent_id}}", agents.get_agent, methods=["GET"]),
+        Route(f"{api}/agents/{{agent_id}}/rebind", agents.rebind, methods=["POST"]),
+        Route(f"{api}/agents/{{agent_id}}/take-over", agents.take_over, methods=["POST"]),
+        Route(f"{api}/agents/{{agent_id}}/commands", agents.list_commands, methods=["GET"]),
+        Route(f"{api}/agents/{{agent_id}}/commands", agents.create_command, methods=["POST"]),
+        Route(f"{api}/keys", keys.status, methods=["GET"]),
+        Route(f"{api}/keys/rotate", keys.rotate, methods=["POST"]),
+        Route(f"{api}/keys/{{key_id}}/revoke", keys.revoke, methods=["POST"]),
     ]
     return Starlette(
         routes=routes,

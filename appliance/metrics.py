@@ -112,3 +112,21 @@ class RequestMetricsMiddleware:
             name = getattr(endpoint, "__name__", None) or "unmatched"
             self.metrics.http_requests.labels(name, scope["method"], str(status)).inc()
             self.metrics.http_latency.labels(name).observe(time.perf_counter() - began)
+
+
+class CountsCollector(Collector):
+    """A labelled counter whose values live in a dict somewhere else."""
+
+    def __init__(
+        self, name: str, documentation: str, label: str, read: Callable[[], dict[str, int]]
+    ):
+        self.name = name
+        self.documentation = documentation
+        self.label = label
+        self.read = read
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+        for key, value in sorted(self.read().items()):
+            family.add_metric([key], value)
+        yield family

@@ -9,10 +9,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from appliance.logs import log_event
-from appliance.metrics import GaugeCollector, Metrics, SchedulerCollector
+from appliance.metrics import CountsCollector, GaugeCollector, Metrics, SchedulerCollector
+from appliance.ratelimit import RateLimiter
 from appliance.scheduler import Job, Scheduler
 from appliance.services import backups, health
 from appliance.services import settings as runtime_settings
+from appliance.services.agent_auth import AgentAuthenticator
+from appliance.services.keys import KeyService, open_key_service
 from appliance.settings import Settings
 from appliance.store.database import Database
 from appliance.store.migrations import load_migrations
@@ -34,8 +37,15 @@ class Appliance:
     # The last values read from the settings table; refreshed on readiness and scrape.
     tunables: dict[str, int] = field(default_factory=dict)
     schema_version: int = 0
+    keys: KeyService = field(init=False)
+    agent_auth: AgentAuthenticator = field(init=False)
+    # Registration is the one unauthenticated write: a few tries a minute per address.
+    registration_limiter: RateLimiter = field(
+        default_factory=lambda: RateLimiter(rate=10 / 60, burst=10)
+    )
 
     def __post_init__(self) -> None:
+        self.agent_auth = AgentAuthenticator(self.db)
         self.scheduler = Scheduler(
             self.db,
             jobs=[
@@ -49,6 +59,22 @@ class Appliance:
             tick_seconds=self.settings.scheduler_tick_seconds,
         )
         self.metrics.watch(SchedulerCollector(self.scheduler))
+        self.metrics.watch(
+            CountsCollector(
+                "redflag_agent_auth_failures",
+                "Agent requests refused, by reason",
+                "reason",
+                lambda: self.agent_auth.failures,
+            )
+        )
+        self.metrics.watch(
+            CountsCollector(
+                "redflag_rate_limited",
+                "Requests answered 429, by limiter",
+                "limiter",
+                lambda: {"registration": self.registration_limiter.rejected},
+            )
+        )
         self.metrics.watch(
             GaugeCollector(
                 {
@@ -81,6 +107,7 @@ class Appliance:
                     f"{check.detail}; run 'redflag-appliance migrate' (serve does it itself)"
                 )
             appliance.schema_version = head
+            appliance.keys = await open_key_service(db, settings.key_file, initialise=True)
             await appliance.refresh_gauges()
             await appliance.scheduler.load()
         except BaseException:

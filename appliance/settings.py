@@ -28,6 +28,9 @@ class Settings:
     log_level: str = "info"
     # How often the scheduler wakes up to look for due jobs.
     scheduler_tick_seconds: float = 30.0
+    # The key that encrypts the signing keys at rest. Deliberately outside the data
+    # dir: a copy of the data dir (or of a backup) alone does not give the keys.
+    key_file: Path = field(default_factory=lambda: default_key_file())
 
     @property
     def database_path(self) -> Path:
@@ -42,6 +45,13 @@ class Settings:
         return self.data_dir / "redflag.lock"
 
 
+def default_key_file() -> Path:
+    if os.geteuid() == 0:
+        return Path("/etc/redflag/master.key")
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config_home) / "redflag" / "master.key"
+
+
 ENV_PREFIX = "REDFLAG_"
 _CONVERTERS: dict[str, Any] = {
     "data_dir": Path,
@@ -49,6 +59,7 @@ _CONVERTERS: dict[str, Any] = {
     "port": int,
     "log_level": str,
     "scheduler_tick_seconds": float,
+    "key_file": Path,
 }
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -103,6 +114,14 @@ def _validate(settings: Settings) -> None:
         raise SettingsError(f"setting 'log_level': use one of {', '.join(_LOG_LEVELS)}")
     if settings.scheduler_tick_seconds <= 0:
         raise SettingsError("setting 'scheduler_tick_seconds': must be positive")
+    data_dir = settings.data_dir.resolve()
+    key_file = settings.key_file.resolve()
+    if key_file.is_relative_to(data_dir):
+        raise SettingsError(
+            f"setting 'key_file': {settings.key_file} is inside the data dir; keep it "
+            "elsewhere (e.g. /etc/redflag/master.key) so that a copy of the data dir "
+            "does not carry the key that unlocks the signing keys"
+        )
 
 
 __all__ = ["Settings", "SettingsError", "load_settings"]

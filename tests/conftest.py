@@ -13,7 +13,7 @@ import pytest
 
 from appliance.settings import Settings, load_settings
 from appliance.store.migrations import migrate
-from tests.support import RunningAppliance, start_appliance
+from tests.support import RunningAppliance, key_file_for, start_appliance
 
 
 @pytest.fixture
@@ -24,7 +24,8 @@ def anyio_backend() -> str:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings for an empty data dir of this test's own."""
-    return load_settings({"data_dir": tmp_path / "data"}, environ={})
+    data_dir = tmp_path / "data"
+    return load_settings({"data_dir": data_dir, "key_file": key_file_for(data_dir)}, environ={})
 
 
 @pytest.fixture

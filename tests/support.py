@@ -17,6 +17,11 @@ REPO = Path(__file__).resolve().parent.parent
 APPLIANCE_CLI = [sys.executable, "-m", "appliance.cli"]
 
 
+def key_file_for(data_dir: Path) -> Path:
+    """Tests keep each data dir's key file beside it (never inside it)."""
+    return data_dir.parent / "keys" / "master.key"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -29,13 +34,17 @@ def run_cli(
     timeout: float = 60,
     input_text: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `redflag-appliance` as a real subprocess."""
+    """Run `redflag-appliance` as a real subprocess, with the key file that belongs to
+    its --data-dir (see `key_file_for`)."""
+    env = dict(env or {})
+    if "--data-dir" in args and "REDFLAG_KEY_FILE" not in env:
+        env["REDFLAG_KEY_FILE"] = str(key_file_for(Path(args[args.index("--data-dir") + 1])))
     return subprocess.run(
         [*APPLIANCE_CLI, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **env},
         input=input_text,
         stdin=None if input_text is not None else subprocess.DEVNULL,
         check=False,
@@ -78,7 +87,11 @@ def start_appliance(data_dir: Path, *extra: str, deadline_s: float = 30) -> Runn
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         text=True,
-        env={**os.environ, "REDFLAG_SCHEDULER_TICK_SECONDS": "0.2"},
+        env={
+            **os.environ,
+            "REDFLAG_SCHEDULER_TICK_SECONDS": "0.2",
+            "REDFLAG_KEY_FILE": str(key_file_for(data_dir)),
+        },
     )
     log.close()
     running = RunningAppliance(process, f"http://127.0.0.1:{port}", data_dir, log_path)

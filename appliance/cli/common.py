@@ -9,8 +9,10 @@ from typing import Any
 
 from appliance.lockfile import DataDirLocked
 from appliance.services.backups import InvalidBackup
+from appliance.services.keys import KeyOperationRefused, UnknownKey
 from appliance.services.settings import InvalidSetting
 from appliance.settings import Settings, SettingsError, load_settings
+from appliance.signers import KeyFileError
 from appliance.store.migrations import MigrationError
 from appliance.store.snapshot import SnapshotFailed
 
@@ -29,6 +31,9 @@ EXPECTED_ERRORS = (
     DataDirLocked,
     InvalidBackup,
     InvalidSetting,
+    KeyFileError,
+    KeyOperationRefused,
+    UnknownKey,
     SnapshotFailed,
     FileNotFoundError,
     FileExistsError,

@@ -45,3 +45,8 @@ def test_an_unknown_key_in_the_config_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("prot = 80\n")
     with pytest.raises(SettingsError, match=r"unknown setting.*prot"):
         load_settings({"data_dir": tmp_path}, environ={})
+
+
+def test_a_key_file_inside_the_data_dir_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"'key_file'.*inside the data dir"):
+        load_settings({"data_dir": tmp_path, "key_file": tmp_path / "master.key"}, environ={})

@@ -1,0 +1,95 @@
+"""HTTP to the appliance: every request after registration is signed.
+
+The transport is injectable (httpx), so tests can run the real agent against the real
+app in-process or over loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from nacl.signing import SigningKey
+
+from agent.protocol import RequestSignature, canonical_json, request_signing_message
+
+API = "/api/v1"
+
+
+class ApplianceError(RuntimeError):
+    """The appliance answered with an error; `status` and its `error` text."""
+
+    def __init__(self, status: int, error: str, retry_after: float | None = None):
+        super().__init__(f"appliance answered {status}: {error}")
+        self.status = status
+        self.error = error
+        self.retry_after = retry_after
+
+
+class ApplianceClient:
+    def __init__(
+        self,
+        server: str,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        timeout: float = 30.0,
+    ):
+        self.server = server.rstrip("/")
+        self.clock = clock
+        self._http = httpx.Client(base_url=self.server, transport=transport, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApplianceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get(self, path: str) -> Any:
+        return self._answer(self._http.get(f"{API}{path}"))
+
+    def post(self, path: str, payload: Any) -> Any:
+        return self._answer(
+            self._http.post(
+                f"{API}{path}",
+                content=canonical_json(payload),
+                headers={"Content-Type": "application/json"},
+            )
+        )
+
+    def post_signed(self, path: str, payload: Any, agent_id: str, key: SigningKey) -> Any:
+        body = canonical_json(payload)
+        full_path = f"{API}{path}"
+        timestamp = int(self.clock())
+        nonce = secrets.token_urlsafe(18)
+        message = request_signing_message("POST", full_path, timestamp, nonce, body, agent_id)
+        headers = RequestSignature(agent_id, timestamp, nonce, key.sign(message).signature)
+        return self._answer(
+            self._http.post(
+                full_path,
+                content=body,
+                headers={"Content-Type": "application/json", **headers.headers()},
+            )
+        )
+
+    @staticmethod
+    def _answer(response: httpx.Response) -> Any:
+        try:
+            payload = response.json()
+        except json.JSONDecodeError:
+            payload = {"error": response.text[:200]}
+        if response.status_code >= 400:
+            retry = response.headers.get("Retry-After")
+            raise ApplianceError(
+                response.status_code,
+                str(payload.get("error", "")) if isinstance(payload, dict) else "",
+                float(retry) if retry and retry.isdigit() else None,
+            )
+        return payload

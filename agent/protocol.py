@@ -1,0 +1,476 @@
+"""The wire format between agent and appliance, defined once.
+
+Canonical JSON, Ed25519 signatures, signed agent requests, the signed key set, root
+certificates and signed command envelopes. The appliance imports this module; the
+agent never imports the appliance.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+PROTOCOL_VERSION = 1
+CLOCK_WINDOW_S = 300  # how far an agent's clock may be from the appliance's
+
+HEADER_AGENT = "X-RedFlag-Agent"
+HEADER_TIMESTAMP = "X-RedFlag-Timestamp"
+HEADER_NONCE = "X-RedFlag-Nonce"
+HEADER_SIGNATURE = "X-RedFlag-Signature"
+
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_AGENT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_KEY_ID = re.compile(r"^[a-z2-7]{16}$")
+_TOKEN = re.compile(r"^rf_reg_(?P<secret>[A-Za-z0-9_-]{32,64})\.(?P<fingerprint>[a-z2-7]{32})$")
+
+
+class ProtocolError(ValueError):
+    """A record does not follow the protocol; the message says which field and why."""
+
+
+class SignatureInvalid(ProtocolError):
+    """A signature does not verify with the key it claims."""
+
+
+def canonical_json(value: Any) -> bytes:
+    """The exact bytes that get signed: sorted keys, no spaces, UTF-8."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def b64encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def b64decode(text: str, what: str = "value") -> bytes:
+    if not isinstance(text, str) or not re.fullmatch(r"[A-Za-z0-9_-]*", text):
+        raise ProtocolError(f"{what}: not base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError as exc:
+        raise ProtocolError(f"{what}: not base64url") from exc
+
+
+def fingerprint(public_key: bytes) -> str:
+    """32 base32 characters (160 bits) of SHA-256: what a token carries for the root."""
+    digest = hashlib.sha256(b"redflag-key:" + public_key).digest()[:20]
+    return base64.b32encode(digest).decode().lower()
+
+
+def key_id(public_key: bytes) -> str:
+    return fingerprint(public_key)[:16]
+
+
+def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> None:
+    try:
+        VerifyKey(public_key).verify(message, signature)
+    except (BadSignatureError, ValueError, TypeError) as exc:
+        raise SignatureInvalid("signature does not verify") from exc
+
+
+def parse_registration_token(token: str) -> tuple[str, str]:
+    """(secret, root fingerprint) from `rf_reg_<secret>.<fingerprint>`."""
+    match = _TOKEN.match(token.strip()) if isinstance(token, str) else None
+    if not match:
+        raise ProtocolError(
+            "registration token: expected rf_reg_<secret>.<fingerprint>, as printed by "
+            "'redflag-appliance token create'"
+        )
+    return match["secret"], match["fingerprint"]
+
+
+def check_agent_id(value: object) -> str:
+    if not isinstance(value, str) or not _AGENT_ID.match(value):
+        raise ProtocolError("agent id: not a lowercase UUID")
+    return value
+
+
+# --- signed agent requests -------------------------------------------------------
+
+
+def request_signing_message(
+    method: str, path: str, timestamp: int, nonce: str, body: bytes, agent_id: str
+) -> bytes:
+    body_digest = hashlib.sha256(body).hexdigest()
+    return "\n".join(
+        ["RF-REQUEST-1", method.upper(), path, str(timestamp), nonce, body_digest, agent_id]
+    ).encode()
+
+
+@dataclass(frozen=True)
+class RequestSignature:
+    agent_id: str
+    timestamp: int
+    nonce: str
+    signature: bytes
+
+    @classmethod
+    def from_headers(cls, headers: Any) -> RequestSignature:
+        missing = [
+            h
+            for h in (HEADER_AGENT, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE)
+            if not headers.get(h)
+        ]
+        if missing:
+            raise ProtocolError(f"unsigned request: missing {', '.join(missing)}")
+        agent_id = check_agent_id(headers[HEADER_AGENT])
+        try:
+            timestamp = int(headers[HEADER_TIMESTAMP])
+        except ValueError:
+            raise ProtocolError(f"{HEADER_TIMESTAMP}: not an integer") from None
+        nonce = headers[HEADER_NONCE]
+        if not _NONCE.match(nonce):
+            raise ProtocolError(f"{HEADER_NONCE}: 16-64 base64url characters")
+        signature = b64decode(headers[HEADER_SIGNATURE], HEADER_SIGNATURE)
+        return cls(agent_id, timestamp, nonce, signature)
+
+    def headers(self) -> dict[str, str]:
+        return {
+            HEADER_AGENT: self.agent_id,
+            HEADER_TIMESTAMP: str(self.timestamp),
+            HEADER_NONCE: self.nonce,
+            HEADER_SIGNATURE: b64encode(self.signature),
+        }
+
+
+# --- the key hierarchy -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublishedKey:
+    key_id: str
+    public_key: str  # base64url
+    not_before: int  # unix seconds
+    not_after: int | None
+
+    def raw_public_key(self) -> bytes:
+        return b64decode(self.public_key, f"key {self.key_id}")
+
+    def valid_at(self, moment: int) -> bool:
+        return self.not_before <= moment and (self.not_after is None or moment <= self.not_after)
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """The command-signing keys currently valid, certified by the root key."""
+
+    version: int
+    root_key_id: str
+    issued_at: int
+    keys: tuple[PublishedKey, ...]
+    revoked: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "root_key_id": self.root_key_id,
+            "issued_at": self.issued_at,
+            "keys": [asdict(k) for k in self.keys],
+            "revoked": list(self.revoked),
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> KeySet:
+        if not isinstance(value, dict):
+            raise ProtocolError("key set: not an object")
+        try:
+            keys = tuple(
+                PublishedKey(
+                    key_id=_key_id(k["key_id"]),
+                    public_key=str(k["public_key"]),
+                    not_before=int(k["not_before"]),
+                    not_after=None if k.get("not_after") is None else int(k["not_after"]),
+                )
+                for k in value["keys"]
+            )
+            key_set = cls(
+                version=int(value["version"]),
+                root_key_id=_key_id(value["root_key_id"]),
+                issued_at=int(value["issued_at"]),
+                keys=keys,
+                revoked=tuple(_key_id(k) for k in value.get("revoked", [])),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"key set: malformed ({exc})") from exc
+        if key_set.version < 1:
+            raise ProtocolError("key set: version must be positive")
+        return key_set
+
+    def key(self, wanted: str) -> PublishedKey | None:
+        return next((k for k in self.keys if k.key_id == wanted), None)
+
+
+def _key_id(value: object) -> str:
+    if not isinstance(value, str) or not _KEY_ID.match(value):
+        raise ProtocolError(f"key id {value!r}: 16 base32 characters expected")
+    return value
+
+
+@dataclass(frozen=True)
+class SignedDocument:
+    """Canonical JSON text plus a signature over exactly those bytes."""
+
+    document: str
+    signer: str
+    signature: str  # base64url
+
+    def to_json(self) -> dict[str, str]:
+        return {"document": self.document, "signer": self.signer, "signature": self.signature}
+
+    @classmethod
+    def from_json(cls, value: Any, what: str) -> SignedDocument:
+        if not isinstance(value, dict) or not all(
+            isinstance(value.get(k), str) for k in ("document", "signer", "signature")
+        ):
+            raise ProtocolError(f"{what}: expected document, signer and signature strings")
+        return cls(value["document"], _key_id(value["signer"]), value["signature"])
+
+    def verified_payload(self, public_key: bytes) -> Any:
+        verify_signature(public_key, self.document.encode(), b64decode(self.signature))
+        try:
+            return json.loads(self.document)
+        except ValueError as exc:
+            raise ProtocolError("signed document: not JSON") from exc
+
+
+@dataclass(frozen=True)
+class RootCertificate:
+    """A new root key, signed by the root it replaces."""
+
+    key_id: str
+    public_key: str
+    previous_key_id: str
+    issued_at: int
+
+    @classmethod
+    def from_json(cls, value: Any) -> RootCertificate:
+        try:
+            return cls(
+                key_id=_key_id(value["key_id"]),
+                public_key=str(value["public_key"]),
+                previous_key_id=_key_id(value["previous_key_id"]),
+                issued_at=int(value["issued_at"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"root certificate: malformed ({exc})") from exc
+
+
+# --- commands --------------------------------------------------------------------
+
+_COMMAND_KIND = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+@dataclass(frozen=True)
+class Command:
+    """What an agent is asked to do; travels only inside a signed envelope."""
+
+    command_id: int
+    agent_id: str
+    seq: int
+    kind: str
+    issued_at: int
+    expires_at: int
+    key_id: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, value: Any) -> Command:
+        try:
+            command = cls(
+                command_id=int(value["command_id"]),
+                agent_id=check_agent_id(value["agent_id"]),
+                seq=int(value["seq"]),
+                kind=str(value["kind"]),
+                issued_at=int(value["issued_at"]),
+                expires_at=int(value["expires_at"]),
+                key_id=_key_id(value["key_id"]),
+                params=dict(value.get("params") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"command: malformed ({exc})") from exc
+        if not _COMMAND_KIND.match(command.kind):
+            raise ProtocolError("command: kind must be lowercase letters, digits, _")
+        if command.seq < 1:
+            raise ProtocolError("command: seq must be positive")
+        return command
+
+
+# --- registration and check-in ---------------------------------------------------
+
+_HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+_FACT_LIMIT = 200
+
+
+def _fact(value: Any, name: str, limit: int = _FACT_LIMIT) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > limit or not value.isprintable():
+        raise ProtocolError(f"{name}: printable text of at most {limit} characters")
+    return value
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What an agent says about its host at registration and on check-in."""
+
+    hostname: str
+    machine_fingerprint: str
+    os_family: str = ""
+    os_name: str = ""
+    os_version: str = ""
+    kernel: str = ""
+    arch: str = ""
+    agent_version: str = ""
+
+    @classmethod
+    def from_json(cls, value: Any) -> HostFacts:
+        if not isinstance(value, dict):
+            raise ProtocolError("host facts: not an object")
+        hostname = value.get("hostname")
+        if not isinstance(hostname, str) or not _HOSTNAME.match(hostname):
+            raise ProtocolError("hostname: letters, digits, '.', '_' and '-', at most 253")
+        fingerprint_ = _fact(value.get("machine_fingerprint"), "machine_fingerprint", 128)
+        return cls(
+            hostname=hostname,
+            machine_fingerprint=fingerprint_,
+            **{
+                k: _fact(value.get(k), k)
+                for k in ("os_family", "os_name", "os_version", "kernel", "arch", "agent_version")
+            },
+        )
+
+    def to_json(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RegistrationRequest:
+    """Signed with the new agent key (`proof`), so the appliance knows the agent holds
+    the private key of the public key it registers."""
+
+    token: str
+    public_key: str
+    facts: HostFacts
+    timestamp: int
+    proof: str = ""
+
+    def signed_part(self) -> bytes:
+        return canonical_json(
+            {
+                "token": self.token,
+                "public_key": self.public_key,
+                "facts": self.facts.to_json(),
+                "timestamp": self.timestamp,
+            }
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "token": self.token,
+            "public_key": self.public_key,
+            "facts": self.facts.to_json(),
+            "timestamp": self.timestamp,
+            "proof": self.proof,
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> RegistrationRequest:
+        if not isinstance(value, dict):
+            raise ProtocolError("registration: not an object")
+        try:
+            request = cls(
+                token=str(value["token"]),
+                public_key=str(value["public_key"]),
+                facts=HostFacts.from_json(value["facts"]),
+                timestamp=int(value["timestamp"]),
+                proof=str(value["proof"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ProtocolError):
+                raise
+            raise ProtocolError(f"registration: malformed ({exc})") from exc
+        if len(b64decode(request.public_key, "public_key")) != 32:
+            raise ProtocolError("public_key: an Ed25519 public key is 32 bytes")
+        return request
+
+    def verify_proof(self) -> None:
+        verify_signature(
+            b64decode(self.public_key), self.signed_part(), b64decode(self.proof, "proof")
+        )
+
+
+@dataclass(frozen=True)
+class CheckinReport:
+    machine_fingerprint: str
+    key_set_version: int
+    agent_version: str = ""
+
+    @classmethod
+    def from_json(cls, value: Any) -> CheckinReport:
+        if not isinstance(value, dict):
+            raise ProtocolError("check-in: not an object")
+        try:
+            version = int(value.get("key_set_version", 0))
+        except (TypeError, ValueError):
+            raise ProtocolError("key_set_version: an integer") from None
+        return cls(
+            machine_fingerprint=_fact(value.get("machine_fingerprint"), "machine_fingerprint", 128),
+            key_set_version=version,
+            agent_version=_fact(value.get("agent_version"), "agent_version"),
+        )
+
+
+# --- events ------------------------------------------------------------------------
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+EVENT_KINDS = ("command.result", "command.rejected", "log")
+COMMAND_RESULT_STATES = ("succeeded", "failed")
+
+
+@dataclass(frozen=True)
+class Event:
+    uuid: str
+    kind: str
+    occurred_at: int
+    payload: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, value: Any) -> Event:
+        if not isinstance(value, dict):
+            raise ProtocolError("event: not an object")
+        uuid = value.get("uuid")
+        if not isinstance(uuid, str) or not _UUID.match(uuid):
+            raise ProtocolError("uuid: a lowercase UUID")
+        kind = value.get("kind")
+        if kind not in EVENT_KINDS:
+            raise ProtocolError(f"kind: one of {', '.join(EVENT_KINDS)}")
+        payload = value.get("payload")
+        if not isinstance(payload, dict):
+            raise ProtocolError("payload: an object")
+        try:
+            occurred_at = int(value["occurred_at"])
+        except (KeyError, TypeError, ValueError):
+            raise ProtocolError("occurred_at: unix seconds") from None
+        event = cls(uuid, kind, occurred_at, payload)
+        if kind == "command.result":
+            if not isinstance(payload.get("command_id"), int):
+                raise ProtocolError("command.result: command_id must be an integer")
+            if payload.get("status") not in COMMAND_RESULT_STATES:
+                raise ProtocolError("command.result: status is succeeded or failed")
+        if kind == "command.rejected" and not isinstance(payload.get("reason"), str):
+            raise ProtocolError("command.rejected: reason must be text")
+        return event

@@ -1,0 +1,127 @@
+"""The endpoints agents call: trust bundle, registration, check-in, events.
+
+Every call after registration is a signed request (agent/protocol.py); the JSON body
+is read once, verified, then parsed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from agent.protocol import CheckinReport, ProtocolError, RegistrationRequest
+from appliance.api.errors import ApiError
+from appliance.clock import utc_now
+from appliance.ratelimit import RateLimiter
+from appliance.runtime import Appliance
+from appliance.services import agents, enrolment, events, tokens
+from appliance.services.agent_auth import AgentAuthFailed, AgentPrincipal
+
+
+def _appliance(request: Request) -> Appliance:
+    return request.state.appliance
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise ApiError(400, "the body is not valid JSON") from None
+
+
+async def trust(request: Request) -> Response:
+    """Public: the root key chain and the current signed key set. Agents check the root
+    against the fingerprint in their registration token before believing any of it."""
+    return JSONResponse(await _appliance(request).keys.trust_bundle())
+
+
+async def register(request: Request) -> Response:
+    appliance = _appliance(request)
+    ip = client_ip(request)
+    wait = appliance.registration_limiter.acquire(ip)
+    if wait:
+        raise ApiError(
+            429,
+            "too many registration attempts from this address",
+            headers=RateLimiter.retry_after_header(wait),
+        )
+    try:
+        registration = RegistrationRequest.from_json(_json(await request.body()))
+    except ProtocolError as exc:
+        raise ApiError(400, str(exc)) from None
+    try:
+        enrolled = await enrolment.register_agent(
+            appliance.db, registration, source_ip=ip, now=utc_now()
+        )
+    except ProtocolError as exc:
+        raise ApiError(400, f"proof of key possession: {exc}") from None
+    except enrolment.RegistrationRefused as exc:
+        raise ApiError(400, exc.reason) from None
+    except tokens.TokenNotAccepted:
+        raise ApiError(
+            401,
+            "registration token not accepted: it may be wrong, expired, used up or "
+            "revoked; ask your admin for a new one",
+        ) from None
+    return JSONResponse(
+        {
+            "agent_id": enrolled.agent_id,
+            "created": enrolled.created,
+            "poll_interval_s": agents.DEFAULT_POLL_INTERVAL_S,
+        },
+        status_code=201 if enrolled.created else 200,
+    )
+
+
+async def _signed(request: Request) -> tuple[AgentPrincipal, bytes]:
+    body = await request.body()
+    try:
+        principal = await _appliance(request).agent_auth.authenticate(
+            request.method, request.url.path, request.headers, body, client_ip(request)
+        )
+    except AgentAuthFailed as failure:
+        raise ApiError(
+            failure.status, str(failure), errors=[{"field": "signature", "message": failure.reason}]
+        ) from None
+    return principal, body
+
+
+async def checkin(request: Request) -> Response:
+    principal, body = await _signed(request)
+    try:
+        report = CheckinReport.from_json(_json(body))
+    except ProtocolError as exc:
+        raise ApiError(400, str(exc)) from None
+    appliance = _appliance(request)
+    try:
+        answer = await agents.check_in(
+            appliance.db,
+            appliance.keys,
+            principal.agent_id,
+            report,
+            source_ip=client_ip(request),
+            now=utc_now(),
+        )
+    except agents.AgentNotFound:
+        raise ApiError(401, "unknown agent; register it again") from None
+    return JSONResponse(answer.as_json())
+
+
+async def post_events(request: Request) -> Response:
+    principal, body = await _signed(request)
+    payload = _json(body)
+    if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
+        raise ApiError(400, 'expected {"events": [...]}')
+    if len(payload["events"]) > events.MAX_EVENTS_PER_BATCH:
+        raise ApiError(413, f"at most {events.MAX_EVENTS_PER_BATCH} events per batch")
+    result = await events.ingest(
+        _appliance(request).db, principal.agent_id, payload["events"], now=utc_now()
+    )
+    return JSONResponse(result.as_json())

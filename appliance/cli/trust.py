@@ -1,0 +1,174 @@
+"""`token` and `keys`: registration tokens and the signing-key hierarchy."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from agent.protocol import b64encode
+from appliance.cli.common import CliError, add_json, print_json, require_database, subparser
+from appliance.clock import utc_now
+from appliance.durations import parse_duration
+from appliance.services import tokens
+from appliance.services.keys import KeyService, open_key_service
+from appliance.settings import Settings, load_settings
+from appliance.store.database import Database
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = subparser(
+        commands,
+        "token",
+        "registration tokens for agents",
+        "Create, list and revoke registration tokens. A token is printed once and stored\n"
+        "only as a hash; it carries the fingerprint of the appliance's root key, so an\n"
+        "agent verifies the appliance before it trusts it.",
+        "examples:\n  redflag-appliance token create --seats 10 --expires 24h --note 'rack 2'\n"
+        "  redflag-appliance token list\n  redflag-appliance token revoke 3",
+    )
+    parser.add_argument("action", choices=["create", "list", "revoke"])
+    parser.add_argument("token_id", nargs="?", type=int, help="token id (for revoke)")
+    parser.add_argument("--seats", type=int, help="how many agents may use it (default 1)")
+    parser.add_argument("--unlimited", action="store_true", help="no seat limit")
+    parser.add_argument("--expires", default="24h", help="lifetime, e.g. 90m, 24h, 7d")
+    parser.add_argument("--note", default="", help="what it is for")
+    parser.add_argument("--server", help="appliance URL to print in the agent command")
+    add_json(parser)
+    parser.set_defaults(handler=run_token)
+
+    parser = subparser(
+        commands,
+        "keys",
+        "the signing keys: status, rotation, revocation",
+        "status       list root and signing keys and the published key-set version\n"
+        "rotate       add a new signing key; the old one stays valid for --overlap\n"
+        "rotate-root  replace the root key; the old root certifies the new one\n"
+        "revoke KEYID withdraw a signing key NOW (key stolen? see docs/key-rotation.md)\n"
+        "export-root  print the root public key and its fingerprint",
+        "examples:\n  redflag-appliance keys status\n  redflag-appliance keys rotate --overlap 7d\n"
+        "  redflag-appliance keys revoke abcdefghijklmnop",
+    )
+    parser.add_argument(
+        "action", choices=["status", "rotate", "rotate-root", "revoke", "export-root"]
+    )
+    parser.add_argument("key_id", nargs="?", help="key id (for revoke)")
+    parser.add_argument("--overlap", default="7d", help="how long the old key stays valid")
+    add_json(parser)
+    parser.set_defaults(handler=run_keys)
+
+
+def _run(settings: Settings, work: Callable[[Database, KeyService], Awaitable[Any]]) -> Any:
+    require_database(settings)
+
+    async def main() -> Any:
+        db = await Database.open(settings.database_path)
+        try:
+            keys = await open_key_service(db, settings.key_file, initialise=True)
+            return await work(db, keys)
+        finally:
+            await db.close()
+
+    return asyncio.run(main())
+
+
+def run_token(args: argparse.Namespace) -> int:
+    settings = load_settings({"data_dir": args.data_dir})
+    if args.action == "create":
+        try:
+            expires_in = parse_duration(args.expires)
+        except ValueError as exc:
+            raise CliError(f"--expires: {exc}") from None
+        seats = None if args.unlimited else (args.seats or 1)
+
+        async def create(db: Database, keys: KeyService) -> tuple[str, tokens.TokenInfo]:
+            return await tokens.create_token(
+                db,
+                root_fingerprint=await keys.root_fingerprint(),
+                seats=seats,
+                expires_in=expires_in,
+                note=args.note,
+                actor="cli",
+            )
+
+        try:
+            token, info = _run(settings, create)
+        except tokens.InvalidTokenRequest as exc:
+            raise CliError(str(exc)) from None
+        server = args.server or f"http://{settings.host}:{settings.port}"
+        if args.json:
+            print_json({"token": token, **info.as_json(utc_now())})
+        else:
+            print(token)
+            print(
+                f"\nseats: {seats or 'unlimited'}, expires {info.expires_at}; it is shown "
+                "only now.\nOn each host, run:\n"
+                f"  redflag-agent register --server {server} --token {token}"
+            )
+        return 0
+    if args.action == "list":
+        found = _run(settings, lambda db, _keys: tokens.list_tokens(db))
+        now = utc_now()
+        if args.json:
+            print_json([t.as_json(now) for t in found])
+        for info in [] if args.json else found:
+            seats = f"{info.seats_used}/{info.seats_total or '∞'}"
+            print(
+                f"{info.id:>4}  {info.state(now):<8} seats {seats:<9} expires "
+                f"{info.expires_at or 'never':<21} {info.note}"
+            )
+        return 0
+    if args.token_id is None:
+        raise CliError("usage: redflag-appliance token revoke TOKEN_ID", 2)
+    revoked = _run(settings, lambda db, _k: tokens.revoke_token(db, args.token_id, actor="cli"))
+    if not revoked:
+        raise CliError(f"no active token {args.token_id}; 'token list' shows them")
+    print(f"revoked token {args.token_id}")
+    return 0
+
+
+def run_keys(args: argparse.Namespace) -> int:
+    settings = load_settings({"data_dir": args.data_dir})
+    action = args.action
+    if action == "revoke" and not args.key_id:
+        raise CliError("usage: redflag-appliance keys revoke KEYID", 2)
+    try:
+        overlap = parse_duration(args.overlap) if action == "rotate" else timedelta(0)
+    except ValueError as exc:
+        raise CliError(f"--overlap: {exc}") from None
+
+    async def work(db: Database, keys: KeyService) -> dict[str, Any]:
+        if action == "rotate":
+            await keys.rotate(actor="cli", overlap=overlap)
+        elif action == "rotate-root":
+            await keys.rotate_root(actor="cli")
+        elif action == "revoke":
+            await keys.revoke(args.key_id, actor="cli")
+        elif action == "export-root":
+            root = await keys.root()
+            return {
+                "key_id": root.key_id,
+                "public_key": b64encode(root.public_key),
+                "fingerprint": await keys.root_fingerprint(),
+            }
+        return await keys.status()
+
+    result = _run(settings, work)
+    if args.json:
+        print_json(result)
+    elif action == "export-root":
+        print(
+            f"root key {result['key_id']}\npublic key  {result['public_key']}\n"
+            f"fingerprint {result['fingerprint']}"
+        )
+    else:
+        print(
+            f"key set version {result['key_set_version']}, root fingerprint "
+            f"{result['root_fingerprint']}"
+        )
+        for key in result["keys"]:
+            until = key["not_after"] or "-"
+            print(f"  {key['key_id']}  {key['purpose']:<8} {key['state']:<8} until {until}")
+    return 0

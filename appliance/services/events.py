@@ -1,0 +1,88 @@
+"""Ingest of agent events: idempotent on the event UUID, validated one by one."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.protocol import Event, ProtocolError
+from agent.sanitise import sanitise_fields, sanitise_text
+from appliance.clock import iso
+from appliance.store import commands as commands_store
+from appliance.store import events as events_store
+from appliance.store.database import Database
+
+MAX_EVENTS_PER_BATCH = 500
+
+
+@dataclass
+class IngestResult:
+    accepted: list[str] = field(default_factory=list)  # new or already known: ack both
+    rejected: list[dict[str, str]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "rejected": self.rejected}
+
+
+async def ingest(
+    db: Database, agent_id: str, raw_events: list[Any], *, now: datetime
+) -> IngestResult:
+    result = IngestResult()
+    valid: list[Event] = []
+    for index, raw in enumerate(raw_events[:MAX_EVENTS_PER_BATCH]):
+        try:
+            valid.append(Event.from_json(raw))
+        except ProtocolError as exc:
+            uuid = raw.get("uuid") if isinstance(raw, dict) else None
+            result.rejected.append(
+                {"uuid": sanitise_text(uuid or f"#{index}", 64), "reason": str(exc)}
+            )
+    async with db.write() as conn:
+        for event in valid:
+            payload = sanitise_fields(event.payload, max_chars=65_536)
+            is_new = await events_store.insert_once(
+                conn,
+                uuid=event.uuid,
+                agent_id=agent_id,
+                kind=event.kind,
+                occurred_at=iso(datetime.fromtimestamp(event.occurred_at, UTC)),
+                received_at=iso(now),
+                payload=json.dumps(payload),
+            )
+            if is_new:
+                await _apply(conn, agent_id, event.kind, payload, now)
+            result.accepted.append(event.uuid)
+    return result
+
+
+async def _apply(
+    conn: Any, agent_id: str, kind: str, payload: dict[str, Any], now: datetime
+) -> None:
+    if kind == "command.result":
+        await commands_store.finish(
+            conn,
+            int(payload["command_id"]),
+            agent_id,
+            status=str(payload["status"]),
+            at=iso(now),
+            result=json.dumps(payload.get("result")),
+            error=sanitise_text(payload["error"], 2000) if payload.get("error") else None,
+        )
+    elif (
+        kind == "command.rejected"
+        and isinstance(payload.get("command_id"), int)
+        # Only an envelope whose signature verified names a real command; the id in a
+        # forged one must not be able to fail a genuine command.
+        and payload.get("signature_valid") is True
+    ):
+        await commands_store.finish(
+            conn,
+            payload["command_id"],
+            agent_id,
+            status="failed",
+            at=iso(now),
+            result=None,
+            error=f"rejected by the agent: {payload['reason']}",
+        )

@@ -1,0 +1,109 @@
+"""SQL for commands and their lifecycle."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import aiosqlite
+
+_COLUMNS = (
+    "id, agent_id, seq, kind, params, status, idempotency_key, created_by, created_at, "
+    "sent_at, acknowledged_at, started_at, finished_at, expires_at, timeout_s, attempts, "
+    "max_attempts, result, error"
+)
+
+
+async def insert(
+    conn: aiosqlite.Connection,
+    *,
+    agent_id: str,
+    seq: int,
+    kind: str,
+    params: str,
+    idempotency_key: str | None,
+    created_by: str,
+    created_at: str,
+    expires_at: str,
+    timeout_s: int,
+) -> int:
+    cursor = await conn.execute(
+        "INSERT INTO commands (agent_id, seq, kind, params, idempotency_key, created_by, "
+        "created_at, expires_at, timeout_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            agent_id,
+            seq,
+            kind,
+            params,
+            idempotency_key,
+            created_by,
+            created_at,
+            expires_at,
+            timeout_s,
+        ),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+async def by_idempotency_key(conn: aiosqlite.Connection, key: str) -> sqlite3.Row | None:
+    async with conn.execute(
+        f"SELECT {_COLUMNS} FROM commands WHERE idempotency_key = ?",  # noqa: S608
+        (key,),
+    ) as cursor:
+        return await cursor.fetchone()
+
+
+async def by_id(conn: aiosqlite.Connection, command_id: int) -> sqlite3.Row | None:
+    async with conn.execute(
+        f"SELECT {_COLUMNS} FROM commands WHERE id = ?",  # noqa: S608
+        (command_id,),
+    ) as cursor:
+        return await cursor.fetchone()
+
+
+async def for_agent(
+    conn: aiosqlite.Connection, agent_id: str, limit: int = 100
+) -> list[sqlite3.Row]:
+    async with conn.execute(
+        f"SELECT {_COLUMNS} FROM commands WHERE agent_id = ? "  # noqa: S608
+        "ORDER BY created_at DESC, seq DESC LIMIT ?",
+        (agent_id, limit),
+    ) as cursor:
+        return list(await cursor.fetchall())
+
+
+async def deliverable(conn: aiosqlite.Connection, agent_id: str, now: str) -> list[sqlite3.Row]:
+    """Commands to (re)send: not yet acknowledged and not expired, in sequence order."""
+    async with conn.execute(
+        f"SELECT {_COLUMNS} FROM commands WHERE agent_id = ? "  # noqa: S608
+        "AND status IN ('created', 'sent') AND expires_at > ? ORDER BY seq",
+        (agent_id, now),
+    ) as cursor:
+        return list(await cursor.fetchall())
+
+
+async def mark_sent(conn: aiosqlite.Connection, command_id: int, at: str) -> None:
+    await conn.execute(
+        "UPDATE commands SET status = 'sent', sent_at = coalesce(sent_at, ?), "
+        "attempts = attempts + 1 WHERE id = ? AND status IN ('created', 'sent')",
+        (at, command_id),
+    )
+
+
+async def finish(
+    conn: aiosqlite.Connection,
+    command_id: int,
+    agent_id: str,
+    *,
+    status: str,
+    at: str,
+    result: str | None,
+    error: str | None,
+) -> bool:
+    """Record the outcome once; a result for another agent's command changes nothing."""
+    cursor = await conn.execute(
+        "UPDATE commands SET status = ?, finished_at = ?, result = ?, error = ? "
+        "WHERE id = ? AND agent_id = ? AND status IN ('created', 'sent', 'acknowledged', "
+        "'running')",
+        (status, at, result, error, command_id, agent_id),
+    )
+    return cursor.rowcount == 1

@@ -1,0 +1,35 @@
+"""SQL for events received from agents."""
+
+from __future__ import annotations
+
+import aiosqlite
+
+
+async def insert_once(
+    conn: aiosqlite.Connection,
+    *,
+    uuid: str,
+    agent_id: str,
+    kind: str,
+    occurred_at: str,
+    received_at: str,
+    payload: str,
+) -> bool:
+    """Store an event unless its UUID was seen before; True when it is new."""
+    cursor = await conn.execute(
+        "INSERT INTO events (uuid, agent_id, kind, occurred_at, received_at, payload) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (uuid) DO NOTHING",
+        (uuid, agent_id, kind, occurred_at, received_at, payload),
+    )
+    return cursor.rowcount == 1
+
+
+async def for_agent(
+    conn: aiosqlite.Connection, agent_id: str, kind: str | None = None, limit: int = 100
+) -> list[aiosqlite.Row]:
+    async with conn.execute(
+        "SELECT uuid, kind, occurred_at, received_at, payload FROM events "
+        "WHERE agent_id = ? AND (? IS NULL OR kind = ?) ORDER BY received_at DESC LIMIT ?",
+        (agent_id, kind, kind, limit),
+    ) as cursor:
+        return list(await cursor.fetchall())

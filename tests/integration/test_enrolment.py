@@ -1,0 +1,142 @@
+"""Registration: tokens with seats, expiry and revocation; no trust on first use."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from agent.client import ApplianceError
+from agent.enrol import Identity, register
+from agent.trust import TrustError
+from tests.integration.conftest import Fleet, host_facts
+from tests.support import key_file_for, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_registering_takes_a_seat_and_registering_again_is_idempotent(fleet: Fleet) -> None:
+    token = fleet.registration_token(seats=2)
+    state_dir = fleet.enrol(token=token)
+    identity = Identity.load(state_dir)
+    assert identity is not None
+    assert fleet.tokens()[0]["seats_used"] == 1 and fleet.tokens()[0]["state"] == "active"
+
+    again, created = register(state_dir, fleet.appliance.url, token, host_facts())
+    assert not created and again.agent_id == identity.agent_id
+    assert fleet.db_rows("SELECT count(*) FROM agents") == [(1,)]
+    assert fleet.tokens()[0]["seats_used"] == 1
+    audit = fleet.db_rows("SELECT action, target FROM audit_log WHERE action LIKE 'agent.%'")
+    assert audit == [("agent.registered", identity.agent_id)]
+
+
+def assert_nothing_saved(state_dir: Path) -> None:
+    assert not state_dir.exists() or sorted(p.name for p in state_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("problem", ["expired", "used up", "revoked", "unknown"])
+def test_a_token_that_is_not_valid_is_refused_without_a_hint(fleet: Fleet, problem: str) -> None:
+    token = fleet.registration_token(seats=1)
+    token_id = fleet.tokens()[0]["id"]
+    if problem == "expired":
+        fleet.db_execute("UPDATE registration_tokens SET expires_at = '2020-01-01T00:00:00Z'")
+    elif problem == "used up":
+        fleet.enrol(token=token)
+    elif problem == "revoked":
+        assert fleet.api("POST", f"/tokens/{token_id}/revoke").status_code == 200
+    else:
+        secret, fingerprint = token.split(".")
+        token = secret[:-4] + "AAAA." + fingerprint
+    state_dir = fleet.state_dir()
+    with pytest.raises(ApplianceError) as refused:
+        register(state_dir, fleet.appliance.url, token, host_facts())
+    assert refused.value.status == 401
+    assert refused.value.error.startswith("registration token not accepted")
+    assert_nothing_saved(state_dir)
+    reasons = fleet.db_rows(
+        "SELECT json_extract(details, '$.reason') FROM audit_log "
+        "WHERE action = 'agent.registration_refused'"
+    )
+    assert reasons == [(problem,)]
+
+
+def test_a_token_with_the_wrong_root_fingerprint_is_refused_before_registering(
+    fleet: Fleet,
+) -> None:
+    token = fleet.registration_token()
+    secret, _ = token.split(".")
+    impostor = f"{secret}.{'a' * 32}"
+    state_dir = fleet.state_dir()
+    with pytest.raises(TrustError, match="does not match the fingerprint"):
+        register(state_dir, fleet.appliance.url, impostor, host_facts())
+    assert_nothing_saved(state_dir)
+    # The agent never sent the token: no seat taken, nothing registered.
+    assert fleet.db_rows("SELECT seats_used FROM registration_tokens") == [(0,)]
+    assert fleet.db_rows("SELECT count(*) FROM agents") == [(0,)]
+
+
+def test_private_key_files_are_readable_by_their_owner_only(fleet: Fleet) -> None:
+    state_dir = fleet.enrol()
+    for path in (state_dir / "agent.key", key_file_for(fleet.appliance.data_dir)):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+
+
+def test_the_agent_cli_registers_and_reports_status(fleet: Fleet) -> None:
+    import subprocess
+    import sys
+
+    state_dir = fleet.state_dir()
+    token = fleet.registration_token()
+    command = [
+        sys.executable,
+        "-m",
+        "agent",
+        "register",
+        "--server",
+        fleet.appliance.url,
+        "--token",
+        token,
+        "--state-dir",
+        str(state_dir),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "registered as agent" in result.stdout
+    status = subprocess.run(
+        [sys.executable, "-m", "agent", "status", "--json", "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert status.returncode == 0 and '"key_set_version": 1' in status.stdout
+    bad = subprocess.run(
+        [*command[:-4], "--token", "not-a-token", "--state-dir", str(fleet.state_dir())],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("redflag-agent: error: registration token: expected")
+    assert token.split(".")[0] not in result.stdout + result.stderr
+
+
+def test_token_create_cli_prints_the_agent_command(fleet: Fleet) -> None:
+    result = run_cli(
+        "token",
+        "create",
+        "--seats",
+        "3",
+        "--expires",
+        "2h",
+        "--data-dir",
+        str(fleet.appliance.data_dir),
+    )
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.splitlines()[0]
+    assert token.startswith("rf_reg_")
+    assert f"redflag-agent register --server http://127.0.0.1:8080 --token {token}" in result.stdout
+    fleet.secrets.append(token.split(".")[0])
+    listed = run_cli("token", "list", "--data-dir", str(fleet.appliance.data_dir))
+    assert "seats 0/3" in listed.stdout
