@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -75,3 +76,37 @@ def _restore_root_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+SECRET_PATTERNS = re.compile(
+    r"rf_(?:reg|api|ses)_(?!\[REDACTED\])[A-Za-z0-9_-]{20,}|-----BEGIN [A-Z ]*PRIVATE KEY-----"
+)
+
+
+class _RecordKeeper(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # The raw record, before the formatter redacts: code must not even try.
+        fields = getattr(record, "fields", None)
+        self.lines.append(f"{record.getMessage()} {fields!r} {record.exc_text or ''}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Across the whole suite: no token or private key in any log line, whether logged
+    in this process or by an appliance process the tests started."""
+    keeper = _RecordKeeper()
+    logging.getLogger().addHandler(keeper)
+    yield
+    logging.getLogger().removeHandler(keeper)
+    leaks = [line for line in keeper.lines if SECRET_PATTERNS.search(line)]
+    for log_file in tmp_path_factory.getbasetemp().rglob("appliance-*.log"):
+        leaks += [
+            line
+            for line in log_file.read_text(errors="replace").splitlines()
+            if SECRET_PATTERNS.search(line)
+        ]
+    assert not leaks, f"secrets in logs: {leaks[:3]}"

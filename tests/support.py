@@ -75,10 +75,13 @@ class RunningAppliance:
         return self.process.returncode
 
 
-def start_appliance(data_dir: Path, *extra: str, deadline_s: float = 30) -> RunningAppliance:
-    """Start `redflag-appliance serve` on a free loopback port and wait for /healthz."""
+def start_appliance(
+    data_dir: Path, *extra: str, port: int | None = None, deadline_s: float = 30
+) -> RunningAppliance:
+    """Start `redflag-appliance serve` on loopback (a free port unless given) and wait
+    for /healthz."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     log_path = data_dir.parent / f"appliance-{port}.log"
     log = open(log_path, "w")  # noqa: SIM115 (lives as long as the process)
     process = subprocess.Popen(

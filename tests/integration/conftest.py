@@ -192,8 +192,10 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
         fleet = Fleet(running, token, tmp_path, secrets=[token, master_key])
         yield fleet
         # No secret that passed through this test may appear in the appliance's log.
-        log = running.log()
+        log = fleet.appliance.log()
         for secret in fleet.secrets:
             assert secret not in log, "a secret reached the log"
     finally:
         running.stop()
+        if "fleet" in locals():
+            fleet.appliance.stop()
