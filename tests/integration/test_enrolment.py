@@ -6,6 +6,7 @@ import os
 import stat
 from pathlib import Path
 
+import httpx
 import pytest
 
 from agent.client import ApplianceError
@@ -140,3 +141,51 @@ def test_token_create_cli_prints_the_agent_command(fleet: Fleet) -> None:
     fleet.secrets.append(token.split(".")[0])
     listed = run_cli("token", "list", "--data-dir", str(fleet.appliance.data_dir))
     assert "seats 0/3" in listed.stdout
+
+
+def test_registration_is_rate_limited_per_address(fleet: Fleet) -> None:
+    answers = []
+    for _ in range(12):
+        response = httpx.post(f"{fleet.appliance.url}/api/v1/agents/register", json={})
+        answers.append(response.status_code)
+        if response.status_code == 429:
+            assert int(response.headers["Retry-After"]) >= 1
+            assert response.json()["error"] == "too many registration attempts from this address"
+            break
+    assert answers[:10] == [400] * 10 and answers[-1] == 429
+    metrics = httpx.get(f"{fleet.appliance.url}/metrics").text
+    assert 'redflag_rate_limited_total{limiter="registration"} 1.0' in metrics
+
+
+def test_admin_endpoints_need_the_admin_role_and_a_token(fleet: Fleet, tmp_path: Path) -> None:
+    data_dir = str(fleet.appliance.data_dir)
+    assert httpx.post(f"{fleet.appliance.url}/api/v1/tokens", json={}).status_code == 401
+    created = run_cli(
+        "user",
+        "create",
+        "vera",
+        "--role",
+        "viewer",
+        "--password-stdin",
+        "--data-dir",
+        data_dir,
+        input_text="a long viewer password\n",
+    )
+    assert created.returncode == 0, created.stderr
+    issued = run_cli(
+        "api-token", "create", "--user", "vera", "--name", "ro", "--data-dir", data_dir
+    )
+    assert issued.returncode == 0, issued.stderr
+    viewer = issued.stdout.strip()
+    fleet.secrets.append(viewer)
+    headers = {"Authorization": f"Bearer {viewer}"}
+    refused = httpx.post(f"{fleet.appliance.url}/api/v1/tokens", json={}, headers=headers)
+    assert refused.status_code == 403
+    assert httpx.get(f"{fleet.appliance.url}/api/v1/keys", headers=headers).status_code == 200
+
+
+def test_export_root_prints_the_fingerprint_tokens_carry(fleet: Fleet) -> None:
+    token = fleet.registration_token()
+    result = run_cli("keys", "export-root", "--data-dir", str(fleet.appliance.data_dir))
+    assert result.returncode == 0, result.stderr
+    assert f"fingerprint {token.split('.')[1]}" in result.stdout
