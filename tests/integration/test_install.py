@@ -258,6 +258,17 @@ def test_user_install_serves_healthz_and_keeps_data_on_rerun(tmp_path: Path) -> 
     assert sorted(p.name for p in data.iterdir()) == files_before
     assert (REPO / "build").exists() == build_dir_existed, "pip built inside the checkout"
 
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = str(busy.getsockname()[1])
+        in_use = run_install("--venv", str(venv), "--data-dir", str(data), "--port", taken, env=env)
+
+    assert in_use.returncode == 1
+    assert f"port {taken} on 127.0.0.1 is already in use" in in_use.stderr
+    assert "--port" in in_use.stderr
+    assert file_identity(database) == before
+
 
 # A system install, as root, sandboxed.
 
