@@ -17,6 +17,8 @@ from typing import Any
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
+from agent.sanitise import sanitise_text
+
 PROTOCOL_VERSION = 1
 CLOCK_WINDOW_S = 300  # how far an agent's clock may be from the appliance's
 
@@ -410,11 +412,15 @@ class RegistrationRequest:
         )
 
 
+_BREAKER_STATES = ("closed", "open", "half_open")
+
+
 @dataclass(frozen=True)
 class CheckinReport:
     machine_fingerprint: str
     key_set_version: int
     agent_version: str = ""
+    breakers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, value: Any) -> CheckinReport:
@@ -428,13 +434,39 @@ class CheckinReport:
             machine_fingerprint=_fact(value.get("machine_fingerprint"), "machine_fingerprint", 128),
             key_set_version=version,
             agent_version=_fact(value.get("agent_version"), "agent_version"),
+            breakers=_breakers(value.get("breakers")),
         )
+
+
+def _breakers(value: Any) -> dict[str, dict[str, Any]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > 50:
+        raise ProtocolError("breakers: an object of at most 50 entries")
+    breakers = {}
+    for name, snapshot in value.items():
+        if not isinstance(snapshot, dict) or snapshot.get("state") not in _BREAKER_STATES:
+            raise ProtocolError(f"breakers.{name}: state is one of {', '.join(_BREAKER_STATES)}")
+        breakers[_fact(name, "breaker name", 64)] = {
+            "state": snapshot["state"],
+            "consecutive_failures": int(snapshot.get("consecutive_failures") or 0),
+            "last_error": sanitise_text(snapshot.get("last_error") or "", 500),
+        }
+    return breakers
 
 
 # --- events ------------------------------------------------------------------------
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-EVENT_KINDS = ("command.result", "command.rejected", "log")
+EVENT_KINDS = (
+    "command.ack",
+    "command.result",
+    "command.rejected",
+    "scan.report",
+    "scanner.failed",
+    "system.info",
+    "log",
+)
 COMMAND_RESULT_STATES = ("succeeded", "failed")
 
 
@@ -466,6 +498,8 @@ class Event:
         except (KeyError, TypeError, ValueError):
             raise ProtocolError("occurred_at: unix seconds") from None
         event = cls(uuid, kind, occurred_at, payload)
+        if kind == "command.ack" and not isinstance(payload.get("command_id"), int):
+            raise ProtocolError("command.ack: command_id must be an integer")
         if kind == "command.result":
             if not isinstance(payload.get("command_id"), int):
                 raise ProtocolError("command.result: command_id must be an integer")

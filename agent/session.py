@@ -1,14 +1,11 @@
-"""One registered agent talking to its appliance: check in, verify and run commands,
-report results and rejections.
-
-(The durable outbox and the daemon loop build on this; see the Agent issue.)
+"""One registered agent talking to its appliance: check in, verify and run commands;
+everything to report goes through the durable outbox.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +15,16 @@ import httpx
 
 from agent import state
 from agent.client import ApplianceClient
+from agent.drain import Drainer, DrainPolicy
 from agent.enrol import Identity
+from agent.outbox import OUTBOX_FILE, Outbox, Priority
 from agent.protocol import Command, HostFacts
 from agent.trust import CommandRejected, TrustError, TrustState, update, verify_command
 
 logger = logging.getLogger("redflag.agent")
+
+RAPID_POLL_S = 5
+RAPID_MAX_S = 3600
 
 
 class NotRegistered(RuntimeError):
@@ -37,15 +39,6 @@ class CheckinOutcome:
     poll_interval_s: int = 300
 
 
-def run_builtin(command: Command) -> dict[str, Any]:
-    """The commands every agent understands; scanners and installers add more."""
-    if command.kind == "noop":
-        return {}
-    if command.kind == "echo":
-        return {"echo": command.params.get("text", "")}
-    raise ValueError(f"unknown command kind {command.kind!r}")
-
-
 class AgentSession:
     def __init__(
         self,
@@ -53,6 +46,8 @@ class AgentSession:
         *,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
+        outbox: Outbox | None = None,
+        drain_policy: DrainPolicy | None = None,
     ):
         identity = Identity.load(state_dir)
         trust = state.read_json(state_dir, state.TRUST_FILE)
@@ -66,20 +61,31 @@ class AgentSession:
         self.key = state.load_or_create_key(state_dir)
         self.clock = clock
         self.client = ApplianceClient(identity.server, transport=transport, clock=clock)
+        self.outbox = outbox or Outbox(state_dir / OUTBOX_FILE, clock=clock)
+        self.drainer = Drainer(self.outbox, self.send_events, drain_policy or DrainPolicy())
+        self.rapid_until = 0.0
+        # Commands this agent knows how to run; the daemon adds scanners/installers.
+        self.handlers: dict[str, Callable[[Command], dict[str, Any]]] = {
+            "noop": lambda command: {},
+            "echo": lambda command: {"echo": command.params.get("text", "")},
+            "rapid_mode": self._rapid_mode,
+        }
 
     def close(self) -> None:
         self.client.close()
+        self.outbox.close()
 
     def _post(self, path: str, payload: Any) -> Any:
         return self.client.post_signed(path, payload, self.identity.agent_id, self.key)
 
-    def check_in(self, facts: HostFacts) -> CheckinOutcome:
+    def check_in(self, facts: HostFacts, breakers: dict[str, Any] | None = None) -> CheckinOutcome:
         answer = self._post(
             "/agent/checkin",
             {
                 "machine_fingerprint": facts.machine_fingerprint,
                 "key_set_version": self.trust.key_set_version,
                 "agent_version": facts.agent_version,
+                "breakers": breakers or {},
             },
         )
         outcome = CheckinOutcome(poll_interval_s=int(answer.get("poll_interval_s") or 300))
@@ -92,14 +98,28 @@ class AgentSession:
                     "key set refused",
                     extra={"event": "agent.key_set_refused", "fields": {"reason": str(exc)}},
                 )
-        events = []
         for envelope in answer.get("commands") or []:
-            events.append(self._handle(envelope, outcome))
-        if events:
-            self.send_events(events)
+            self._handle(envelope, outcome)
         return outcome
 
-    def _handle(self, envelope: Any, outcome: CheckinOutcome) -> dict[str, Any]:
+    def sync(self, facts: HostFacts, max_batches: int = 1000) -> CheckinOutcome:
+        """Check in, then drain the outbox until it is empty or the appliance says wait."""
+        outcome = self.check_in(facts)
+        self.drain(max_batches)
+        return outcome
+
+    def drain(self, max_batches: int = 1000) -> None:
+        for _ in range(max_batches):
+            step = self.drainer.step()
+            if step.idle or step.wait_s:
+                return
+
+    def poll_interval(self, appliance_interval: int) -> float:
+        if self.clock() < self.rapid_until:
+            return RAPID_POLL_S
+        return appliance_interval
+
+    def _handle(self, envelope: Any, outcome: CheckinOutcome) -> None:
         now = int(self.clock())
         try:
             command = verify_command(self.trust, envelope, self.identity.agent_id, now)
@@ -112,7 +132,7 @@ class AgentSession:
                     "fields": {"reason": rejected.reason, "detail": rejected.detail},
                 },
             )
-            return self._event(
+            self.outbox.add(
                 "command.rejected",
                 {
                     "reason": rejected.reason,
@@ -120,37 +140,54 @@ class AgentSession:
                     "command_id": rejected.command_id,
                     "signature_valid": rejected.signature_valid,
                 },
+                Priority.COMMAND_RESULT,
             )
+            return
         # Remember the sequence before running, so a crash cannot lead to a replay.
         self._save_trust(TrustState(**{**vars(self.trust), "last_seq": command.seq}))
+        self.outbox.add("command.ack", {"command_id": command.command_id}, Priority.COMMAND_RESULT)
+        handler = self.handlers.get(command.kind)
         try:
-            result = run_builtin(command)
+            if handler is None:
+                raise ValueError(f"this agent does not know command {command.kind!r}")
+            result = handler(command)
         except Exception as exc:
-            return self._event(
+            # A bad command never stops the agent: it becomes a failed result.
+            logger.warning(
+                "command failed",
+                exc_info=True,
+                extra={
+                    "event": "agent.command_failed",
+                    "fields": {"command_id": command.command_id},
+                },
+            )
+            self.outbox.add(
                 "command.result",
                 {
                     "command_id": command.command_id,
                     "status": "failed",
                     "error": f"{type(exc).__name__}: {exc}",
                 },
+                Priority.COMMAND_RESULT,
             )
+            return
         outcome.ran.append(command.command_id)
-        return self._event(
+        self.outbox.add(
             "command.result",
             {
                 "command_id": command.command_id,
                 "status": "succeeded",
                 "result": result,
             },
+            Priority.COMMAND_RESULT,
         )
 
-    def _event(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "uuid": str(uuid.uuid4()),
-            "kind": kind,
-            "occurred_at": int(self.clock()),
-            "payload": payload,
-        }
+    def _rapid_mode(self, command: Command) -> dict[str, Any]:
+        seconds = command.params.get("seconds", 600)
+        if not isinstance(seconds, int) or not 0 <= seconds <= RAPID_MAX_S:
+            raise ValueError(f"rapid_mode seconds must be 0-{RAPID_MAX_S}")
+        self.rapid_until = self.clock() + seconds
+        return {"rapid_until": int(self.rapid_until)}
 
     def send_events(self, events: list[dict[str, Any]]) -> Any:
         return self._post("/agent/events", {"events": events})

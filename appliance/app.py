@@ -27,12 +27,15 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Appliance]]:
         appliance = await Appliance.start(settings, metrics)
         stopping = asyncio.Event()
-        loop = asyncio.create_task(appliance.scheduler.run_forever(stopping), name="scheduler")
+        loops = [
+            asyncio.create_task(appliance.scheduler.run_forever(stopping), name="scheduler"),
+            asyncio.create_task(appliance.presence.run(stopping), name="presence"),
+        ]
         try:
             yield {"appliance": appliance}
         finally:
             stopping.set()
-            await loop
+            await asyncio.gather(*loops)
             await appliance.close()
 
     api = "/api/v1"

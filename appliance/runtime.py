@@ -8,14 +8,16 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from appliance.clock import utc_now
+from appliance.limits import Limits
 from appliance.logs import log_event
 from appliance.metrics import CountsCollector, GaugeCollector, Metrics, SchedulerCollector
-from appliance.ratelimit import RateLimiter
-from appliance.scheduler import Job, Scheduler
-from appliance.services import backups, health
+from appliance.scheduler import Job, Scheduler, every
+from appliance.services import agents, backups, commands, health
 from appliance.services import settings as runtime_settings
 from appliance.services.agent_auth import AgentAuthenticator
 from appliance.services.keys import KeyService, open_key_service
+from appliance.services.presence import PresenceBuffer
 from appliance.settings import Settings
 from appliance.store.database import Database
 from appliance.store.migrations import load_migrations
@@ -39,22 +41,39 @@ class Appliance:
     schema_version: int = 0
     keys: KeyService = field(init=False)
     agent_auth: AgentAuthenticator = field(init=False)
-    # Registration is the one unauthenticated write: a few tries a minute per address.
-    registration_limiter: RateLimiter = field(
-        default_factory=lambda: RateLimiter(rate=10 / 60, burst=10)
-    )
+    limits: Limits = field(default_factory=Limits)
+    presence: PresenceBuffer = field(init=False)
 
     def __post_init__(self) -> None:
         self.agent_auth = AgentAuthenticator(self.db)
+        self.presence = PresenceBuffer(self.db)
         self.scheduler = Scheduler(
             self.db,
             jobs=[
                 Job(
-                    name="backup",
-                    run=self.run_scheduled_backup,
-                    interval=self._backup_interval,
+                    "backup",
+                    self.run_scheduled_backup,
+                    self._backup_interval,
                     first_run_delay=timedelta(minutes=5),
-                )
+                ),
+                Job(
+                    "reload_settings",
+                    self.refresh_gauges,
+                    every(seconds=10),
+                    first_run_delay=timedelta(0),
+                ),
+                Job(
+                    "command_timeouts",
+                    self._time_out_commands,
+                    every(seconds=30),
+                    first_run_delay=timedelta(seconds=30),
+                ),
+                Job(
+                    "offline_agents",
+                    self._mark_offline_agents,
+                    every(seconds=60),
+                    first_run_delay=timedelta(seconds=60),
+                ),
             ],
             tick_seconds=self.settings.scheduler_tick_seconds,
         )
@@ -72,7 +91,7 @@ class Appliance:
                 "redflag_rate_limited",
                 "Requests answered 429, by limiter",
                 "limiter",
-                lambda: {"registration": self.registration_limiter.rejected},
+                self.limits.rejected,
             )
         )
         self.metrics.watch(
@@ -121,6 +140,18 @@ class Appliance:
 
     async def refresh_gauges(self) -> None:
         self.tunables = await runtime_settings.current(self.db)
+        self.limits.apply(self.tunables)
+
+    async def _time_out_commands(self) -> None:
+        timed_out = await commands.enforce_timeouts(self.db, now=utc_now())
+        if timed_out:
+            log_event(logger, logging.INFO, "commands.timed_out", count=len(timed_out))
+
+    async def _mark_offline_agents(self) -> None:
+        cutoff = utc_now() - timedelta(seconds=self.tunables["offline_after_s"])
+        gone = await agents.mark_offline_agents(self.db, older_than=cutoff)
+        if gone:
+            log_event(logger, logging.INFO, "agents.offline", count=len(gone))
 
     def heartbeat_limit_s(self) -> float:
         return max(90.0, 3 * self.settings.scheduler_tick_seconds)

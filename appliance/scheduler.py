@@ -36,6 +36,15 @@ def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def every(**delta: float) -> Callable[[], Awaitable[timedelta]]:
+    """A fixed interval, for jobs that do not follow a setting."""
+
+    async def interval() -> timedelta:
+        return timedelta(**delta)
+
+    return interval
+
+
 @dataclass
 class Job:
     name: str

@@ -29,6 +29,12 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
+def _limit(limiter: RateLimiter, key: str, message: str) -> None:
+    wait = limiter.acquire(key)
+    if wait:
+        raise ApiError(429, message, headers=RateLimiter.retry_after_header(wait))
+
+
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
@@ -45,13 +51,7 @@ async def trust(request: Request) -> Response:
 async def register(request: Request) -> Response:
     appliance = _appliance(request)
     ip = client_ip(request)
-    wait = appliance.registration_limiter.acquire(ip)
-    if wait:
-        raise ApiError(
-            429,
-            "too many registration attempts from this address",
-            headers=RateLimiter.retry_after_header(wait),
-        )
+    _limit(appliance.limits.registration, ip, "too many registration attempts from this address")
     try:
         registration = RegistrationRequest.from_json(_json(await request.body()))
     except ProtocolError as exc:
@@ -95,15 +95,17 @@ async def _signed(request: Request) -> tuple[AgentPrincipal, bytes]:
 
 async def checkin(request: Request) -> Response:
     principal, body = await _signed(request)
+    appliance = _appliance(request)
+    _limit(appliance.limits.checkin, principal.agent_id, "check-ins too frequent; wait")
     try:
         report = CheckinReport.from_json(_json(body))
     except ProtocolError as exc:
         raise ApiError(400, str(exc)) from None
-    appliance = _appliance(request)
     try:
         answer = await agents.check_in(
             appliance.db,
             appliance.keys,
+            appliance.presence,
             principal.agent_id,
             report,
             source_ip=client_ip(request),
@@ -116,6 +118,7 @@ async def checkin(request: Request) -> Response:
 
 async def post_events(request: Request) -> Response:
     principal, body = await _signed(request)
+    _limit(_appliance(request).limits.events, principal.agent_id, "event batches too frequent")
     payload = _json(body)
     if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
         raise ApiError(400, 'expected {"events": [...]}')

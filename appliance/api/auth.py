@@ -8,6 +8,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from appliance.api.errors import ApiError
+from appliance.ratelimit import RateLimiter
 from appliance.runtime import Appliance
 from appliance.services import users
 from appliance.services.users import Principal
@@ -19,6 +20,14 @@ async def require_role(request: Request, needed: str) -> Principal:
     principal = await authenticate(request)
     if not users.role_allows(principal.role, needed):
         raise ApiError(403, f"this needs the {needed} role")
+    if request.method not in ("GET", "HEAD"):
+        wait = request.state.appliance.limits.admin_writes.acquire(principal.username)
+        if wait:
+            raise ApiError(
+                429,
+                "too many changes in a short time; wait a moment",
+                headers=RateLimiter.retry_after_header(wait),
+            )
     return principal
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +13,7 @@ from appliance.clock import iso
 from appliance.logs import log_event
 from appliance.services import audit, commands
 from appliance.services.keys import KeyService
+from appliance.services.presence import PresenceBuffer
 from appliance.store import agents as agents_store
 from appliance.store.database import Database
 
@@ -47,49 +49,81 @@ class CheckinAnswer:
 async def check_in(
     db: Database,
     keys: KeyService,
+    presence: PresenceBuffer,
     agent_id: str,
     report: CheckinReport,
     *,
     source_ip: str,
     now: datetime,
 ) -> CheckinAnswer:
-    signer = await keys.current_signer()
-    bundle = await keys.trust_bundle()
+    """Answer a check-in. The common case (nothing new) only reads; last-seen goes to
+    the presence buffer, which writes for all agents at once."""
     version = await keys.key_set_version()
-    async with db.write() as conn:
+    async with db.read() as conn:
         row = await agents_store.get(conn, agent_id)
-        if row is None:
-            raise AgentNotFound(agent_id)
-        await agents_store.record_checkin(
-            conn,
-            agent_id,
-            at=iso(now),
-            ip=source_ip,
-            key_set_version=min(report.key_set_version, version),
-            agent_version=report.agent_version,
-        )
-        fingerprint = report.machine_fingerprint
-        if fingerprint and fingerprint != row["machine_fingerprint"]:
-            if await agents_store.flag_hardware_change(conn, agent_id, fingerprint):
-                await audit.record(
-                    conn,
-                    actor=f"agent:{agent_id}",
-                    action="agent.hardware_changed",
-                    target=agent_id,
-                    source_ip=source_ip,
-                    details={"bound": row["machine_fingerprint"], "reported": fingerprint},
-                    now=now,
-                )
-                log_event(logger, logging.WARNING, "agent.hardware_changed", agent_id=agent_id)
-        elif fingerprint and row["hardware_changed"]:
-            await agents_store.clear_hardware_change(conn, agent_id)
-        envelopes = await commands.deliver(conn, agent_id, signer, now=now)
+        has_commands = await agents_store.has_deliverable_commands(conn, agent_id, iso(now))
+    if row is None:
+        raise AgentNotFound(agent_id)
+    fingerprint = report.machine_fingerprint
+    hardware_news = bool(fingerprint) and (
+        (fingerprint not in (row["machine_fingerprint"], row["reported_fingerprint"]))
+        or (fingerprint == row["machine_fingerprint"] and bool(row["hardware_changed"]))
+    )
+    breakers = json.dumps(report.breakers, sort_keys=True)
+    report_news = (
+        min(report.key_set_version, version) > row["key_set_version"]
+        or bool(report.agent_version and report.agent_version != row["agent_version"])
+        or breakers != (row["breaker_states"] or "{}")
+    )
+    envelopes: list[dict[str, str]] = []
+    if has_commands or hardware_news or report_news:
+        signer = await keys.current_signer() if has_commands else None
+        async with db.write() as conn:
+            await agents_store.record_report(
+                conn,
+                agent_id,
+                key_set_version=min(report.key_set_version, version),
+                agent_version=report.agent_version,
+                breaker_states=breakers,
+            )
+            if hardware_news:
+                await _hardware_news(conn, row, fingerprint, source_ip, now)
+            if signer is not None:
+                envelopes = await commands.deliver(conn, agent_id, signer, now=now)
+    presence.record(agent_id, iso(now), source_ip)
     return CheckinAnswer(
         poll_interval_s=row["poll_interval_s"] or DEFAULT_POLL_INTERVAL_S,
         key_set_version=version,
-        trust=bundle if report.key_set_version < version else None,
+        trust=await keys.trust_bundle() if report.key_set_version < version else None,
         commands=envelopes,
     )
+
+
+async def _hardware_news(
+    conn: Any, row: Any, fingerprint: str, source_ip: str, now: datetime
+) -> None:
+    agent_id = row["id"]
+    if fingerprint == row["machine_fingerprint"]:
+        await agents_store.clear_hardware_change(conn, agent_id)
+        return
+    if await agents_store.flag_hardware_change(conn, agent_id, fingerprint):
+        await audit.record(
+            conn,
+            actor=f"agent:{agent_id}",
+            action="agent.hardware_changed",
+            target=agent_id,
+            source_ip=source_ip,
+            details={"bound": row["machine_fingerprint"], "reported": fingerprint},
+            now=now,
+        )
+        log_event(logger, logging.WARNING, "agent.hardware_changed", agent_id=agent_id)
+
+
+async def mark_offline_agents(db: Database, *, older_than: datetime) -> list[str]:
+    """Agents not seen since `older_than` become offline (the next check-in brings them
+    back)."""
+    async with db.write() as conn:
+        return await agents_store.mark_offline(conn, iso(older_than))
 
 
 async def get_agent(db: Database, agent_id: str) -> dict[str, Any]:

@@ -142,3 +142,26 @@ async def deliver(
 async def list_for_agent(db: Database, agent_id: str) -> list[CommandRecord]:
     async with db.read() as conn:
         return [CommandRecord.from_row(r) for r in await commands_store.for_agent(conn, agent_id)]
+
+
+async def enforce_timeouts(db: Database, *, now: datetime) -> list[int]:
+    async with db.write() as conn:
+        return await commands_store.time_out_overdue(conn, iso(now))
+
+
+async def cancel_command(
+    db: Database, command_id: int, *, actor: str, source_ip: str = "", now: datetime
+) -> bool:
+    """Only a command no agent has received can be cancelled for sure."""
+    async with db.write() as conn:
+        cancelled = await commands_store.cancel(conn, command_id, iso(now))
+        if cancelled:
+            await audit.record(
+                conn,
+                actor=actor,
+                action="command.cancelled",
+                target=str(command_id),
+                source_ip=source_ip,
+                now=now,
+            )
+    return cancelled

@@ -60,7 +60,9 @@ async def ingest(
 async def _apply(
     conn: Any, agent_id: str, kind: str, payload: dict[str, Any], now: datetime
 ) -> None:
-    if kind == "command.result":
+    if kind == "command.ack":
+        await commands_store.acknowledge(conn, int(payload["command_id"]), agent_id, iso(now))
+    elif kind == "command.result":
         await commands_store.finish(
             conn,
             int(payload["command_id"]),
@@ -76,6 +78,9 @@ async def _apply(
         # Only an envelope whose signature verified names a real command; the id in a
         # forged one must not be able to fail a genuine command.
         and payload.get("signature_valid") is True
+        # A command delivered twice (its ack was lost) is refused as old the second
+        # time; that says nothing about the command itself.
+        and payload.get("reason") != "old_sequence"
     ):
         await commands_store.finish(
             conn,

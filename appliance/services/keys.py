@@ -13,6 +13,7 @@ Agents never accept a key set of a lower version than the one they hold.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -117,12 +118,21 @@ class KeyService:
         self.clock = clock
         self._signers: dict[str, Signer] = {}
         self._bundle: tuple[int, dict[str, Any]] | None = None
+        self._records: tuple[int, list[KeyRecord]] | None = None
+        # Key changes may come from the CLI in another process: look again this often.
+        self.version_ttl_s = 2.0
+        self._version: tuple[int, float] | None = None
 
     # --- reading ----------------------------------------------------------------
 
     async def records(self) -> list[KeyRecord]:
+        version = await self.key_set_version()
+        if self._records and self._records[0] == version:
+            return self._records[1]
         async with self.db.read() as conn:
-            return [KeyRecord.from_row(row) for row in await keys_store.all_keys(conn)]
+            records = [KeyRecord.from_row(row) for row in await keys_store.all_keys(conn)]
+        self._records = (version, records)
+        return records
 
     async def root(self) -> KeyRecord:
         roots = [r for r in await self.records() if r.purpose == "root" and r.retired_at is None]
@@ -134,8 +144,13 @@ class KeyService:
         return fingerprint((await self.root()).public_key)
 
     async def key_set_version(self) -> int:
+        now = time.monotonic()
+        if self._version and now < self._version[1]:
+            return self._version[0]
         async with self.db.read() as conn:
-            return await keys_store.latest_key_set_version(conn)
+            version = await keys_store.latest_key_set_version(conn)
+        self._version = (version, now + self.version_ttl_s)
+        return version
 
     async def trust_bundle(self) -> dict[str, Any]:
         """What an agent needs to verify commands: the root chain and the key set."""
@@ -210,6 +225,7 @@ class KeyService:
                 target=root.key_id,
                 details={"signing_key": signing.key_id},
             )
+        self._forget_cached()
         self._signers.update({root.key_id: root, signing.key_id: signing})
         log_event(
             logger,
@@ -261,6 +277,7 @@ class KeyService:
                     "key_set_version": version,
                 },
             )
+        self._forget_cached()
         self._signers[new.key_id] = new
         return new.key_id
 
@@ -300,6 +317,7 @@ class KeyService:
                 source_ip=source_ip,
                 details={"key_set_version": version},
             )
+        self._forget_cached()
         self._signers.pop(key_id, None)
         return version
 
@@ -340,6 +358,7 @@ class KeyService:
                 source_ip=source_ip,
                 details={"previous_root": old.key_id, "key_set_version": version},
             )
+        self._forget_cached()
         self._signers.pop(old.key_id, None)
         self._signers[new.key_id] = new
         return new.key_id
@@ -395,8 +414,13 @@ class KeyService:
             root_key_id=root.key_id,
             created_at=iso(now),
         )
-        self._bundle = None
+        self._forget_cached()
         return version
+
+    def _forget_cached(self) -> None:
+        self._bundle = None
+        self._records = None
+        self._version = None
 
     async def status(self) -> dict[str, Any]:
         now = self.clock()

@@ -44,6 +44,41 @@ SPECS: dict[str, SettingSpec] = {
             "below this many MiB free under the data dir the appliance reports not ready "
             "and sheds low-priority writes",
         ),
+        SettingSpec(
+            "agent_checkins_per_minute",
+            20,
+            1,
+            6000,
+            "check-ins one agent may make a minute (burst: half of it)",
+        ),
+        SettingSpec(
+            "agent_event_batches_per_minute",
+            120,
+            1,
+            60000,
+            "event batches one agent may send a minute (burst: a quarter of it)",
+        ),
+        SettingSpec(
+            "registrations_per_minute",
+            10,
+            1,
+            6000,
+            "registration attempts one address may make a minute",
+        ),
+        SettingSpec(
+            "admin_writes_per_minute",
+            120,
+            1,
+            60000,
+            "changes one user may make through the API a minute",
+        ),
+        SettingSpec(
+            "offline_after_s",
+            900,
+            60,
+            7 * 86400,
+            "an agent not seen for this long is shown offline",
+        ),
     )
 }
 

@@ -10,7 +10,7 @@ _AGENT_COLUMNS = (
     "id, hostname, display_name, os_family, os_name, os_version, kernel, arch, "
     "agent_version, machine_fingerprint, reported_fingerprint, hardware_changed, status, "
     "disabled, registered_at, last_seen_at, last_ip, poll_interval_s, command_seq, "
-    "key_set_version"
+    "key_set_version, breaker_states"
 )
 # Tables whose rows belong to an agent and move with its history when a reinstalled
 # host takes over its old record. A test checks this against the schema.
@@ -190,3 +190,45 @@ async def take_over(conn: aiosqlite.Connection, old_id: str, new_id: str) -> Non
         (old_id, old_id, old_id, new_id),
     )
     await conn.execute("DELETE FROM agents WHERE id = ?", (old_id,))
+
+
+async def record_presence(conn: aiosqlite.Connection, rows: list[tuple[str, str, str]]) -> None:
+    """(at, ip, agent_id) for many agents in one statement batch."""
+    await conn.executemany(
+        "UPDATE agents SET last_seen_at = ?, last_ip = ?, status = 'online' WHERE id = ?",
+        rows,
+    )
+
+
+async def record_report(
+    conn: aiosqlite.Connection,
+    agent_id: str,
+    *,
+    key_set_version: int,
+    agent_version: str,
+    breaker_states: str,
+) -> None:
+    await conn.execute(
+        "UPDATE agents SET key_set_version = max(key_set_version, ?), "
+        "agent_version = CASE WHEN ? = '' THEN agent_version ELSE ? END, "
+        "breaker_states = ? WHERE id = ?",
+        (key_set_version, agent_version, agent_version, breaker_states, agent_id),
+    )
+
+
+async def has_deliverable_commands(conn: aiosqlite.Connection, agent_id: str, now: str) -> bool:
+    async with conn.execute(
+        "SELECT 1 FROM commands WHERE agent_id = ? AND status IN ('created', 'sent') "
+        "AND expires_at > ? LIMIT 1",
+        (agent_id, now),
+    ) as cursor:
+        return await cursor.fetchone() is not None
+
+
+async def mark_offline(conn: aiosqlite.Connection, seen_before: str) -> list[str]:
+    async with conn.execute(
+        "UPDATE agents SET status = 'offline' WHERE status = 'online' "
+        "AND (last_seen_at IS NULL OR last_seen_at < ?) RETURNING id",
+        (seen_before,),
+    ) as cursor:
+        return [row[0] for row in await cursor.fetchall()]

@@ -99,11 +99,48 @@ async def finish(
     result: str | None,
     error: str | None,
 ) -> bool:
-    """Record the outcome once; a result for another agent's command changes nothing."""
+    """Record the outcome once; a result for another agent's command changes nothing.
+    A late result still replaces 'timed_out': the agent's word is better information."""
     cursor = await conn.execute(
         "UPDATE commands SET status = ?, finished_at = ?, result = ?, error = ? "
         "WHERE id = ? AND agent_id = ? AND status IN ('created', 'sent', 'acknowledged', "
-        "'running')",
+        "'running', 'timed_out')",
         (status, at, result, error, command_id, agent_id),
+    )
+    return cursor.rowcount == 1
+
+
+async def acknowledge(conn: aiosqlite.Connection, command_id: int, agent_id: str, at: str) -> None:
+    await conn.execute(
+        "UPDATE commands SET status = 'acknowledged', acknowledged_at = ? "
+        "WHERE id = ? AND agent_id = ? AND status IN ('created', 'sent')",
+        (at, command_id, agent_id),
+    )
+
+
+async def time_out_overdue(conn: aiosqlite.Connection, now: str) -> list[int]:
+    """Delivered commands with no result within their timeout, and commands that
+    expired before any agent picked them up."""
+    async with conn.execute(
+        "UPDATE commands SET status = 'timed_out', finished_at = ?, "
+        "error = CASE WHEN status IN ('created', 'sent') AND expires_at <= ? "
+        "THEN 'expired before the agent picked it up' "
+        "ELSE 'no result within ' || timeout_s || ' s' END "
+        "WHERE (status IN ('sent', 'acknowledged', 'running') "
+        "       AND datetime(coalesce(acknowledged_at, sent_at), '+' || timeout_s || ' seconds')"
+        "           < datetime(?)) "
+        "   OR (status IN ('created', 'sent') AND expires_at <= ?) "
+        "RETURNING id",
+        (now, now, now, now),
+    ) as cursor:
+        return [row[0] for row in await cursor.fetchall()]
+
+
+async def cancel(conn: aiosqlite.Connection, command_id: int, at: str) -> bool:
+    cursor = await conn.execute(
+        "UPDATE commands SET status = 'cancelled', finished_at = ?, "
+        "error = 'cancelled before the agent picked it up' "
+        "WHERE id = ? AND status = 'created'",
+        (at, command_id),
     )
     return cursor.rowcount == 1

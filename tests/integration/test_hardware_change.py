@@ -26,11 +26,11 @@ def test_a_changed_fingerprint_is_flagged_history_kept_and_rebind_clears_it(
     agent_id = Identity.load(state_dir).agent_id
     session = fleet.session(state_dir)
     earlier = fleet.command(agent_id)
-    session.check_in(host_facts("nas", fingerprint="fp-old-disk"))
+    session.sync(host_facts("nas", fingerprint="fp-old-disk"))
 
     # The disk is replaced: same agent key, new fingerprint, twice (audited once).
-    session.check_in(host_facts("nas", fingerprint="fp-new-disk"))
-    session.check_in(host_facts("nas", fingerprint="fp-new-disk"))
+    session.sync(host_facts("nas", fingerprint="fp-new-disk"))
+    session.sync(host_facts("nas", fingerprint="fp-new-disk"))
     flagged = agent(fleet, agent_id)
     assert flagged["hardware_changed"] is True
     assert flagged["machine_fingerprint"] == "fp-old-disk"
@@ -38,7 +38,7 @@ def test_a_changed_fingerprint_is_flagged_history_kept_and_rebind_clears_it(
     assert fleet.db_rows("SELECT count(*) FROM agents") == [(1,)]
     # It keeps working, with its history, while flagged.
     later = fleet.command(agent_id)
-    assert session.check_in(host_facts("nas", fingerprint="fp-new-disk")).ran == [later["id"]]
+    assert session.sync(host_facts("nas", fingerprint="fp-new-disk")).ran == [later["id"]]
     history = fleet.api("GET", f"/agents/{agent_id}/commands").json()["commands"]
     assert {c["id"] for c in history} == {earlier["id"], later["id"]}
 
@@ -66,7 +66,7 @@ def test_a_reinstalled_host_takes_over_its_old_record_with_its_history(fleet: Fl
     old_id = Identity.load(old_dir).agent_id
     old_session = fleet.session(old_dir)
     done = [fleet.command(old_id)["id"] for _ in range(2)]
-    old_session.check_in(host_facts("web-1"))
+    old_session.sync(host_facts("web-1"))
     old_session.close()
 
     # Reinstalled from scratch: a new state dir, a new key, a new registration.
@@ -84,7 +84,7 @@ def test_a_reinstalled_host_takes_over_its_old_record_with_its_history(fleet: Fl
     session = fleet.session(new_dir)
     fresh = fleet.command(new_id)
     assert fresh["seq"] > 0
-    assert session.check_in(host_facts("web-1", fingerprint="fp-reinstalled")).ran == [fresh["id"]]
+    assert session.sync(host_facts("web-1", fingerprint="fp-reinstalled")).ran == [fresh["id"]]
     assert fleet.db_rows("SELECT action FROM audit_log WHERE action = 'agent.took_over'")
     session.close()
 
@@ -118,7 +118,7 @@ def test_restore_brings_back_a_working_trust_chain(fleet: Fleet) -> None:
     fleet.appliance = start_appliance(fleet.appliance.data_dir, port=port)
     command = fleet.command(agent_id, text="after restore")
     session = fleet.session(state_dir)
-    outcome = session.check_in(host_facts())
+    outcome = session.sync(host_facts())
     # The agent saw key set 2 before the restore; the restored appliance serves 1 and
     # signs with the restored key, which the agent's key set 2 still lists (overlap).
     assert outcome.ran == [command["id"]], outcome.rejected

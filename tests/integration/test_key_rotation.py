@@ -37,7 +37,7 @@ def test_an_agent_offline_across_a_rotation_accepts_commands_signed_with_the_new
 
     wire = InjectingTransport()
     session = fleet.session(state_dir, transport=wire)
-    outcome = session.check_in(host_facts())
+    outcome = session.sync(host_facts())
     assert outcome.ran == [command["id"]] and outcome.trust_error is None
     assert session.trust.key_set_version == 2
     assert wire.last_checkin["commands"][0]["signer"] == new_key
@@ -60,11 +60,11 @@ def test_commands_signed_with_a_revoked_key_are_refused(fleet: Fleet) -> None:
             stolen, command_id=77, agent_id=agent_id, seq=99, issued_at=now, expires_at=now + 600
         )
     ]
-    outcome = session.check_in(host_facts())
+    outcome = session.sync(host_facts())
     assert [r.reason for r in outcome.rejected] == ["revoked_key"]
     # Genuine commands still work, signed with the key that replaced it.
     genuine = fleet.command(agent_id)
-    assert session.check_in(host_facts()).ran == [genuine["id"]]
+    assert session.sync(host_facts()).ran == [genuine["id"]]
     session.close()
 
 
@@ -74,10 +74,10 @@ def test_a_key_set_of_a_lower_version_is_refused(fleet: Fleet) -> None:
     session = fleet.session(state_dir, transport=wire)
     old_bundle = fleet.api("GET", "/trust").json()
     fleet.api("POST", "/keys/rotate", json={})
-    assert session.check_in(host_facts()).trust_error is None
+    assert session.sync(host_facts()).trust_error is None
     assert session.trust.key_set_version == 2
     wire.replace_trust = old_bundle
-    outcome = session.check_in(host_facts())
+    outcome = session.sync(host_facts())
     assert (
         outcome.trust_error is not None and "older than the held version 2" in outcome.trust_error
     )
@@ -94,7 +94,7 @@ def test_an_agent_offline_across_a_root_rotation_follows_the_chain(fleet: Fleet)
     assert key_status(fleet)["root_fingerprint"] != before
     command = fleet.command(agent_id)
     session = fleet.session(state_dir)
-    outcome = session.check_in(host_facts())
+    outcome = session.sync(host_facts())
     assert outcome.trust_error is None and outcome.ran == [command["id"]]
     assert session.trust.root_key_id == key_status(fleet)["keys"][-1]["key_id"]
     session.close()
@@ -127,7 +127,11 @@ def test_emergency_playbook_after_a_stolen_signing_key(fleet: Fleet) -> None:
     # Step 3: agents pick up the new key set at their next check-in.
     wire = InjectingTransport()
     session = fleet.session(state_dir, transport=wire)
-    assert session.check_in(host_facts()).trust_error is None
+    deadline = time.monotonic() + 10  # the appliance notices CLI key changes within 2 s
+    while session.trust.key_set_version < 3 and time.monotonic() < deadline:
+        assert session.sync(host_facts()).trust_error is None
+        time.sleep(0.2)
+    assert session.trust.key_set_version == 3
     # Step 4 (what the test proves): the thief's commands are refused from now on.
     now = int(time.time())
     wire.extra_commands = [
@@ -135,7 +139,7 @@ def test_emergency_playbook_after_a_stolen_signing_key(fleet: Fleet) -> None:
             stolen, command_id=1, agent_id=agent_id, seq=1000, issued_at=now, expires_at=now + 600
         )
     ]
-    assert [r.reason for r in session.check_in(host_facts()).rejected] == ["revoked_key"]
+    assert [r.reason for r in session.sync(host_facts()).rejected] == ["revoked_key"]
     # Step 5: the audit log records the revocation.
     actions = [a for (a,) in fleet.db_rows("SELECT action FROM audit_log")]
     assert "keys.revoked" in actions and "keys.rotated" in actions

@@ -122,13 +122,13 @@ def test_forged_replayed_mistargeted_expired_and_old_commands_are_rejected_and_r
     wire = InjectingTransport()
     session = fleet.session(mine, transport=wire)
     genuine = fleet.command(my_id, text="hello")
-    assert session.check_in(host_facts()).ran == [genuine["id"]]
+    assert session.sync(host_facts()).ran == [genuine["id"]]
     delivered = wire.last_checkin["commands"][0]
 
     # The other agent's genuine command, captured on the wire.
     other_session = fleet.session(other, transport=(other_wire := InjectingTransport()))
     fleet.command(other_id)
-    other_session.check_in(host_facts())
+    other_session.sync(host_facts())
     for_other = other_wire.last_checkin["commands"][0]
 
     real_key = fleet.stolen_signer()
@@ -162,7 +162,7 @@ def test_forged_replayed_mistargeted_expired_and_old_commands_are_rejected_and_r
             expires_at=now + 60,
         ),
     ]
-    outcome = session.check_in(host_facts())
+    outcome = session.sync(host_facts())
     reasons = [r.reason for r in outcome.rejected]
     assert reasons == ["bad_signature", "old_sequence", "wrong_target", "expired", "old_sequence"]
     assert outcome.ran == []

@@ -1,0 +1,86 @@
+"""The agent's own settings: `<state dir>/agent.toml`, every key optional.
+
+scan_interval_s = 3600          # how often scanners run
+max_outbox_events = 50000
+[scanners.my-script]            # a scanner of your own: any program that prints
+command = ["/usr/local/bin/x"]  # {"updates": [...]} as JSON on stdout
+timeout_s = 120
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "agent.toml"
+
+
+class ConfigError(ValueError):
+    """agent.toml is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class CommandScannerConfig:
+    name: str
+    command: tuple[str, ...]
+    timeout_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    scan_interval_s: float = 3600.0
+    max_outbox_events: int = 50_000
+    max_outbox_bytes: int = 64 * 1024 * 1024
+    breaker_threshold: int = 3
+    breaker_base_wait_s: float = 60.0
+    breaker_max_wait_s: float = 3600.0
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 300.0
+    command_scanners: tuple[CommandScannerConfig, ...] = field(default_factory=tuple)
+
+
+_NUMBERS = {
+    "scan_interval_s": float,
+    "max_outbox_events": int,
+    "max_outbox_bytes": int,
+    "breaker_threshold": int,
+    "breaker_base_wait_s": float,
+    "breaker_max_wait_s": float,
+    "backoff_base_s": float,
+    "backoff_max_s": float,
+}
+
+
+def load_config(state_dir: Path) -> AgentConfig:
+    path = state_dir / CONFIG_FILE
+    if not path.exists():
+        return AgentConfig()
+    try:
+        raw: dict[str, Any] = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, OSError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "scanners":
+            continue
+        if key not in _NUMBERS:
+            raise ConfigError(f"{path}: unknown setting {key!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{path}: {key} must be a positive number")
+        values[key] = _NUMBERS[key](value)
+    scanners = []
+    for name, table in (raw.get("scanners") or {}).items():
+        command = table.get("command") if isinstance(table, dict) else None
+        if (
+            not isinstance(command, list)
+            or not command
+            or not all(isinstance(part, str) for part in command)
+        ):
+            raise ConfigError(f"{path}: scanners.{name}.command must be a list of strings")
+        timeout = table.get("timeout_s", 300)
+        if not isinstance(timeout, int | float) or timeout <= 0:
+            raise ConfigError(f"{path}: scanners.{name}.timeout_s must be positive")
+        scanners.append(CommandScannerConfig(name, tuple(command), float(timeout)))
+    return AgentConfig(**values, command_scanners=tuple(scanners))
