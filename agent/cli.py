@@ -1,22 +1,29 @@
-"""`redflag-agent`: enrol this host, check in, show status."""
+"""`redflag-agent`: enrol this host, run the daemon, show status."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
 from agent import __version__, state
 from agent.client import ApplianceError
+from agent.config import ConfigError
+from agent.daemon import RUNTIME_FILE, AgentDaemon
 from agent.enrol import Identity, register
 from agent.facts import collect_host_facts
+from agent.logs import configure_logging
+from agent.outbox import OUTBOX_FILE, Outbox
 from agent.protocol import ProtocolError
-from agent.session import AgentSession, NotRegistered
+from agent.session import NotRegistered
 from agent.trust import TrustError, TrustState
 
 DEFAULT_STATE_DIR = "/var/lib/redflag-agent"
@@ -24,7 +31,7 @@ DEFAULT_STATE_DIR = "/var/lib/redflag-agent"
 EPILOG = """\
 examples:
   redflag-agent register --server https://redflag.lan:8080 --token rf_reg_...
-  redflag-agent once
+  redflag-agent run
   redflag-agent status --json
 
 The state dir comes from --state-dir, else $REDFLAG_AGENT_STATE_DIR, else
@@ -61,24 +68,33 @@ def build_parser() -> argparse.ArgumentParser:
         "register",
         "enrol this host with an appliance",
         "examples:\n  redflag-agent register --server http://10.0.0.5:8080 "
-        "--token rf_reg_xxxx.yyyy\n\nThe token comes from 'redflag-appliance token "
-        "create' or the web UI. It carries the appliance's key fingerprint, so the "
-        "agent verifies the appliance before it trusts it.",
+        "--token rf_reg_xxxx.yyyy\n\nThe token comes from 'redflag-appliance token create' "
+        "or the web UI. It carries the\nappliance's key fingerprint, so the agent verifies "
+        "the appliance before trusting it.",
     )
     sub.add_argument("--server", required=True, help="the appliance's URL")
     sub.add_argument("--token", required=True, help="a registration token")
     sub.set_defaults(handler=cmd_register)
 
     sub = add(
+        "run",
+        "the daemon: check in, run commands, scan, drain the outbox",
+        "examples:\n  redflag-agent run\n\nUsually started by systemd "
+        "(packaging/redflag-agent.service). SIGTERM or Ctrl-C stops\nit after the current "
+        "step; a second one stops it at once. Nothing queued is lost:\nthe outbox is on disk.",
+    )
+    sub.set_defaults(handler=cmd_run)
+
+    sub = add(
         "once",
-        "check in once: fetch keys, run commands, report; then exit",
-        "examples:\n  redflag-agent once",
+        "one full cycle (check in, scan if due, drain), then exit",
+        "examples:\n  redflag-agent once      # e.g. from cron",
     )
     sub.set_defaults(handler=cmd_once)
 
     sub = add(
         "status",
-        "show identity, server and trust state",
+        "identity, last sync, outbox depth, breakers, next attempt",
         "examples:\n  redflag-agent status\n  redflag-agent status --json",
     )
     sub.add_argument("--json", action="store_true", help="machine-readable output")
@@ -94,17 +110,38 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_once(args: argparse.Namespace) -> int:
-    session = AgentSession(state_dir_from(args))
+def cmd_run(args: argparse.Namespace) -> int:
+    configure_logging(os.environ.get("REDFLAG_AGENT_LOG_LEVEL", "info"))
+    daemon = AgentDaemon(state_dir_from(args))
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        if stopping.is_set():
+            os._exit(1)  # a second signal: the operator really means it
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
-        outcome = session.check_in(collect_host_facts())
+        daemon.run(stopping)
     finally:
-        session.close()
-    print(f"checked in: {len(outcome.ran)} command(s) run, {len(outcome.rejected)} rejected")
-    for rejected in outcome.rejected:
-        print(f"  rejected: {rejected}")
-    if outcome.trust_error:
-        print(f"  key set refused: {outcome.trust_error}")
+        daemon.close()
+    return 0
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    configure_logging(os.environ.get("REDFLAG_AGENT_LOG_LEVEL", "warning"))
+    daemon = AgentDaemon(state_dir_from(args))
+    try:
+        daemon.cycle()
+        last_error = daemon.status.get("last_error")
+        depth = daemon.outbox.depth()
+    finally:
+        daemon.close()
+    if last_error:
+        print(f"check-in failed: {last_error}; {depth} event(s) wait in the outbox")
+        return 1
+    print(f"checked in; {depth} event(s) still in the outbox")
     return 0
 
 
@@ -115,27 +152,67 @@ def cmd_status(args: argparse.Namespace) -> int:
     if identity is None or trust_raw is None:
         raise NotRegistered(f"{directory} holds no registration; run 'redflag-agent register'")
     trust = TrustState.from_json(trust_raw)
-    status = {
-        "agent_id": identity.agent_id,
-        "server": identity.server,
-        "state_dir": str(directory),
-        "root_key_id": trust.root_key_id,
-        "key_set_version": trust.key_set_version,
-        "last_command_seq": trust.last_seq,
-    }
+    runtime = state.read_json(directory, RUNTIME_FILE) or {}
+    outbox = Outbox(directory / OUTBOX_FILE)
+    try:
+        status = {
+            "agent_id": identity.agent_id,
+            "server": identity.server,
+            "state_dir": str(directory),
+            "root_key_id": trust.root_key_id,
+            "key_set_version": trust.key_set_version,
+            "last_command_seq": trust.last_seq,
+            "last_sync_at": _when(runtime.get("last_sync_at")),
+            "last_error": runtime.get("last_error"),
+            "next_attempt_at": _when(runtime.get("next_attempt_at")),
+            "outbox": outbox.depth_by_priority(),
+            "dead_letters": outbox.dead_letter_count(),
+            "recent_dead_letters": outbox.dead_letters(5),
+            "breakers": runtime.get("breakers", {}),
+        }
+    finally:
+        outbox.close()
     if args.json:
         print(json.dumps(status, indent=2))
-    else:
-        for name, value in status.items():
-            print(f"{name:<18} {value}")
+        return 0
+    for name in (
+        "agent_id",
+        "server",
+        "state_dir",
+        "key_set_version",
+        "last_command_seq",
+        "last_sync_at",
+        "last_error",
+        "next_attempt_at",
+        "dead_letters",
+    ):
+        print(f"{name:<18} {status[name]}")
+    print(f"{'outbox':<18} " + ", ".join(f"{k} {v}" for k, v in status["outbox"].items()))
+    for name, breaker in status["breakers"].items():
+        print(f"{'breaker ' + name:<18} {breaker['state']} {breaker.get('last_error') or ''}")
+    for dead in status["recent_dead_letters"]:
+        print(f"{'dead letter':<18} {dead['kind']} {dead['uuid']}: {dead['reason']}")
     return 0
+
+
+def _when(epoch: int | None) -> str | None:
+    if not epoch:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (ProtocolError, TrustError, ApplianceError, NotRegistered, state.StateError) as exc:
+    except (
+        ProtocolError,
+        TrustError,
+        ApplianceError,
+        NotRegistered,
+        state.StateError,
+        ConfigError,
+    ) as exc:
         print(f"redflag-agent: error: {exc}", file=sys.stderr)
         return 1
     except httpx.HTTPError as exc:

@@ -42,6 +42,7 @@ class ApplianceClient:
         self.server = server.rstrip("/")
         self.clock = clock
         self._http = httpx.Client(base_url=self.server, transport=transport, timeout=timeout)
+        self.last_headers: httpx.Headers = httpx.Headers()
 
     def close(self) -> None:
         self._http.close()
@@ -79,8 +80,8 @@ class ApplianceClient:
             )
         )
 
-    @staticmethod
-    def _answer(response: httpx.Response) -> Any:
+    def _answer(self, response: httpx.Response) -> Any:
+        self.last_headers = response.headers
         try:
             payload = response.json()
         except json.JSONDecodeError:

@@ -38,6 +38,7 @@ class AgentConfig:
     breaker_max_wait_s: float = 3600.0
     backoff_base_s: float = 1.0
     backoff_max_s: float = 300.0
+    request_timeout_s: float = 30.0
     command_scanners: tuple[CommandScannerConfig, ...] = field(default_factory=tuple)
 
 
@@ -50,6 +51,7 @@ _NUMBERS = {
     "breaker_max_wait_s": float,
     "backoff_base_s": float,
     "backoff_max_s": float,
+    "request_timeout_s": float,
 }
 
 

@@ -76,7 +76,10 @@ class Drainer:
             dead += 1
         self.failures = 0
         self.batch_size = min(self.policy.max_batch, self.batch_size * 2)
-        return DrainStep(sent=len(batch), acknowledged=acknowledged, dead_lettered=dead)
+        pace = float(answer.get("pace_s") or 0)
+        return DrainStep(
+            sent=len(batch), acknowledged=acknowledged, dead_lettered=dead, wait_s=pace
+        )
 
     def _refused(self, batch: list[Any], exc: ApplianceError) -> DrainStep:
         if exc.status in _PERMANENT:
@@ -88,7 +91,10 @@ class Drainer:
             return DrainStep(sent=len(batch), error=str(exc))
         if exc.status in (429, 503) and exc.retry_after is not None:
             self.failures += 1
-            self.batch_size = self.policy.min_batch
+            # The limit counts requests, not events: keep big batches after a 429; an
+            # overloaded (503) appliance gets smaller ones.
+            if exc.status == 503:
+                self.batch_size = max(self.policy.min_batch, self.batch_size // 2)
             # Honour the appliance's word, plus a little jitter so a fleet spreads out.
             wait = exc.retry_after + self.rng.uniform(0, min(5.0, exc.retry_after))
             return DrainStep(sent=len(batch), wait_s=wait, error=str(exc))

@@ -48,6 +48,7 @@ class AgentSession:
         clock: Callable[[], float] = time.time,
         outbox: Outbox | None = None,
         drain_policy: DrainPolicy | None = None,
+        request_timeout_s: float = 30.0,
     ):
         identity = Identity.load(state_dir)
         trust = state.read_json(state_dir, state.TRUST_FILE)
@@ -60,7 +61,9 @@ class AgentSession:
         self.trust = TrustState.from_json(trust)
         self.key = state.load_or_create_key(state_dir)
         self.clock = clock
-        self.client = ApplianceClient(identity.server, transport=transport, clock=clock)
+        self.client = ApplianceClient(
+            identity.server, transport=transport, clock=clock, timeout=request_timeout_s
+        )
         self.outbox = outbox or Outbox(state_dir / OUTBOX_FILE, clock=clock)
         self.drainer = Drainer(self.outbox, self.send_events, drain_policy or DrainPolicy())
         self.rapid_until = 0.0
@@ -190,8 +193,22 @@ class AgentSession:
         return {"rapid_until": int(self.rapid_until)}
 
     def send_events(self, events: list[dict[str, Any]]) -> Any:
-        return self._post("/agent/events", {"events": events})
+        answer = self._post("/agent/events", {"events": events})
+        answer["pace_s"] = _pace(self.client.last_headers)
+        return answer
 
     def _save_trust(self, trust: TrustState) -> None:
         state.write_json(self.state_dir, state.TRUST_FILE, trust.to_json())
         self.trust = trust
+
+
+def _pace(headers: httpx.Headers) -> float:
+    """How long to wait before the next batch to stay inside the appliance's limit."""
+    try:
+        remaining = float(headers.get("X-RateLimit-Remaining", "inf"))
+        rate = float(headers.get("X-RateLimit-Rate", "0"))
+    except ValueError:
+        return 0.0
+    if remaining >= 1 or rate <= 0:
+        return 0.0
+    return min(60.0, (1 - remaining) / rate)

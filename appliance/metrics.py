@@ -115,18 +115,25 @@ class RequestMetricsMiddleware:
 
 
 class CountsCollector(Collector):
-    """A labelled counter whose values live in a dict somewhere else."""
+    """A labelled counter (or gauge) whose values live in a dict somewhere else."""
 
     def __init__(
-        self, name: str, documentation: str, label: str, read: Callable[[], dict[str, int]]
+        self,
+        name: str,
+        documentation: str,
+        label: str,
+        read: Callable[[], dict[str, int]],
+        *,
+        gauge: bool = False,
     ):
         self.name = name
         self.documentation = documentation
         self.label = label
         self.read = read
+        self.family = GaugeMetricFamily if gauge else CounterMetricFamily
 
     def collect(self) -> Iterable[Metric]:
-        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+        family = self.family(self.name, self.documentation, labels=[self.label])
         for key, value in sorted(self.read().items()):
             family.add_metric([key], value)
         yield family

@@ -48,6 +48,20 @@ class RateLimiter:
         self.rejected += 1
         return (cost - bucket.tokens) / self.rate
 
+    def remaining(self, key: str) -> float:
+        """Tokens left for `key` right now (after its last acquire)."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return self.burst
+        return min(self.burst, bucket.tokens + (self.clock() - bucket.updated) * self.rate)
+
+    def pacing_headers(self, key: str) -> dict[str, str]:
+        """Tell a well-behaved client how to stay under the limit without a 429."""
+        return {
+            "X-RateLimit-Remaining": str(int(self.remaining(key))),
+            "X-RateLimit-Rate": f"{self.rate:.4f}",
+        }
+
     @staticmethod
     def retry_after_header(wait_s: float) -> dict[str, str]:
         return {"Retry-After": str(max(1, math.ceil(wait_s)))}

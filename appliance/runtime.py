@@ -8,9 +8,9 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from agent.logs import log_event
 from appliance.clock import utc_now
 from appliance.limits import Limits
-from appliance.logs import log_event
 from appliance.metrics import CountsCollector, GaugeCollector, Metrics, SchedulerCollector
 from appliance.scheduler import Job, Scheduler, every
 from appliance.services import agents, backups, commands, health
@@ -92,6 +92,15 @@ class Appliance:
                 "Requests answered 429, by limiter",
                 "limiter",
                 self.limits.rejected,
+            )
+        )
+        self.metrics.watch(
+            CountsCollector(
+                "redflag_rate_limit_per_minute",
+                "Configured rate limits (settings *_per_minute)",
+                "limit",
+                self.limits.per_minute,
+                gauge=True,
             )
         )
         self.metrics.watch(

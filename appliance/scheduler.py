@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from appliance.logs import log_event
+from agent.logs import log_event
 from appliance.store import scheduler as scheduler_store
 from appliance.store.database import Database
 

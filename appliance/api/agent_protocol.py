@@ -124,7 +124,8 @@ async def post_events(request: Request) -> Response:
         raise ApiError(400, 'expected {"events": [...]}')
     if len(payload["events"]) > events.MAX_EVENTS_PER_BATCH:
         raise ApiError(413, f"at most {events.MAX_EVENTS_PER_BATCH} events per batch")
-    result = await events.ingest(
-        _appliance(request).db, principal.agent_id, payload["events"], now=utc_now()
+    appliance = _appliance(request)
+    result = await events.ingest(appliance.db, principal.agent_id, payload["events"], now=utc_now())
+    return JSONResponse(
+        result.as_json(), headers=appliance.limits.events.pacing_headers(principal.agent_id)
     )
-    return JSONResponse(result.as_json())

@@ -8,10 +8,10 @@ import logging
 
 import uvicorn
 
+from agent.logs import configure_logging, log_event
 from appliance.app import create_app
 from appliance.cli.common import CliError, settings_from, subparser
 from appliance.lockfile import DataDirLock
-from appliance.logs import configure_logging, log_event
 from appliance.services.keys import open_key_service
 from appliance.settings import Settings
 from appliance.store.database import Database

@@ -10,6 +10,7 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from agent.logs import SampledLog
 from agent.protocol import (
     CLOCK_WINDOW_S,
     ProtocolError,
@@ -19,7 +20,6 @@ from agent.protocol import (
     verify_signature,
 )
 from appliance.clock import Clock, utc_now
-from appliance.logs import SampledLog
 from appliance.store import agents as agents_store
 from appliance.store.database import Database
 

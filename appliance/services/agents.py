@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from agent.logs import log_event
 from agent.protocol import CheckinReport
 from appliance.clock import iso
-from appliance.logs import log_event
 from appliance.services import audit, commands
 from appliance.services.keys import KeyService
 from appliance.services.presence import PresenceBuffer

@@ -18,7 +18,7 @@ from appliance.store import agents as agents_store
 from appliance.store import commands as commands_store
 from appliance.store.database import Database
 
-KINDS = ("noop", "echo")
+KINDS = ("noop", "echo", "rapid_mode", "scan")
 DEFAULT_TTL = timedelta(hours=24)
 DEFAULT_TIMEOUT_S = 3600
 

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from agent.logs import log_event
 from agent.protocol import (
     KeySet,
     PublishedKey,
@@ -29,7 +30,6 @@ from agent.protocol import (
     fingerprint,
 )
 from appliance.clock import Clock, iso, parse_iso, unix, utc_now
-from appliance.logs import log_event
 from appliance.services import audit
 from appliance.signers import FileSigner, KeyEncryptionKey, KeyFileError, Signer
 from appliance.store import keys as keys_store

@@ -18,8 +18,8 @@ import aiosqlite
 import nacl.exceptions
 from nacl.pwhash import argon2id
 
+from agent.logs import log_event
 from appliance.clock import iso, parse_iso, utc_now
-from appliance.logs import log_event
 from appliance.services import audit
 from appliance.store import users as users_store
 from appliance.store.database import Database

@@ -1,5 +1,7 @@
-"""Operational logging: one sanitised JSON object per line on stderr, plus a sampler
-that keeps floods of rejected requests from filling the disk."""
+"""Structured operational logging, one JSON object a line, every outside value sanitised.
+
+Shared by the agent and the appliance; `SampledLog` keeps floods of rejected requests
+from filling the disk."""
 
 from __future__ import annotations
 

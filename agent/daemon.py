@@ -1,0 +1,236 @@
+"""The agent's loop: check in, run due scanners behind their breakers, drain the outbox.
+
+Every subsystem is called through `_isolated`: whatever it raises is logged and
+reported, and the loop goes on. `cycle()` is one pass and returns how long to sleep;
+`run()` only adds the sleeping and the signals.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from agent import state
+from agent.breaker import CircuitBreaker
+from agent.client import ApplianceError
+from agent.config import AgentConfig, load_config
+from agent.drain import DrainPolicy
+from agent.facts import collect_host_facts
+from agent.logs import log_event
+from agent.outbox import OUTBOX_FILE, Outbox, Priority
+from agent.protocol import HostFacts
+from agent.scanners import Scanner, configured_scanners
+from agent.session import AgentSession
+
+logger = logging.getLogger("redflag.agent.daemon")
+
+RUNTIME_FILE = "runtime.json"
+DRAIN_BUDGET_S = 30.0  # per cycle, so check-ins keep their rhythm during a big drain
+SHORT_PAUSE_S = 5.0  # pacing pauses up to this long happen inside the drain
+
+
+class AgentDaemon:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        facts: Callable[[], HostFacts] = collect_host_facts,
+        config: AgentConfig | None = None,
+        scanners: list[Scanner] | None = None,
+    ):
+        self.state_dir = state_dir
+        self.config = config or load_config(state_dir)
+        self.clock = clock
+        self.monotonic = monotonic
+        self.rng = rng or random.Random()  # noqa: S311 (jitter, not secrets)
+        self.facts = facts
+        self.outbox = Outbox(
+            state_dir / OUTBOX_FILE,
+            max_events=self.config.max_outbox_events,
+            max_bytes=self.config.max_outbox_bytes,
+            clock=clock,
+        )
+        policy = DrainPolicy(
+            base_backoff_s=self.config.backoff_base_s, max_backoff_s=self.config.backoff_max_s
+        )
+        self.session = AgentSession(
+            state_dir,
+            transport=transport,
+            clock=clock,
+            outbox=self.outbox,
+            drain_policy=policy,
+            request_timeout_s=self.config.request_timeout_s,
+        )
+        self.session.drainer.rng = self.rng
+        self.scanners = configured_scanners(self.config) if scanners is None else scanners
+        self.breakers = {
+            s.name: CircuitBreaker(
+                s.name,
+                failure_threshold=self.config.breaker_threshold,
+                base_wait_s=self.config.breaker_base_wait_s,
+                max_wait_s=self.config.breaker_max_wait_s,
+                clock=monotonic,
+                rng=self.rng,
+            )
+            for s in self.scanners
+        }
+        self.session.handlers["scan"] = self._scan_command
+        self.next_scan_at = 0.0  # monotonic; 0 means at the first cycle
+        self.poll_interval_s = 300
+        self.checkin_failures = 0
+        self.drain_wait_until = 0.0
+        self.status: dict[str, Any] = state.read_json(state_dir, RUNTIME_FILE) or {}
+        self.stopping = threading.Event()
+
+    def close(self) -> None:
+        self.session.close()
+
+    # --- one pass ---------------------------------------------------------------------
+
+    def cycle(self) -> float:
+        """Check in, scan, drain; return the seconds until the next cycle."""
+        checked_in = self._isolated("checkin", self._check_in)
+        if self.monotonic() >= self.next_scan_at:
+            self.next_scan_at = self.monotonic() + self.config.scan_interval_s
+            for scanner in self.scanners:
+                self._isolated(f"scanner:{scanner.name}", self._run_scanner, scanner)
+        self._isolated("drain", self._drain)
+        wait = self._next_wait(bool(checked_in))
+        self._save_status(wait)
+        return wait
+
+    def _check_in(self) -> bool:
+        try:
+            outcome = self.session.check_in(self.facts(), self.breaker_states())
+        except (ApplianceError, httpx.HTTPError, OSError) as exc:
+            self.checkin_failures += 1
+            self.status["last_error"] = str(exc)[:300]
+            log_event(logger, logging.WARNING, "agent.checkin_failed", str(exc))
+            return False
+        self.checkin_failures = 0
+        self.poll_interval_s = outcome.poll_interval_s
+        self.status["last_sync_at"] = int(self.clock())
+        self.status["last_error"] = None
+        return True
+
+    def _run_scanner(self, scanner: Scanner) -> None:
+        breaker = self.breakers[scanner.name]
+        if not breaker.allow():
+            return
+        try:
+            updates = scanner.scan()
+        except Exception as exc:
+            breaker.record_failure(f"{type(exc).__name__}: {exc}")
+            self.outbox.add(
+                "scanner.failed",
+                {"scanner": scanner.name, "error": str(exc), "breaker": breaker.state},
+                Priority.SYSTEM_INFO,
+            )
+            log_event(
+                logger,
+                logging.WARNING,
+                "agent.scanner_failed",
+                str(exc),
+                scanner=scanner.name,
+                breaker=breaker.state,
+            )
+            return
+        breaker.record_success()
+        self.outbox.add(
+            "scan.report", {"source": scanner.name, "updates": updates}, Priority.SCAN_REPORT
+        )
+
+    def _scan_command(self, command: Any) -> dict[str, Any]:
+        self.next_scan_at = 0.0  # the next cycle scans; the report goes through the outbox
+        return {"scan": "scheduled"}
+
+    def _drain(self) -> None:
+        if self.monotonic() < self.drain_wait_until:
+            return
+        deadline = self.monotonic() + DRAIN_BUDGET_S
+        while self.monotonic() < deadline and not self.stopping.is_set():
+            step = self.session.drainer.step()
+            if step.idle:
+                return
+            if step.wait_s and (step.error or step.wait_s > SHORT_PAUSE_S):
+                self.drain_wait_until = self.monotonic() + step.wait_s
+                return
+            if step.wait_s:  # pacing under the appliance's limit: keep going after it
+                self.stopping.wait(step.wait_s)
+
+    def _next_wait(self, checked_in: bool) -> float:
+        if checked_in:
+            base = self.session.poll_interval(self.poll_interval_s)
+            # ±10 % so that a fleet restarted together drifts apart.
+            wait = base * self.rng.uniform(0.9, 1.1)
+        else:
+            ceiling = min(
+                self.config.backoff_max_s, self.config.backoff_base_s * 2**self.checkin_failures
+            )
+            wait = self.rng.uniform(0, ceiling)
+        if self.outbox.depth():
+            wait = min(wait, max(0.0, self.drain_wait_until - self.monotonic()) or 1.0)
+        return wait
+
+    def _isolated(self, subsystem: str, work: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return work(*args)
+        except Exception as exc:
+            logger.error(
+                "subsystem failed",
+                exc_info=True,
+                extra={"event": "agent.subsystem_crashed", "fields": {"subsystem": subsystem}},
+            )
+            try:
+                self.outbox.add(
+                    "log",
+                    {
+                        "level": "error",
+                        "subsystem": subsystem,
+                        "error": f"{type(exc).__name__}: {exc}",
+                    },
+                    Priority.LOG,
+                )
+            except Exception:
+                logger.error("could not record the failure", exc_info=True)
+            return None
+
+    # --- status ---------------------------------------------------------------------
+
+    def breaker_states(self) -> dict[str, Any]:
+        return {name: breaker.snapshot() for name, breaker in self.breakers.items()}
+
+    def _save_status(self, wait: float) -> None:
+        self.status.update(
+            {
+                "next_attempt_at": int(self.clock() + wait),
+                "poll_interval_s": self.poll_interval_s,
+                "breakers": self.breaker_states(),
+                "rapid_until": int(self.session.rapid_until) or None,
+            }
+        )
+        try:
+            state.write_json(self.state_dir, RUNTIME_FILE, self.status)
+        except OSError:
+            logger.warning("could not write the status file", exc_info=True)
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def run(self, stopping: threading.Event) -> None:
+        self.stopping = stopping
+        log_event(logger, logging.INFO, "agent.started", agent_id=self.session.identity.agent_id)
+        while not stopping.is_set():
+            wait = self.cycle()
+            stopping.wait(wait)
+        log_event(logger, logging.INFO, "agent.stopped")
