@@ -74,6 +74,16 @@ class Drainer:
         for rejected in answer.get("rejected", []):
             self.outbox.dead_letter(str(rejected.get("uuid")), str(rejected.get("reason")))
             dead += 1
+        if answer.get("deferred"):
+            # The appliance kept what matters and asked us to hold the rest for now.
+            wait = float(answer.get("retry_after_s") or 60)
+            return DrainStep(
+                sent=len(batch),
+                acknowledged=acknowledged,
+                dead_lettered=dead,
+                wait_s=wait,
+                error=str(answer.get("reason") or "deferred"),
+            )
         self.failures = 0
         self.batch_size = min(self.policy.max_batch, self.batch_size * 2)
         pace = float(answer.get("pace_s") or 0)

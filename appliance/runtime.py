@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -42,6 +43,8 @@ class Appliance:
     keys: KeyService = field(init=False)
     agent_auth: AgentAuthenticator = field(init=False)
     limits: Limits = field(default_factory=Limits)
+    shed_batches: int = 0
+    _disk_checked: tuple[bool, float] = (False, 0.0)
     presence: PresenceBuffer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -115,6 +118,10 @@ class Appliance:
                         "Threshold below which the appliance is not ready",
                         lambda: self.tunables.get("disk_free_min_mb", 0) * 1024 * 1024,
                     ),
+                    "redflag_shed_event_batches": (
+                        "Event batches refused with 503 because the disk is nearly full",
+                        lambda: self.shed_batches,
+                    ),
                     "redflag_last_backup_timestamp_seconds": (
                         "Unix time of the newest backup file",
                         self._last_backup_time,
@@ -185,6 +192,18 @@ class Appliance:
     async def _backup_interval(self) -> timedelta:
         hours = (await runtime_settings.current(self.db))["backup_interval_hours"]
         return timedelta(hours=hours)
+
+    def disk_is_low(self) -> bool:
+        """Free space under the data dir below the threshold (looked at every 5 s)."""
+        low, checked_at = self._disk_checked
+        now = time.monotonic()
+        if now - checked_at < 5:
+            return low
+        free = self._disk_free()
+        threshold = self.tunables.get("disk_free_min_mb", 0) * 1024 * 1024
+        low = free is not None and free < threshold
+        self._disk_checked = (low, now)
+        return low
 
     def _disk_free(self) -> float | None:
         try:

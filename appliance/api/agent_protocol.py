@@ -125,7 +125,17 @@ async def post_events(request: Request) -> Response:
     if len(payload["events"]) > events.MAX_EVENTS_PER_BATCH:
         raise ApiError(413, f"at most {events.MAX_EVENTS_PER_BATCH} events per batch")
     appliance = _appliance(request)
-    result = await events.ingest(appliance.db, principal.agent_id, payload["events"], now=utc_now())
+    # With the disk nearly full, keep command results; the rest waits on the agent.
+    shedding = appliance.disk_is_low()
+    result = await events.ingest(
+        appliance.db,
+        principal.agent_id,
+        payload["events"],
+        now=utc_now(),
+        only_command_events=shedding,
+    )
+    if result.deferred:
+        appliance.shed_batches += 1
     return JSONResponse(
         result.as_json(), headers=appliance.limits.events.pacing_headers(principal.agent_id)
     )

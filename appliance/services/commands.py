@@ -19,6 +19,8 @@ from appliance.store import commands as commands_store
 from appliance.store.database import Database
 
 KINDS = ("noop", "echo", "rapid_mode", "scan")
+# Kinds that do no harm when they run twice: re-sent if never acknowledged.
+SAFE_TO_REPEAT = {"noop": 3, "echo": 3, "rapid_mode": 3, "scan": 3}
 DEFAULT_TTL = timedelta(hours=24)
 DEFAULT_TIMEOUT_S = 3600
 
@@ -95,6 +97,7 @@ async def create_command(
             created_at=iso(now),
             expires_at=iso(now + ttl),
             timeout_s=DEFAULT_TIMEOUT_S,
+            max_attempts=SAFE_TO_REPEAT.get(kind, 1),
         )
         await audit.record(
             conn,
@@ -145,7 +148,9 @@ async def list_for_agent(db: Database, agent_id: str) -> list[CommandRecord]:
 
 
 async def enforce_timeouts(db: Database, *, now: datetime) -> list[int]:
+    """The scheduler's step: re-send what is safe to repeat, time out the rest."""
     async with db.write() as conn:
+        await commands_store.requeue_unacknowledged(conn, iso(now))
         return await commands_store.time_out_overdue(conn, iso(now))
 
 

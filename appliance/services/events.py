@@ -15,19 +15,33 @@ from appliance.store import events as events_store
 from appliance.store.database import Database
 
 MAX_EVENTS_PER_BATCH = 500
+DEFERRED_RETRY_S = 60
 
 
 @dataclass
 class IngestResult:
     accepted: list[str] = field(default_factory=list)  # new or already known: ack both
-    rejected: list[dict[str, str]] = field(default_factory=list)
+    rejected: list[dict[str, str]] = field(default_factory=list)  # never send again
+    deferred: list[str] = field(default_factory=list)  # send again later
 
     def as_json(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "rejected": self.rejected}
+        answer: dict[str, Any] = {"accepted": self.accepted, "rejected": self.rejected}
+        if self.deferred:
+            answer |= {
+                "deferred": self.deferred,
+                "retry_after_s": DEFERRED_RETRY_S,
+                "reason": "the appliance's disk is nearly full",
+            }
+        return answer
 
 
 async def ingest(
-    db: Database, agent_id: str, raw_events: list[Any], *, now: datetime
+    db: Database,
+    agent_id: str,
+    raw_events: list[Any],
+    *,
+    now: datetime,
+    only_command_events: bool = False,
 ) -> IngestResult:
     result = IngestResult()
     valid: list[Event] = []
@@ -39,6 +53,9 @@ async def ingest(
             result.rejected.append(
                 {"uuid": sanitise_text(uuid or f"#{index}", 64), "reason": str(exc)}
             )
+    if only_command_events:
+        result.deferred = [e.uuid for e in valid if not e.kind.startswith("command.")]
+        valid = [e for e in valid if e.kind.startswith("command.")]
     async with db.write() as conn:
         for event in valid:
             payload = sanitise_fields(event.payload, max_chars=65_536)

@@ -25,10 +25,11 @@ async def insert(
     created_at: str,
     expires_at: str,
     timeout_s: int,
+    max_attempts: int = 1,
 ) -> int:
     cursor = await conn.execute(
         "INSERT INTO commands (agent_id, seq, kind, params, idempotency_key, created_by, "
-        "created_at, expires_at, timeout_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "created_at, expires_at, timeout_s, max_attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             agent_id,
             seq,
@@ -39,6 +40,7 @@ async def insert(
             created_at,
             expires_at,
             timeout_s,
+            max_attempts,
         ),
     )
     return int(cursor.lastrowid or 0)
@@ -116,6 +118,19 @@ async def acknowledge(conn: aiosqlite.Connection, command_id: int, agent_id: str
         "WHERE id = ? AND agent_id = ? AND status IN ('created', 'sent')",
         (at, command_id, agent_id),
     )
+
+
+async def requeue_unacknowledged(conn: aiosqlite.Connection, now: str) -> list[int]:
+    """Commands safe to repeat that were sent but never acknowledged within their
+    timeout go back to the queue while attempts remain (the envelope keeps its
+    sequence number, so an agent that did get it refuses the copy)."""
+    async with conn.execute(
+        "UPDATE commands SET status = 'created' "
+        "WHERE status = 'sent' AND attempts < max_attempts AND expires_at > ? "
+        "AND datetime(sent_at, '+' || timeout_s || ' seconds') < datetime(?) RETURNING id",
+        (now, now),
+    ) as cursor:
+        return [row[0] for row in await cursor.fetchall()]
 
 
 async def time_out_overdue(conn: aiosqlite.Connection, now: str) -> list[int]:

@@ -304,3 +304,28 @@ def test_settings_can_change_rate_limits_while_serving(fleet: Fleet) -> None:
         'redflag_rate_limit_per_minute{limit="events"} 600.0'
         in httpx.get(f"{fleet.appliance.url}/metrics").text
     )
+
+
+def test_with_the_disk_nearly_full_only_command_results_are_taken(fleet: Fleet) -> None:
+    state_dir = fleet.enrol()
+    agent_id = Identity.load(state_dir).agent_id
+    data_dir = str(fleet.appliance.data_dir)
+    assert (
+        run_cli(
+            "settings", "set", "disk_free_min_mb", "10000000", "--data-dir", data_dir
+        ).returncode
+        == 0
+    )
+    ready = httpx.get(f"{fleet.appliance.url}/readyz")  # re-reads the settings
+    assert ready.status_code == 503
+    session = fleet.session(state_dir)
+    result = session.outbox.add(
+        "command.result", {"command_id": 1, "status": "succeeded"}, Priority.COMMAND_RESULT
+    )
+    session.outbox.add("log", {"line": "not now"}, Priority.LOG)
+    time.sleep(5.1)  # the disk check is cached for 5 s
+    session.drain()
+    assert [u for u, _ in arrived(fleet, agent_id)] == [result]
+    assert session.outbox.depth() == 1  # the log line waits on the agent, not lost
+    assert metric(fleet, "redflag_shed_event_batches") >= 1
+    session.close()

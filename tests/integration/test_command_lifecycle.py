@@ -83,14 +83,26 @@ def test_an_unacknowledged_command_times_out_and_a_late_result_still_counts(
             await commands.create_command(
                 db, "6f1c2a9e-0000-4000-8000-000000000009", "noop", actor="test", now=start
             )
-            async with db.write() as conn:
-                await conn.execute(
-                    "UPDATE commands SET status = 'sent', sent_at = ?",
-                    (start.isoformat().replace("+00:00", "Z"),),
-                )
-            # The scheduler's step, with the clock moved past the timeout.
+            sent_at = start.isoformat().replace("+00:00", "Z")
+
+            async def delivered(attempts: int) -> None:
+                async with db.write() as conn:
+                    await conn.execute(
+                        "UPDATE commands SET status = 'sent', sent_at = ?, attempts = ?",
+                        (sent_at, attempts),
+                    )
+
+            # The scheduler's step, with the clock moved past the timeout: a noop is
+            # safe to repeat, so an unacknowledged one is queued again...
+            await delivered(1)
+            late = start + timedelta(seconds=3601)
+            assert await commands.enforce_timeouts(db, now=late) == []
+            async with db.read() as conn, conn.execute("SELECT status FROM commands") as c:
+                assert (await c.fetchone())[0] == "created"
+            # ...until its attempts are used up.
+            await delivered(3)
             before = await commands.enforce_timeouts(db, now=start + timedelta(seconds=3599))
-            after = await commands.enforce_timeouts(db, now=start + timedelta(seconds=3601))
+            after = await commands.enforce_timeouts(db, now=late)
             async with db.read() as conn, conn.execute("SELECT status, error FROM commands") as c:
                 status, error = await c.fetchone()
             assert before == []
