@@ -62,6 +62,10 @@ def test_commands_signed_with_a_revoked_key_are_refused(fleet: Fleet) -> None:
     ]
     outcome = session.sync(host_facts())
     assert [r.reason for r in outcome.rejected] == ["revoked_key"]
+    reported = fleet.db_rows(
+        "SELECT json_extract(payload, '$.reason') FROM events WHERE kind = 'command.rejected'"
+    )
+    assert reported == [("revoked_key",)]
     # Genuine commands still work, signed with the key that replaced it.
     genuine = fleet.command(agent_id)
     assert session.sync(host_facts()).ran == [genuine["id"]]
