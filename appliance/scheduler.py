@@ -13,27 +13,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from agent.logs import log_event
+from appliance.clock import Clock, iso, parse_iso, utc_now
 from appliance.store import scheduler as scheduler_store
 from appliance.store.database import Database
 
 logger = logging.getLogger("redflag.scheduler")
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def every(**delta: float) -> Callable[[], Awaitable[timedelta]]:
@@ -82,7 +69,7 @@ class Scheduler:
         now = self.clock()
         async with self.db.write() as conn:
             for job in self.jobs:
-                await scheduler_store.ensure_job(conn, job.name, _iso(now + job.first_run_delay))
+                await scheduler_store.ensure_job(conn, job.name, iso(now + job.first_run_delay))
             rows = await scheduler_store.all_jobs(conn)
         known = {job.name for job in self.jobs}
         self.status = {row["name"]: JobStatus(**dict(row)) for row in rows if row["name"] in known}
@@ -98,7 +85,7 @@ class Scheduler:
         started = 0
         for job in self.jobs:
             status = self.status[job.name]
-            if job.name in self._running or _parse(status.next_run_at) > now:
+            if job.name in self._running or parse_iso(status.next_run_at) > now:
                 continue
             task = asyncio.create_task(self._run_one(job, status), name=f"job:{job.name}")
             self._running[job.name] = task
@@ -141,11 +128,11 @@ class Scheduler:
         # Pushed forward even after a failure: a broken job retries at its next slot
         # instead of crash-looping.
         next_run = max(finished, started + interval)
-        status.last_started_at = _iso(started)
-        status.last_finished_at = _iso(finished)
+        status.last_started_at = iso(started)
+        status.last_finished_at = iso(finished)
         status.last_duration_s = round(duration, 3)
         status.last_error = error
-        status.next_run_at = _iso(next_run)
+        status.next_run_at = iso(next_run)
         status.runs += 1
         status.failures += int(error is not None)
         try:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import apsw
 
+from appliance.clock import iso, utc_now
 from appliance.store.database import BUSY_TIMEOUT_MS
 from appliance.store.snapshot import SnapshotFailed, write_snapshot
 
@@ -289,7 +290,7 @@ def _apply(conn: apsw.Connection, plan: MigrationPlan, snapshot: Path | None) ->
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, sha256, applied_at) "
                 "VALUES (?, ?, ?, ?)",
-                (migration.version, migration.name, migration.sha256, _utc_now()),
+                (migration.version, migration.name, migration.sha256, iso(utc_now())),
             )
         current = None
         violations = conn.execute("PRAGMA foreign_key_check").fetchall()
@@ -319,7 +320,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, apsw.Error):
         return f"SQL error: {exc}"
     return str(exc)
-
-
-def _utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
