@@ -135,11 +135,22 @@ def cmd_once(args: argparse.Namespace) -> int:
     try:
         daemon.cycle()
         last_error = daemon.status.get("last_error")
+        delivery_error = daemon.status.get("last_delivery_error")
         depth = daemon.outbox.depth()
     finally:
         daemon.close()
     if last_error:
-        print(f"check-in failed: {last_error}; {depth} event(s) wait in the outbox")
+        print(
+            f"redflag-agent: check-in failed: {last_error}; {depth} event(s) wait in the outbox",
+            file=sys.stderr,
+        )
+        return 1
+    if delivery_error and depth:
+        print(
+            f"redflag-agent: checked in, but delivery failed: {delivery_error}; {depth} "
+            "event(s) wait in the outbox",
+            file=sys.stderr,
+        )
         return 1
     print(f"checked in; {depth} event(s) still in the outbox")
     return 0

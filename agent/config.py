@@ -73,8 +73,16 @@ def load_config(state_dir: Path) -> AgentConfig:
             raise ConfigError(f"{path}: {key} must be a positive number")
         values[key] = _NUMBERS[key](value)
     scanners = []
-    for name, table in (raw.get("scanners") or {}).items():
-        command = table.get("command") if isinstance(table, dict) else None
+    tables = raw.get("scanners") or {}
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path}: scanners must be tables: [scanners.NAME]")
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: scanners.{name} must be a table")
+        unknown = sorted(set(table) - {"command", "timeout_s"})
+        if unknown:
+            raise ConfigError(f"{path}: scanners.{name}: unknown setting(s) {', '.join(unknown)}")
+        command = table.get("command")
         if (
             not isinstance(command, list)
             or not command
@@ -82,7 +90,7 @@ def load_config(state_dir: Path) -> AgentConfig:
         ):
             raise ConfigError(f"{path}: scanners.{name}.command must be a list of strings")
         timeout = table.get("timeout_s", 300)
-        if not isinstance(timeout, int | float) or timeout <= 0:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise ConfigError(f"{path}: scanners.{name}.timeout_s must be positive")
         scanners.append(CommandScannerConfig(name, tuple(command), float(timeout)))
     return AgentConfig(**values, command_scanners=tuple(scanners))

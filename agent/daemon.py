@@ -86,7 +86,7 @@ class AgentDaemon:
             for s in self.scanners
         }
         self.session.handlers["scan"] = self._scan_command
-        self.next_scan_at = 0.0  # monotonic; 0 means at the first cycle
+        self.next_checkin_at = 0.0  # monotonic; 0 means at the first cycle
         self.poll_interval_s = 300
         self.checkin_failures = 0
         self.drain_wait_until = 0.0
@@ -99,14 +99,17 @@ class AgentDaemon:
     # --- one pass ---------------------------------------------------------------------
 
     def cycle(self) -> float:
-        """Check in, scan, drain; return the seconds until the next cycle."""
-        checked_in = self._isolated("checkin", self._check_in)
-        if self.monotonic() >= self.next_scan_at:
-            self.next_scan_at = self.monotonic() + self.config.scan_interval_s
+        """Whatever is due of check-in, scans and drain; return the seconds until the
+        next thing is due. A failing drain never makes the agent check in more often."""
+        if self.monotonic() >= self.next_checkin_at:
+            checked_in = bool(self._isolated("checkin", self._check_in))
+            self.next_checkin_at = self.monotonic() + self._checkin_wait(checked_in)
+        if self.clock() >= self.status.get("last_scan_at", 0) + self.config.scan_interval_s:
+            self.status["last_scan_at"] = int(self.clock())
             for scanner in self.scanners:
                 self._isolated(f"scanner:{scanner.name}", self._run_scanner, scanner)
         self._isolated("drain", self._drain)
-        wait = self._next_wait(bool(checked_in))
+        wait = self._next_wait()
         self._save_status(wait)
         return wait
 
@@ -152,7 +155,7 @@ class AgentDaemon:
         )
 
     def _scan_command(self, command: Any) -> dict[str, Any]:
-        self.next_scan_at = 0.0  # the next cycle scans; the report goes through the outbox
+        self.status["last_scan_at"] = 0  # the next cycle scans; the report follows
         return {"scan": "scheduled"}
 
     def _drain(self) -> None:
@@ -161,6 +164,17 @@ class AgentDaemon:
         deadline = self.monotonic() + DRAIN_BUDGET_S
         while self.monotonic() < deadline and not self.stopping.is_set():
             step = self.session.drainer.step()
+            if step.error:
+                self.status["last_delivery_error"] = step.error[:300]
+                log_event(
+                    logger,
+                    logging.WARNING,
+                    "agent.delivery_failed",
+                    step.error,
+                    retry_in_s=round(step.wait_s, 1),
+                )
+            elif step.acknowledged:
+                self.status["last_delivery_error"] = None
             if step.idle:
                 return
             if step.wait_s and (step.error or step.wait_s > SHORT_PAUSE_S):
@@ -169,19 +183,23 @@ class AgentDaemon:
             if step.wait_s:  # pacing under the appliance's limit: keep going after it
                 self.stopping.wait(step.wait_s)
 
-    def _next_wait(self, checked_in: bool) -> float:
+    def _checkin_wait(self, checked_in: bool) -> float:
         if checked_in:
-            base = self.session.poll_interval(self.poll_interval_s)
             # ±10 % so that a fleet restarted together drifts apart.
-            wait = base * self.rng.uniform(0.9, 1.1)
-        else:
-            ceiling = min(
-                self.config.backoff_max_s, self.config.backoff_base_s * 2**self.checkin_failures
-            )
-            wait = self.rng.uniform(0, ceiling)
+            return self.session.poll_interval(self.poll_interval_s) * self.rng.uniform(0.9, 1.1)
+        ceiling = min(
+            self.config.backoff_max_s, self.config.backoff_base_s * 2**self.checkin_failures
+        )
+        return self.rng.uniform(0, ceiling)
+
+    def _next_wait(self) -> float:
+        now = self.monotonic()
+        due = [self.next_checkin_at]
         if self.outbox.depth():
-            wait = min(wait, max(0.0, self.drain_wait_until - self.monotonic()) or 1.0)
-        return wait
+            due.append(max(self.drain_wait_until, now + 0.5))
+        next_scan = self.status.get("last_scan_at", 0) + self.config.scan_interval_s
+        due.append(now + max(0.0, next_scan - self.clock()))
+        return max(0.0, min(due) - now)
 
     def _isolated(self, subsystem: str, work: Callable[..., Any], *args: Any) -> Any:
         try:

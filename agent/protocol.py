@@ -508,3 +508,107 @@ class Event:
         if kind == "command.rejected" and not isinstance(payload.get("reason"), str):
             raise ProtocolError("command.rejected: reason must be text")
         return event
+
+
+# --- updates -----------------------------------------------------------------------
+
+SOURCES = ("apt", "dnf", "yum", "docker", "winget", "windows_update")
+SEVERITIES = ("critical", "important", "moderate", "low", "unknown")
+# What each package manager allows in a name. Nothing may start with '-' (it would be
+# read as an option) and nothing may walk paths ('..'). Names and versions are data:
+# they reach tools only as separate arguments, never through a shell.
+_PACKAGE_NAMES = {
+    "apt": re.compile(r"^[a-z0-9][a-z0-9+.-]{0,127}$"),
+    "dnf": re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$"),
+    "yum": re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$"),
+    "docker": re.compile(r"^[a-z0-9][a-z0-9._-]*(?::[0-9]+)?(?:/[a-z0-9][a-z0-9._-]*)*$"),
+    "winget": re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}$"),
+    "windows_update": re.compile(r"^(?:KB[0-9]{6,8}|[0-9a-fA-F-]{36})$"),
+}
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+~:_@-]{0,199}$")
+_ADVISORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$")
+
+
+def check_package_name(source: str, name: object) -> str:
+    rule = _PACKAGE_NAMES.get(source)
+    if rule is None:
+        raise ProtocolError(f"source: one of {', '.join(SOURCES)}")
+    if not isinstance(name, str) or not rule.match(name) or ".." in name:
+        raise ProtocolError(f"package name {str(name)[:80]!r} is not a valid {source} name")
+    return name
+
+
+def check_version(value: object, what: str = "version", *, empty_ok: bool = False) -> str:
+    if empty_ok and value in (None, ""):
+        return ""
+    if not isinstance(value, str) or not _VERSION.match(value):
+        raise ProtocolError(f"{what} {str(value)[:80]!r} is not a valid version")
+    return value
+
+
+@dataclass(frozen=True)
+class UpdateRecord:
+    """One pending update as a scanner reports it; validated on both sides."""
+
+    source: str
+    package: str
+    available_version: str
+    current_version: str = ""
+    arch: str = ""
+    origin: str = ""
+    severity: str = "unknown"
+    security: bool = False
+    advisories: tuple[str, ...] = ()
+    size_bytes: int | None = None
+    reboot_required: bool = False
+    held: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["advisories"] = list(self.advisories)
+        return record
+
+    @classmethod
+    def from_json(cls, value: Any) -> UpdateRecord:
+        if not isinstance(value, dict):
+            raise ProtocolError("update: not an object")
+        source = value.get("source")
+        if source not in SOURCES:
+            raise ProtocolError(f"source: one of {', '.join(SOURCES)}")
+        severity = value.get("severity", "unknown")
+        if severity not in SEVERITIES:
+            raise ProtocolError(f"severity: one of {', '.join(SEVERITIES)}")
+        advisories = value.get("advisories") or []
+        if (
+            not isinstance(advisories, list)
+            or len(advisories) > 200
+            or not all(isinstance(a, str) and _ADVISORY.match(a) for a in advisories)
+        ):
+            raise ProtocolError("advisories: a list of advisory/CVE ids")
+        size = value.get("size_bytes")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+            raise ProtocolError("size_bytes: a whole number of bytes")
+        details = value.get("details") or {}
+        if not isinstance(details, dict):
+            raise ProtocolError("details: an object")
+        arch = value.get("arch") or ""
+        if arch and not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", str(arch)):
+            raise ProtocolError("arch: letters, digits, '_' and '-'")
+        return cls(
+            source=source,
+            package=check_package_name(source, value.get("package")),
+            available_version=check_version(value.get("available_version"), "available version"),
+            current_version=check_version(
+                value.get("current_version"), "current version", empty_ok=True
+            ),
+            arch=str(arch),
+            origin=_fact(value.get("origin"), "origin"),
+            severity=severity,
+            security=bool(value.get("security", False)),
+            advisories=tuple(advisories),
+            size_bytes=size,
+            reboot_required=bool(value.get("reboot_required", False)),
+            held=bool(value.get("held", False)),
+            details=details,
+        )

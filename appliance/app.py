@@ -16,7 +16,8 @@ from appliance.metrics import Metrics, RequestMetricsMiddleware
 from appliance.runtime import Appliance
 from appliance.settings import Settings
 
-MAX_BODY_BYTES = 1024 * 1024
+# Large enough for a scan report of a few thousand updates (the agent caps one at 2 MiB).
+MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 def create_app(settings: Settings) -> Starlette:

@@ -79,9 +79,23 @@ def start_appliance(
     data_dir: Path, *extra: str, port: int | None = None, deadline_s: float = 30
 ) -> RunningAppliance:
     """Start `redflag-appliance serve` on loopback (a free port unless given) and wait
-    for /healthz."""
+    for /healthz. A free port can be taken by someone else before the appliance binds
+    it; then it tries another (unless the port was given)."""
+    for _attempt in range(3):
+        running = _start_once(data_dir, extra, port or free_port(), deadline_s)
+        if running.process.poll() is None or port or "address already in use" not in running.log():
+            break
+    if running.process.poll() is not None:
+        raise AssertionError(
+            f"appliance exited with {running.process.returncode}:\n{running.log()}"
+        )
+    return running
+
+
+def _start_once(
+    data_dir: Path, extra: tuple[str, ...], port: int, deadline_s: float
+) -> RunningAppliance:
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
     log_path = data_dir.parent / f"appliance-{port}.log"
     log = open(log_path, "w")  # noqa: SIM115 (lives as long as the process)
     process = subprocess.Popen(
@@ -101,7 +115,7 @@ def start_appliance(
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         if process.poll() is not None:
-            raise AssertionError(f"appliance exited with {process.returncode}:\n{running.log()}")
+            return running  # the caller decides whether to try another port
         try:
             if httpx.get(f"{running.url}/healthz", timeout=1).status_code == 200:
                 return running

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from typing import Any
 
-MAX_OUTPUT_BYTES = 16 * 1024 * 1024
+MAX_OUTPUT_BYTES = 2 * 1024 * 1024  # a scan report must fit one request to the appliance
 
 
 class CommandScannerFailed(RuntimeError):
@@ -42,7 +42,7 @@ class CommandScanner:
             tail = finished.stderr[-500:].decode(errors="replace").strip()
             raise CommandScannerFailed(f"exit code {finished.returncode}: {tail}")
         if len(finished.stdout) > MAX_OUTPUT_BYTES:
-            raise CommandScannerFailed("output larger than 16 MiB")
+            raise CommandScannerFailed("output larger than 2 MiB")
         try:
             updates = json.loads(finished.stdout)["updates"]
         except (ValueError, KeyError, TypeError) as exc:

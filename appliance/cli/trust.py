@@ -97,11 +97,13 @@ def run_token(args: argparse.Namespace) -> int:
             token, info = _run(settings, create)
         except tokens.InvalidTokenRequest as exc:
             raise CliError(str(exc)) from None
-        server = args.server or f"http://{settings.host}:{settings.port}"
+        server = args.server or f"http://APPLIANCE-ADDRESS:{settings.port}"
         if args.json:
             print_json({"token": token, **info.as_json(utc_now())})
         else:
             print(token)
+            if not args.server:
+                print("(use --server URL to print the address your hosts reach this on)")
             print(
                 f"\nseats: {seats or 'unlimited'}, expires {info.expires_at}; it is shown "
                 "only now.\nOn each host, run:\n"

@@ -137,7 +137,9 @@ def test_token_create_cli_prints_the_agent_command(fleet: Fleet) -> None:
     assert result.returncode == 0, result.stderr
     token = result.stdout.splitlines()[0]
     assert token.startswith("rf_reg_")
-    assert f"redflag-agent register --server http://127.0.0.1:8080 --token {token}" in result.stdout
+    assert f"redflag-agent register --server http://APPLIANCE-ADDRESS:8080 --token {token}" in (
+        result.stdout
+    )
     fleet.secrets.append(token.split(".")[0])
     listed = run_cli("token", "list", "--data-dir", str(fleet.appliance.data_dir))
     assert "seats 0/3" in listed.stdout
