@@ -16,8 +16,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "==> Creating $VENV"
     "$PYTHON" -m venv "$VENV"
 fi
-echo "==> Installing redflag[appliance,agent,test] into $VENV"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[appliance,agent,test]'
+echo "==> Installing redflag[appliance,agent,docker,smart,test] into $VENV"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[appliance,agent,docker,smart,test]'
 
 echo "==> ruff check"
 "$VENV/bin/ruff" check .
