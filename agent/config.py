@@ -39,6 +39,12 @@ class AgentConfig:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 300.0
     request_timeout_s: float = 30.0
+    # Run `apt-get update` before each APT scan; unset means "only when root".
+    apt_update: bool | None = None
+    # Reboots change what a host is doing for everyone on it: off unless allowed here.
+    allow_reboot: bool = False
+    # Scanners not to run even though their tool exists, e.g. ["apt"].
+    disabled_scanners: tuple[str, ...] = ()
     command_scanners: tuple[CommandScannerConfig, ...] = field(default_factory=tuple)
 
 
@@ -55,6 +61,9 @@ _NUMBERS = {
 }
 
 
+_SWITCHES = ("apt_update", "allow_reboot")
+
+
 def load_config(state_dir: Path) -> AgentConfig:
     path = state_dir / CONFIG_FILE
     if not path.exists():
@@ -66,6 +75,16 @@ def load_config(state_dir: Path) -> AgentConfig:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "scanners":
+            continue
+        if key == "disabled_scanners":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{path}: disabled_scanners must be a list of names")
+            values[key] = tuple(value)
+            continue
+        if key in _SWITCHES:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{path}: {key} must be true or false")
+            values[key] = value
             continue
         if key not in _NUMBERS:
             raise ConfigError(f"{path}: unknown setting {key!r}")

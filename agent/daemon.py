@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from agent import state
+from agent import process, state
 from agent.breaker import CircuitBreaker
 from agent.client import ApplianceError
 from agent.config import AgentConfig, load_config
@@ -25,8 +25,8 @@ from agent.drain import DrainPolicy
 from agent.facts import collect_host_facts
 from agent.logs import log_event
 from agent.outbox import OUTBOX_FILE, Outbox, Priority
-from agent.protocol import HostFacts
-from agent.scanners import Scanner, configured_scanners
+from agent.protocol import HostFacts, ProtocolError, check_package_name, scan_report_updates
+from agent.scanners import Scanner, configured_installers, configured_scanners
 from agent.session import AgentSession
 
 logger = logging.getLogger("redflag.agent.daemon")
@@ -85,7 +85,24 @@ class AgentDaemon:
             )
             for s in self.scanners
         }
-        self.session.handlers["scan"] = self._scan_command
+        self.installers = configured_installers(self.config)
+        for source in self.installers:
+            self.breakers[f"install:{source}"] = CircuitBreaker(
+                f"install:{source}",
+                failure_threshold=self.config.breaker_threshold,
+                base_wait_s=self.config.breaker_base_wait_s,
+                max_wait_s=self.config.breaker_max_wait_s,
+                clock=monotonic,
+                rng=self.rng,
+            )
+        self.session.handlers.update(
+            {
+                "scan": self._scan_command,
+                "dry_run": self._dry_run_command,
+                "install": self._install_command,
+                "reboot": self._reboot_command,
+            }
+        )
         self.next_checkin_at = 0.0  # monotonic; 0 means at the first cycle
         self.poll_interval_s = 300
         self.checkin_failures = 0
@@ -149,14 +166,91 @@ class AgentDaemon:
                 breaker=breaker.state,
             )
             return
+        report: dict[str, Any] = {
+            "source": getattr(scanner, "source", scanner.name),
+            "updates": updates,
+        }
+        unchecked = getattr(scanner, "unchecked_packages", None)
+        if unchecked is not None:
+            report["unchecked"] = unchecked()
+        try:
+            scan_report_updates(report)  # what the appliance would refuse is not sent
+        except ProtocolError as exc:
+            error = f"invalid scan results: {exc}"
+            breaker.record_failure(error)
+            payload = {"scanner": scanner.name, "error": error, "breaker": breaker.state}
+            self.outbox.add("scanner.failed", payload, Priority.SYSTEM_INFO)
+            return
         breaker.record_success()
-        self.outbox.add(
-            "scan.report", {"source": scanner.name, "updates": updates}, Priority.SCAN_REPORT
-        )
+        self.outbox.add("scan.report", report, Priority.SCAN_REPORT)
 
     def _scan_command(self, command: Any) -> dict[str, Any]:
-        self.status["last_scan_at"] = 0  # the next cycle scans; the report follows
-        return {"scan": "scheduled"}
+        """Scan now (all sources, or params.source); the reports go through the outbox."""
+        wanted = command.params.get("source")
+        ran = []
+        for scanner in self.scanners:
+            if wanted in (None, scanner.name):
+                self._isolated(f"scanner:{scanner.name}", self._run_scanner, scanner)
+                ran.append(scanner.name)
+        if wanted and not ran:
+            raise ValueError(f"no scanner {wanted!r} on this host")
+        return {"scanned": ran}
+
+    def _installer(self, command: Any) -> tuple[Any, list[str]]:
+        source = command.params.get("source")
+        packages = command.params.get("packages")
+        installer = self.installers.get(source)
+        if installer is None:
+            raise ValueError(f"this host has no installer for {source!r}")
+        if not isinstance(packages, list) or not packages:
+            raise ValueError("packages: a non-empty list")
+        for name in packages:
+            check_package_name(source, name)  # refuse hostile names before any tool runs
+        return installer, packages
+
+    def _dry_run_command(self, command: Any) -> dict[str, Any]:
+        installer, packages = self._installer(command)
+        return installer.dry_run(packages)
+
+    def _install_command(self, command: Any) -> dict[str, Any]:
+        installer, packages = self._installer(command)
+        breaker = self.breakers[f"install:{installer.source}"]
+        if not breaker.allow():
+            raise RuntimeError(
+                f"the {installer.source} installer is paused after repeated "
+                f"failures (breaker open): {breaker.last_error}"
+            )
+        stream = OutputStream(
+            self.outbox, command.command_id, deliver=lambda: self.session.drain(max_batches=3)
+        )
+        try:
+            result = installer.install(packages, stream.line)
+        except Exception as exc:
+            breaker.record_failure(str(exc))
+            raise
+        finally:
+            stream.flush()
+        if result.get("installed"):
+            breaker.record_success()
+        else:
+            breaker.record_failure(result.get("error") or "nothing was installed")
+        self.status["last_scan_at"] = 0  # re-scan next cycle: installed updates disappear
+        return result
+
+    def _reboot_command(self, command: Any) -> dict[str, Any]:
+        if not self.config.allow_reboot:
+            raise PermissionError(
+                "reboots are not allowed on this host (agent.toml: "
+                "allow_reboot = true to allow them)"
+            )
+        minutes = command.params.get("delay_minutes", 1)
+        message = str(command.params.get("message", "RedFlag: rebooting for updates"))[:200]
+        if not isinstance(minutes, int) or not 0 <= minutes <= 1440:
+            raise ValueError("delay_minutes: 0-1440")
+        completed = process.run(["shutdown", "-r", f"+{minutes}", message], timeout_s=60)
+        if completed.returncode != 0:
+            raise RuntimeError(f"shutdown refused: {completed.stderr.strip()[:200]}")
+        return {"reboot_in_minutes": minutes}
 
     def _drain(self) -> None:
         if self.monotonic() < self.drain_wait_until:
@@ -252,3 +346,52 @@ class AgentDaemon:
             wait = self.cycle()
             stopping.wait(wait)
         log_event(logger, logging.INFO, "agent.stopped")
+
+
+class OutputStream:
+    """Install output to the appliance as it happens, in chunks through the outbox."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        command_id: int,
+        deliver: Callable[[], None] = lambda: None,
+        lines_per_chunk: int = 25,
+        seconds_per_chunk: float = 1.0,
+    ):
+        self.outbox = outbox
+        self.command_id = command_id
+        self.lines_per_chunk = lines_per_chunk
+        self.seconds_per_chunk = seconds_per_chunk
+        self.deliver = deliver
+        self.pending: list[str] = []
+        self.chunk_no = 0
+        self.started = time.monotonic()
+
+    def line(self, text: str) -> None:
+        self.pending.append(text[:2000])
+        if (
+            len(self.pending) >= self.lines_per_chunk
+            or time.monotonic() - self.started >= self.seconds_per_chunk
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        self.outbox.add(
+            "command.output",
+            {
+                "command_id": self.command_id,
+                "chunk_no": self.chunk_no,
+                "text": "\n".join(self.pending),
+            },
+            Priority.COMMAND_RESULT,
+        )
+        self.chunk_no += 1
+        self.pending = []
+        self.started = time.monotonic()
+        try:
+            self.deliver()  # so the UI sees the output while the install runs
+        except Exception:
+            logger.warning("could not deliver install output yet", exc_info=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -68,6 +69,15 @@ class QueuedEvent:
         }
 
 
+def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(self: Outbox, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
 class Outbox:
     def __init__(
         self,
@@ -82,15 +92,22 @@ class Outbox:
         self.max_bytes = max_bytes
         self.clock = clock
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._conn = sqlite3.connect(path, isolation_level=None, timeout=10)
+        # Install output is queued from the thread that reads the installer's output:
+        # one connection, shared under a lock.
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            path, isolation_level=None, timeout=10, check_same_thread=False
+        )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")  # an acknowledged add survives power loss
         self._conn.executescript(SCHEMA)
         self.evicted = 0
 
+    @_locked
     def close(self) -> None:
         self._conn.close()
 
+    @_locked
     def add(self, kind: str, payload: dict[str, Any], priority: Priority) -> str:
         """Store one event durably and return its UUID."""
         event_uuid = str(uuid.uuid4())
@@ -120,6 +137,7 @@ class Outbox:
             count, size = count - 1, size - victim[1]
             self.evicted += 1
 
+    @_locked
     def next_batch(self, max_events: int, max_bytes: int) -> list[QueuedEvent]:
         """The most urgent events, oldest first within a priority, within both caps
         (at least one event, however large, so nothing can block the queue)."""
@@ -139,6 +157,7 @@ class Outbox:
             total += size
         return batch
 
+    @_locked
     def acknowledge(self, uuids: list[str]) -> int:
         with self._transaction():
             removed = 0
@@ -147,6 +166,7 @@ class Outbox:
                 removed += cursor.rowcount
         return removed
 
+    @_locked
     def dead_letter(self, event_uuid: str, reason: str) -> None:
         """Move an event the appliance refuses for good out of the queue, with why."""
         with self._transaction():
@@ -162,6 +182,7 @@ class Outbox:
             )
             self._conn.execute("DELETE FROM outbox WHERE uuid = ?", (event_uuid,))
 
+    @_locked
     def note_attempt(self, uuids: list[str]) -> None:
         with self._transaction():
             self._conn.executemany(
@@ -169,6 +190,7 @@ class Outbox:
                 [(u,) for u in uuids],
             )
 
+    @_locked
     def depth_by_priority(self) -> dict[str, int]:
         counts = dict.fromkeys((p.name.lower() for p in Priority), 0)
         for priority, count in self._conn.execute(
@@ -177,9 +199,11 @@ class Outbox:
             counts[Priority(priority).name.lower()] = count
         return counts
 
+    @_locked
     def depth(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
+    @_locked
     def dead_letters(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = self._conn.execute(
             "SELECT uuid, kind, reason, failed_at FROM dead_letters "
@@ -188,6 +212,7 @@ class Outbox:
         ).fetchall()
         return [dict(zip(("uuid", "kind", "reason", "failed_at"), r, strict=True)) for r in rows]
 
+    @_locked
     def dead_letter_count(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
 

@@ -41,6 +41,13 @@ def run(
     if isinstance(args, str) or not args:
         raise TypeError("run() takes a non-empty list of arguments, never a shell string")
     started = time.monotonic()
+    # POSIX: a session of its own, so a timeout kills the tool's children too.
+    # Windows: a process group of its own, ended with `taskkill /T`.
+    group = (
+        {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+        if os.name == "nt"
+        else {"start_new_session": True}
+    )
     process = subprocess.Popen(  # noqa: S603 (argument list, no shell)
         list(args),
         stdin=subprocess.DEVNULL,
@@ -48,7 +55,7 @@ def run(
         stderr=subprocess.PIPE,
         env={**os.environ, **(env or {})},
         cwd=cwd,
-        start_new_session=True,
+        **group,
     )
     out: list[bytes] = []
     err: list[bytes] = []
@@ -76,6 +83,9 @@ def run(
     finally:
         for reader in readers:
             reader.join(timeout=5)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
     return Completed(
         tuple(args),
         returncode,
@@ -86,6 +96,14 @@ def run(
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    if os.name == "nt":  # Windows only: no process groups to signal
+        subprocess.run(  # noqa: S603
+            ["taskkill", "/T", "/F", "/PID", str(process.pid)],  # noqa: S607 (a system tool)
+            capture_output=True,
+            check=False,
+        )
+        process.wait(timeout=10)
+        return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=10)

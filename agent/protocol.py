@@ -460,6 +460,8 @@ def _breakers(value: Any) -> dict[str, dict[str, Any]]:
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 EVENT_KINDS = (
     "command.ack",
+    "command.output",
+    "disk.failing",
     "command.result",
     "command.rejected",
     "scan.report",
@@ -468,6 +470,7 @@ EVENT_KINDS = (
     "log",
 )
 COMMAND_RESULT_STATES = ("succeeded", "failed")
+MAX_UPDATES_PER_REPORT = 5000
 
 
 @dataclass(frozen=True)
@@ -507,7 +510,39 @@ class Event:
                 raise ProtocolError("command.result: status is succeeded or failed")
         if kind == "command.rejected" and not isinstance(payload.get("reason"), str):
             raise ProtocolError("command.rejected: reason must be text")
+        if kind == "command.output" and not (
+            isinstance(payload.get("command_id"), int)
+            and isinstance(payload.get("chunk_no"), int)
+            and isinstance(payload.get("text"), str)
+        ):
+            raise ProtocolError("command.output: command_id, chunk_no and text")
+        if kind == "scan.report":
+            scan_report_updates(payload)  # every record valid, or the event is refused
         return event
+
+
+def scan_report_updates(payload: dict[str, Any]) -> list[UpdateRecord]:
+    """The updates of a scan report, each validated; a compromised scanner or a forged
+    report with a hostile name or version is refused whole, with the reason."""
+    source = payload.get("source")
+    updates = payload.get("updates")
+    if not isinstance(updates, list) or len(updates) > MAX_UPDATES_PER_REPORT:
+        raise ProtocolError(
+            f"scan.report: updates must be a list of at most {MAX_UPDATES_PER_REPORT}"
+        )
+    unchecked = payload.get("unchecked", [])
+    if not isinstance(unchecked, list) or len(unchecked) > MAX_UPDATES_PER_REPORT:
+        raise ProtocolError("scan.report: unchecked must be a list of package names")
+    for name in unchecked:
+        check_package_name(str(source), name)
+    records = []
+    for index, raw in enumerate(updates):
+        item = {**raw, "source": source} if isinstance(raw, dict) else raw
+        try:
+            records.append(UpdateRecord.from_json(item))
+        except ProtocolError as exc:
+            raise ProtocolError(f"scan.report update #{index}: {exc}") from None
+    return records
 
 
 # --- updates -----------------------------------------------------------------------
@@ -525,15 +560,27 @@ _PACKAGE_NAMES = {
     "winget": re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}$"),
     "windows_update": re.compile(r"^(?:KB[0-9]{6,8}|[0-9a-fA-F-]{36})$"),
 }
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+~:_@-]{0,199}$")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+~:_@^-]{0,199}")  # '^': Fedora snapshots
 _ADVISORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$")
 
 
+_CUSTOM_SOURCE = re.compile(r"custom\.[a-z0-9_-]{1,32}")
+_CUSTOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+
+
+def is_known_source(source: object) -> bool:
+    """The built-in sources, and `custom.NAME` for an admin's own scanner."""
+    return source in SOURCES or (
+        isinstance(source, str) and _CUSTOM_SOURCE.fullmatch(source) is not None
+    )
+
+
 def check_package_name(source: str, name: object) -> str:
-    rule = _PACKAGE_NAMES.get(source)
+    rule = _PACKAGE_NAMES.get(source) or (_CUSTOM_NAME if is_known_source(source) else None)
     if rule is None:
-        raise ProtocolError(f"source: one of {', '.join(SOURCES)}")
-    if not isinstance(name, str) or not rule.match(name) or ".." in name:
+        raise ProtocolError(f"source: one of {', '.join(SOURCES)} or custom.NAME")
+    # fullmatch: `$` would also accept a trailing newline.
+    if not isinstance(name, str) or not rule.fullmatch(name) or ".." in name:
         raise ProtocolError(f"package name {str(name)[:80]!r} is not a valid {source} name")
     return name
 
@@ -541,7 +588,7 @@ def check_package_name(source: str, name: object) -> str:
 def check_version(value: object, what: str = "version", *, empty_ok: bool = False) -> str:
     if empty_ok and value in (None, ""):
         return ""
-    if not isinstance(value, str) or not _VERSION.match(value):
+    if not isinstance(value, str) or not _VERSION.fullmatch(value):
         raise ProtocolError(f"{what} {str(value)[:80]!r} is not a valid version")
     return value
 
@@ -574,8 +621,8 @@ class UpdateRecord:
         if not isinstance(value, dict):
             raise ProtocolError("update: not an object")
         source = value.get("source")
-        if source not in SOURCES:
-            raise ProtocolError(f"source: one of {', '.join(SOURCES)}")
+        if not is_known_source(source):
+            raise ProtocolError(f"source: one of {', '.join(SOURCES)} or custom.NAME")
         severity = value.get("severity", "unknown")
         if severity not in SEVERITIES:
             raise ProtocolError(f"severity: one of {', '.join(SEVERITIES)}")
@@ -583,7 +630,7 @@ class UpdateRecord:
         if (
             not isinstance(advisories, list)
             or len(advisories) > 200
-            or not all(isinstance(a, str) and _ADVISORY.match(a) for a in advisories)
+            or not all(isinstance(a, str) and _ADVISORY.fullmatch(a) for a in advisories)
         ):
             raise ProtocolError("advisories: a list of advisory/CVE ids")
         size = value.get("size_bytes")

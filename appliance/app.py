@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from appliance.api import agent_protocol, agents, health, keys, tokens
+from appliance.api import agent_protocol, agents, health, keys, tokens, updates
 from appliance.api.errors import EXCEPTION_HANDLERS
 from appliance.metrics import Metrics, RequestMetricsMiddleware
 from appliance.runtime import Appliance
@@ -59,6 +59,17 @@ def create_app(settings: Settings) -> Starlette:
         Route(f"{api}/agents/{{agent_id}}/take-over", agents.take_over, methods=["POST"]),
         Route(f"{api}/agents/{{agent_id}}/commands", agents.list_commands, methods=["GET"]),
         Route(f"{api}/agents/{{agent_id}}/commands", agents.create_command, methods=["POST"]),
+        Route(f"{api}/updates", updates.list_updates, methods=["GET"]),
+        *(
+            Route(f"{api}/updates/{action}", updates.decide, methods=["POST"])
+            for action in ("approve", "reject", "ignore")
+        ),
+        *(
+            Route(f"{api}/updates/{kind}", updates.request_commands, methods=["POST"])
+            for kind in ("dry-run", "install")
+        ),
+        Route(f"{api}/commands/{{command_id:int}}", updates.get_command, methods=["GET"]),
+        Route(f"{api}/history", updates.history, methods=["GET"]),
         Route(f"{api}/keys", keys.status, methods=["GET"]),
         Route(f"{api}/keys/rotate", keys.rotate, methods=["POST"]),
         Route(f"{api}/keys/{{key_id}}/revoke", keys.revoke, methods=["POST"]),

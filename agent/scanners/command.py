@@ -21,6 +21,7 @@ class CommandScannerFailed(RuntimeError):
 class CommandScanner:
     def __init__(self, name: str, command: tuple[str, ...], timeout_s: float):
         self.name = name
+        self.source = f"custom.{name.lower()}"
         self.command = command
         self.timeout_s = timeout_s
 

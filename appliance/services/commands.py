@@ -18,9 +18,25 @@ from appliance.store import agents as agents_store
 from appliance.store import commands as commands_store
 from appliance.store.database import Database
 
-KINDS = ("noop", "echo", "rapid_mode", "scan")
+KINDS = (
+    "noop",
+    "echo",
+    "rapid_mode",
+    "scan",
+    "dry_run",
+    "install",
+    "reboot",
+    "collect_system_info",
+)
 # Kinds that do no harm when they run twice: re-sent if never acknowledged.
-SAFE_TO_REPEAT = {"noop": 3, "echo": 3, "rapid_mode": 3, "scan": 3}
+SAFE_TO_REPEAT = {
+    "noop": 3,
+    "echo": 3,
+    "rapid_mode": 3,
+    "scan": 3,
+    "dry_run": 3,
+    "collect_system_info": 3,
+}
 DEFAULT_TTL = timedelta(hours=24)
 DEFAULT_TIMEOUT_S = 3600
 

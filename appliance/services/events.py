@@ -10,8 +10,10 @@ from typing import Any
 from agent.protocol import Event, ProtocolError
 from agent.sanitise import sanitise_fields, sanitise_text
 from appliance.clock import iso
+from appliance.services import updates
 from appliance.store import commands as commands_store
 from appliance.store import events as events_store
+from appliance.store import updates as updates_store
 from appliance.store.database import Database
 
 MAX_EVENTS_PER_BATCH = 500
@@ -69,26 +71,48 @@ async def ingest(
                 payload=json.dumps(payload),
             )
             if is_new:
-                await _apply(conn, agent_id, event.kind, payload, now)
+                await _apply(conn, agent_id, event, payload, now)
             result.accepted.append(event.uuid)
     return result
 
 
 async def _apply(
-    conn: Any, agent_id: str, kind: str, payload: dict[str, Any], now: datetime
+    conn: Any, agent_id: str, event: Event, clean: dict[str, Any], now: datetime
 ) -> None:
-    if kind == "command.ack":
-        await commands_store.acknowledge(conn, int(payload["command_id"]), agent_id, iso(now))
-    elif kind == "command.result":
-        await commands_store.finish(
+    """Act on a new event. `event.payload` is validated but raw (for the data it
+    carries); `clean` is its sanitised copy (for anything kept as text)."""
+    kind, payload = event.kind, event.payload
+    if kind == "scan.report":
+        await updates.record_scan(conn, agent_id, payload, now)
+    elif kind == "command.output":
+        await updates_store.add_output(
             conn,
-            int(payload["command_id"]),
+            payload["command_id"],
+            agent_id,
+            payload["chunk_no"],
+            sanitise_text(payload["text"], 16_000).replace("\\n", "\n"),
+            iso(now),
+        )
+    elif kind == "command.ack":
+        command_id = int(payload["command_id"])
+        await commands_store.acknowledge(conn, command_id, agent_id, iso(now))
+        command = await commands_store.by_id(conn, command_id)
+        if command and command["agent_id"] == agent_id and command["kind"] == "install":
+            await updates.record_install_started(conn, agent_id, command, now)
+    elif kind == "command.result":
+        command_id = int(payload["command_id"])
+        finished = await commands_store.finish(
+            conn,
+            command_id,
             agent_id,
             status=str(payload["status"]),
             at=iso(now),
-            result=json.dumps(payload.get("result")),
+            result=json.dumps(clean.get("result")),
             error=sanitise_text(payload["error"], 2000) if payload.get("error") else None,
         )
+        command = await commands_store.by_id(conn, command_id) if finished else None
+        if command and command["kind"] == "install":
+            await updates.record_install_result(conn, agent_id, command, payload, now)
     elif (
         kind == "command.rejected"
         and isinstance(payload.get("command_id"), int)
@@ -106,5 +130,5 @@ async def _apply(
             status="failed",
             at=iso(now),
             result=None,
-            error=f"rejected by the agent: {payload['reason']}",
+            error=f"rejected by the agent: {sanitise_text(payload['reason'], 200)}",
         )

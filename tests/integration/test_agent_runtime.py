@@ -78,17 +78,27 @@ def queue_events(state_dir: Path, count: int, results_every: int = 50) -> list[s
             )
         else:
             kind, priority = kinds[n % 3]
-            queued.append(box.add(kind, {"n": n, "filler": "x" * 100}, priority))
+            payload = {"n": n, "filler": "x" * 100}
+            if kind == "scan.report":
+                payload |= {"source": "apt", "updates": []}
+            queued.append(box.add(kind, payload, priority))
     box.close()
     return queued
 
 
 def fast_agent(fleet: Fleet, state_dir: Path, **config: float) -> str:
     agent_id = Identity.load(state_dir).agent_id
-    fleet.db_execute("UPDATE agents SET poll_interval_s = 2 WHERE id = ?", agent_id)
+    # Every 4 s stays under the default limit of 20 check-ins a minute.
+    fleet.db_execute("UPDATE agents SET poll_interval_s = 4 WHERE id = ?", agent_id)
     settings = {"backoff_base_s": 0.2, "backoff_max_s": 2, "request_timeout_s": 3, **config}
-    (state_dir / "agent.toml").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+    (state_dir / "agent.toml").write_text(
+        "".join(f"{k} = {v}\n" for k, v in settings.items()) + NO_BUILTIN_SCANNERS
+    )
     return agent_id
+
+
+# This machine has apt: the tests here use their own scanners only.
+NO_BUILTIN_SCANNERS = 'disabled_scanners = ["apt"]\n'
 
 
 def arrived(fleet: Fleet, agent_id: str) -> list[tuple[str, str]]:
@@ -187,8 +197,10 @@ def test_a_failing_scanner_opens_its_breaker_which_closes_by_itself(
     state_dir = fleet.enrol()
     agent_id = fast_agent(fleet, state_dir)
     (state_dir / "agent.toml").write_text(
-        "scan_interval_s = 0.5\nbreaker_threshold = 2\nbreaker_base_wait_s = 1\n"
-        "breaker_max_wait_s = 2\nbackoff_base_s = 0.2\n"
+        NO_BUILTIN_SCANNERS + "scan_interval_s = 0.5\nbreaker_threshold = 2\n"
+        # Open for longer than the 4 s between check-ins, so a check-in reports it.
+        "breaker_base_wait_s = 3\n"
+        "breaker_max_wait_s = 6\nbackoff_base_s = 0.2\n"
         f'[scanners.flaky]\ncommand = ["{sys.executable}", "{script}", '
         f'"{tmp_path / "runs"}", "4"]\n'
         "timeout_s = 10\n"
@@ -227,7 +239,7 @@ def test_a_hanging_scanner_is_killed_and_check_ins_go_on(fleet: Fleet, tmp_path:
     state_dir = fleet.enrol()
     agent_id = fast_agent(fleet, state_dir)
     (state_dir / "agent.toml").write_text(
-        "scan_interval_s = 1\nbackoff_base_s = 0.2\n"
+        NO_BUILTIN_SCANNERS + "scan_interval_s = 1\nbackoff_base_s = 0.2\n"
         '[scanners.stuck]\ncommand = ["sleep", "600"]\ntimeout_s = 1\n'
         '[scanners.garbage]\ncommand = ["echo", "this is not json"]\ntimeout_s = 5\n'
     )

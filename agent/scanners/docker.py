@@ -1,0 +1,848 @@
+"""Docker images: which running containers' tags have moved on in their registry, and
+installing that by pulling the new image and recreating Compose-managed containers.
+
+Local digests come from the Engine (docker SDK); remote digests from the registry's
+`HEAD /v2/<name>/manifests/<tag>`, following its Bearer token challenge.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.util
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from agent import process
+from agent.logs import log_event
+from agent.protocol import ProtocolError, UpdateRecord, check_package_name, check_version
+from agent.sanitise import sanitise_text
+
+logger = logging.getLogger("redflag.agent.scanners.docker")
+
+DEFAULT_ENGINE = "unix:///var/run/docker.sock"
+DOCKER_HUB = "docker.io"
+# Index and list first: their digest is what `docker pull <tag>` records in RepoDigests.
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_DIR = "com.docker.compose.project.working_dir"
+COMPOSE_FILES = "com.docker.compose.project.config_files"
+COMPOSE_SERVICE = "com.docker.compose.service"
+
+# The grammar of github.com/distribution/reference, plus `check_package_name` on top.
+_DOMAIN = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+# \Z, not $: "$" also matches before a trailing newline.
+_DOMAIN_RE = re.compile(rf"^{_DOMAIN}(?:\.{_DOMAIN})*(?::[0-9]+)?\Z")
+_PATH_PART_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-f]{32,}\Z")
+_COMPOSE_PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}\Z")
+_COMPOSE_SERVICE_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}\Z")
+_CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
+
+RegistryUrls = Mapping[str, str] | Callable[[str], str] | None
+
+
+class InvalidImageReference(ProtocolError):
+    """An image name that is not a plain `repository[:tag]`; refused before anything runs."""
+
+
+class DockerEngineUnavailable(RuntimeError):
+    """The Docker Engine API did not answer (daemon down, socket missing, permissions)."""
+
+
+class RegistryError(RuntimeError):
+    """One registry lookup failed: unreachable, 5xx, refused credentials, unknown tag."""
+
+
+class RegistryUnavailable(RegistryError):
+    """Every registry lookup of a scan failed; raised so the scanner's breaker counts it."""
+
+
+# --- image references ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageReference:
+    domain: str  # "docker.io", "ghcr.io", "registry.example:5000"
+    path: str  # "library/nginx", "owner/app"
+    tag: str = "latest"
+    digest: str = ""  # set when the reference pins a digest (`name@sha256:...`)
+
+    @property
+    def repository(self) -> str:
+        """The familiar name `docker` shows: "nginx", "owner/app", "ghcr.io/owner/app"."""
+        if self.domain != DOCKER_HUB:
+            return f"{self.domain}/{self.path}"
+        return self.path.removeprefix("library/") if self.path.count("/") == 1 else self.path
+
+    @property
+    def image(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+    @property
+    def canonical(self) -> str:
+        return f"{self.domain}/{self.path}:{self.tag}"
+
+
+def parse_image_reference(text: object, *, allow_digest: bool = False) -> ImageReference:
+    """`nginx:1.27` -> docker.io, library/nginx, 1.27. Raises InvalidImageReference for
+    anything else than a well-formed reference (and for digests unless allowed)."""
+    shown = repr(str(text)[:80])
+    if not isinstance(text, str) or not text or len(text) > 512:
+        raise InvalidImageReference(f"image {shown} is not a valid image reference")
+    name, _, digest = text.partition("@")
+    if digest and (not allow_digest or not _DIGEST_RE.match(digest)):
+        raise InvalidImageReference(f"image {shown} is pinned by digest, not a tag")
+    tag = "latest"
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name, tag = name[: -len(last)] + last.split(":", 1)[0], last.split(":", 1)[1]
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+        domain, path = first, rest
+    else:
+        domain, path = DOCKER_HUB, name
+    if domain == "index.docker.io":
+        domain = DOCKER_HUB
+    if domain == DOCKER_HUB and "/" not in path:
+        path = f"library/{path}"
+    if (
+        not _DOMAIN_RE.match(domain)
+        or not all(_PATH_PART_RE.match(part) for part in path.split("/"))
+        or not _TAG_RE.match(tag)
+    ):
+        raise InvalidImageReference(f"image {shown} is not a valid image reference")
+    reference = ImageReference(domain, path, tag, digest)
+    try:
+        check_package_name("docker", reference.repository)
+    except ProtocolError as exc:
+        raise InvalidImageReference(str(exc)) from None
+    return reference
+
+
+def _repository_of(repo_digest: str) -> tuple[str, str] | None:
+    """("docker.io/library/nginx", "sha256:...") from a RepoDigests entry."""
+    try:
+        reference = parse_image_reference(repo_digest, allow_digest=True)
+    except InvalidImageReference:
+        return None
+    return f"{reference.domain}/{reference.path}", reference.digest
+
+
+# --- registry --------------------------------------------------------------------------
+
+
+def default_registry_url(domain: str) -> str:
+    return "https://registry-1.docker.io" if domain == DOCKER_HUB else f"https://{domain}"
+
+
+class RegistryCredentials:
+    """Username/password per registry from the host's docker config "auths". Credential
+    helpers (credsStore/credHelpers) are not run: an agent must not block on a keyring."""
+
+    def __init__(self, config_path: Path | None = None):
+        import docker.auth  # the `docker` extra; imported only when used
+
+        # An explicit path that does not exist means "no credentials", not "look elsewhere".
+        try:
+            if config_path is not None and not config_path.exists():
+                self._loaded = docker.auth.AuthConfig({})
+            else:
+                self._loaded = docker.auth.load_config(str(config_path) if config_path else None)
+        except (docker.errors.DockerException, ValueError, OSError) as exc:
+            log_event(
+                logger,
+                logging.WARNING,
+                "agent.docker_config_unreadable",
+                f"docker config unreadable, continuing without credentials: {exc}",
+            )
+            self._loaded = docker.auth.AuthConfig({})
+        self._auths = docker.auth.AuthConfig({"auths": dict(self._loaded.auths)})
+
+    def for_registry(self, domain: str) -> tuple[str, str] | None:
+        entry = self._auths.resolve_authconfig(domain) or {}
+        if entry.get("username") and entry.get("password") is not None:
+            return entry["username"], entry["password"]
+        helper = self._loaded.get_credential_store(domain)
+        if helper:
+            log_event(
+                logger,
+                logging.WARNING,
+                "agent.docker_credential_helper",
+                f"credentials for {domain} are in docker-credential-{helper}, "
+                "which RedFlag does not run; put them in the config's auths",
+                registry=domain,
+            )
+        return None
+
+    def engine_auth(self, domain: str) -> dict[str, str]:
+        """The X-Registry-Auth for a pull ({} for an anonymous pull)."""
+        found = self.for_registry(domain)
+        if not found:
+            return {}
+        return {"username": found[0], "password": found[1], "serveraddress": domain}
+
+
+class RegistryClient:
+    """Reads the current manifest digest of a tag, the way `docker pull` resolves it."""
+
+    def __init__(
+        self,
+        credentials: RegistryCredentials,
+        registry_urls: RegistryUrls = None,
+        *,
+        timeout_s: float = 15.0,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        self.credentials = credentials
+        self._urls = registry_urls
+        self._http = httpx.Client(timeout=timeout_s, transport=transport, follow_redirects=True)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def base_url(self, domain: str) -> str:
+        if callable(self._urls):
+            return self._urls(domain).rstrip("/")
+        if self._urls is not None and domain in self._urls:
+            return self._urls[domain].rstrip("/")
+        return default_registry_url(domain)
+
+    def manifest_digest(self, reference: ImageReference) -> str:
+        base = self.base_url(reference.domain)
+        url = f"{base}/v2/{reference.path}/manifests/{reference.tag}"
+        headers = {"Accept": ", ".join(MANIFEST_TYPES)}
+        response = self._request("HEAD", url, headers, reference)
+        if response.status_code == 401:
+            headers["Authorization"] = self._authorization(reference, base, response)
+            response = self._request("HEAD", url, headers, reference)
+        digest = response.headers.get("Docker-Content-Digest", "")
+        if response.status_code == 200 and not digest:
+            # A few registries omit the header on HEAD; the digest is the body's hash.
+            response = self._request("GET", url, headers, reference)
+            if len(response.content) > MAX_MANIFEST_BYTES:
+                raise RegistryError(f"{reference.image}: manifest larger than 4 MiB")
+            digest = "sha256:" + hashlib.sha256(response.content).hexdigest()
+        if response.status_code != 200:
+            raise RegistryError(_status_problem(reference, response.status_code))
+        if not _DIGEST_RE.match(digest):
+            raise RegistryError(f"{reference.image}: registry sent an invalid digest")
+        return digest
+
+    def _request(
+        self, method: str, url: str, headers: dict[str, str], reference: ImageReference
+    ) -> httpx.Response:
+        try:
+            return self._http.request(method, url, headers=headers)
+        except httpx.HTTPError as exc:
+            raise RegistryError(
+                f"{reference.image}: cannot reach {reference.domain}: {type(exc).__name__} {exc}"
+            ) from None
+
+    def _authorization(
+        self, reference: ImageReference, base: str, challenged: httpx.Response
+    ) -> str:
+        scheme, params = _parse_challenge(challenged.headers.get("WWW-Authenticate", ""))
+        credentials = self.credentials.for_registry(reference.domain)
+        if scheme == "basic" and credentials:
+            return "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
+        if scheme != "bearer" or not params.get("realm"):
+            needs = "credentials in the docker config" if scheme == "basic" else "a known scheme"
+            raise RegistryError(f"{reference.image}: {reference.domain} asks for {needs}")
+        realm = params["realm"]
+        realm_scheme = urlsplit(realm).scheme
+        if realm_scheme not in ("http", "https"):
+            raise RegistryError(f"{reference.image}: token realm is not an http(s) URL")
+        if credentials and realm_scheme == "http" and urlsplit(base).scheme == "https":
+            raise RegistryError(
+                f"{reference.image}: refusing to send credentials to a plain-http token realm"
+            )
+        query = {"scope": params.get("scope") or f"repository:{reference.path}:pull"}
+        if params.get("service"):
+            query["service"] = params["service"]
+        try:
+            answer = self._http.get(realm, params=query, auth=credentials or None)
+        except httpx.HTTPError as exc:
+            raise RegistryError(
+                f"{reference.image}: cannot reach token service: {type(exc).__name__} {exc}"
+            ) from None
+        if answer.status_code != 200:
+            given = "refused the credentials" if credentials else "wants credentials"
+            reason = given if answer.status_code in (401, 403) else f"HTTP {answer.status_code}"
+            raise RegistryError(f"{reference.image}: token service {reason}")
+        try:
+            body = answer.json()
+            token = body.get("token") or body.get("access_token")
+        except (ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise RegistryError(f"{reference.image}: token service sent no token")
+        return f"Bearer {token}"
+
+
+def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme, _, rest = header.strip().partition(" ")
+    return scheme.lower(), dict(_CHALLENGE_PARAM.findall(rest))
+
+
+def _status_problem(reference: ImageReference, status: int) -> str:
+    if status in (401, 403):
+        return f"{reference.image}: {reference.domain} refused access (HTTP {status})"
+    if status == 404:
+        return f"{reference.image}: tag not found in {reference.domain}"
+    return f"{reference.image}: {reference.domain} answered HTTP {status}"
+
+
+# --- the engine ------------------------------------------------------------------------
+
+
+def engine_url(base_url: str | None) -> str:
+    return base_url or os.environ.get("DOCKER_HOST") or DEFAULT_ENGINE
+
+
+def _connect(base_url: str) -> Any:
+    import docker  # the `docker` extra; imported only when used
+
+    # The SDK leaks its socket when the connect fails; a missing socket needs no connect.
+    if base_url.startswith("unix://") and not Path(base_url.removeprefix("unix://")).exists():
+        raise DockerEngineUnavailable(f"Docker Engine at {base_url}: no such socket")
+    try:
+        return docker.DockerClient(base_url=base_url, version="auto", timeout=30)
+    except docker.errors.DockerException as exc:
+        raise DockerEngineUnavailable(f"Docker Engine at {base_url}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class RunningContainer:
+    name: str
+    image: str  # the reference it was created from (Config.Image)
+    image_id: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def label(self, key: str) -> str:
+        return sanitise_text(self.labels.get(key) or "", 1024)
+
+
+def _running_containers(client: Any) -> list[RunningContainer]:
+    import docker
+
+    try:
+        found = client.containers.list(ignore_removed=True)
+    except (docker.errors.DockerException, OSError) as exc:
+        raise DockerEngineUnavailable(f"listing containers: {exc}") from None
+    return [
+        RunningContainer(
+            name=sanitise_text(c.name, 255),
+            image=(c.attrs.get("Config") or {}).get("Image") or "",
+            image_id=c.attrs.get("Image") or "",
+            labels=(c.attrs.get("Config") or {}).get("Labels") or {},
+        )
+        for c in found
+    ]
+
+
+def _repo_digests(client: Any, image_id: str) -> dict[str, set[str]]:
+    """{"docker.io/library/nginx": {"sha256:..."}} for one local image."""
+    import docker
+
+    try:
+        attrs = client.images.get(image_id).attrs
+    except docker.errors.NotFound:
+        return {}
+    except (docker.errors.DockerException, OSError) as exc:
+        raise DockerEngineUnavailable(f"inspecting image {image_id[:19]}: {exc}") from None
+    digests: dict[str, set[str]] = {}
+    for entry in attrs.get("RepoDigests") or []:
+        parsed = _repository_of(str(entry))
+        if parsed:
+            digests.setdefault(parsed[0], set()).add(parsed[1])
+    return digests
+
+
+def _group_by_image(
+    containers: Iterable[RunningContainer],
+) -> tuple[dict[str, tuple[ImageReference, list[RunningContainer]]], list[dict[str, Any]]]:
+    groups: dict[str, tuple[ImageReference, list[RunningContainer]]] = {}
+    skipped: list[dict[str, Any]] = []
+    for container in containers:
+        try:
+            reference = parse_image_reference(container.image)
+        except InvalidImageReference as exc:
+            reason = "pinned by digest" if "pinned by digest" in str(exc) else str(exc)
+            skipped.append(
+                {"image": sanitise_text(container.image, 200), "container": container.name}
+                | {"reason": reason}
+            )
+            continue
+        groups.setdefault(reference.canonical, (reference, []))[1].append(container)
+    return groups, skipped
+
+
+# --- the scanner -----------------------------------------------------------------------
+
+
+class DockerScanner:
+    """One update per image tag whose registry digest differs from the digest of the
+    image its running containers use.
+
+    A failed lookup of one image does not hide the others: the scan returns what it
+    found and lists the failures in `last_report["errors"]`. Only when every lookup
+    failed does it raise RegistryUnavailable, which the daemon's breaker counts.
+    """
+
+    name = "docker"
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        registry_urls: RegistryUrls = None,
+        docker_config: Path | None = None,
+        timeout_s: float = 15.0,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        self.base_url = engine_url(base_url)
+        self.registry_urls = registry_urls
+        self.docker_config = docker_config
+        self.timeout_s = timeout_s
+        self.transport = transport
+        self.last_report: dict[str, Any] = {"updates": [], "skipped": [], "errors": []}
+
+    def available(self) -> bool:
+        if importlib.util.find_spec("docker") is None:
+            return False
+        if self.base_url.startswith("unix://"):
+            return Path(self.base_url.removeprefix("unix://")).exists()
+        return True
+
+    def scan(self) -> list[dict[str, Any]]:
+        return self.scan_report()["updates"]
+
+    def unchecked_packages(self) -> list[str]:
+        """Images whose registry lookup failed in the last scan: the appliance must not
+        take their absence from the report as 'updated'."""
+        packages = []
+        for error in self.last_report.get("errors", []):
+            try:
+                packages.append(parse_image_reference(error.get("image")).repository)
+            except ProtocolError:
+                continue
+        return sorted(set(packages))
+
+    def scan_report(self) -> dict[str, Any]:
+        """{"updates": [UpdateRecord json], "skipped": [{image, container, reason}],
+        "errors": [{image, error}]}."""
+        client = _connect(self.base_url)
+        registry = RegistryClient(
+            RegistryCredentials(self.docker_config),
+            self.registry_urls,
+            timeout_s=self.timeout_s,
+            transport=self.transport,
+        )
+        try:
+            report = self._scan(client, registry)
+        finally:
+            registry.close()
+            client.close()
+        self.last_report = report
+        errors, looked_up = report["errors"], report.pop("looked_up")
+        if looked_up and len(errors) == looked_up:
+            raise RegistryUnavailable(
+                f"all {looked_up} registry lookups failed; first: {errors[0]['error']}"
+            )
+        return report
+
+    def _scan(self, client: Any, registry: RegistryClient) -> dict[str, Any]:
+        groups, skipped = _group_by_image(_running_containers(client))
+        updates: list[dict[str, Any]] = []
+        errors: list[dict[str, str]] = []
+        looked_up = 0
+        for reference, containers in groups.values():
+            local = _local_digests(client, reference, containers)
+            if not local:
+                names = [c.name for c in containers]
+                skipped += [
+                    {"image": reference.image, "container": name}
+                    | {"reason": "no registry digest locally (built here or never pulled)"}
+                    for name in names
+                ]
+                continue
+            looked_up += 1
+            try:
+                remote = registry.manifest_digest(reference)
+            except RegistryError as exc:
+                errors.append({"image": reference.image, "error": sanitise_text(exc, 500)})
+                continue
+            outdated = [c for c in containers if remote not in local.get(c.image_id, set())]
+            if outdated:
+                current = sorted(local.get(outdated[0].image_id) or {""})[0]
+                updates.append(_update_record(reference, current, remote, outdated))
+        for problem in skipped:
+            log_event(logger, logging.INFO, "agent.docker_image_skipped", **problem)
+        for problem in errors:
+            log_event(logger, logging.WARNING, "agent.docker_registry_failed", **problem)
+        return {"updates": updates, "skipped": skipped, "errors": errors, "looked_up": looked_up}
+
+
+def _local_digests(
+    client: Any, reference: ImageReference, containers: list[RunningContainer]
+) -> dict[str, set[str]]:
+    """image id -> the digests recorded for this repository when that image was pulled."""
+    repository = f"{reference.domain}/{reference.path}"
+    found = {}
+    for image_id in {c.image_id for c in containers}:
+        digests = _repo_digests(client, image_id).get(repository)
+        if digests:
+            found[image_id] = digests
+    return found
+
+
+def _update_record(
+    reference: ImageReference, current: str, remote: str, containers: list[RunningContainer]
+) -> dict[str, Any]:
+    projects = _compose_projects(containers)
+    return UpdateRecord(
+        source="docker",
+        package=check_package_name("docker", reference.repository),
+        available_version=check_version(remote, "registry digest"),
+        current_version=check_version(current, "local digest", empty_ok=True),
+        origin=reference.domain,
+        details={
+            "image": reference.image,
+            "tag": reference.tag,
+            "containers": sorted(c.name for c in containers),
+            "compose_project": projects[0]["project"] if len(projects) == 1 else None,
+            "compose_dir": projects[0]["working_dir"] if len(projects) == 1 else None,
+            "compose": projects,
+        },
+    ).to_json()
+
+
+def _compose_projects(containers: Iterable[RunningContainer]) -> list[dict[str, Any]]:
+    projects: dict[tuple[str, str], set[str]] = {}
+    for c in containers:
+        if c.label(COMPOSE_PROJECT):
+            key = (c.label(COMPOSE_PROJECT), c.label(COMPOSE_DIR))
+            projects.setdefault(key, set()).add(c.label(COMPOSE_SERVICE))
+    return [
+        {"project": project, "working_dir": directory or None, "services": sorted(services)}
+        for (project, directory), services in sorted(projects.items())
+    ]
+
+
+# --- the installer ---------------------------------------------------------------------
+
+
+@dataclass
+class _ImagePlan:
+    reference: ImageReference
+    containers: list[RunningContainer]
+    # (project, working_dir, config files) -> (services, container names)
+    compose: dict[tuple[str, str, tuple[str, ...]], tuple[set[str], list[str]]]
+    restart_needed: list[dict[str, str]]
+
+
+class DockerInstaller:
+    """Pulls approved images; recreates Compose-managed containers with
+    `docker compose -p PROJECT up -d --no-deps SERVICE...` in the project directory;
+    reports every other container using the image as "pulled, restart needed".
+
+    `packages` are update records' package names ("nginx": every tag of it that running
+    containers use) or exact references ("nginx:1.27")."""
+
+    source = "docker"
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        docker_config: Path | None = None,
+        docker_cli: str = "docker",
+        compose_timeout_s: float = 900.0,
+    ):
+        self.base_url = engine_url(base_url)
+        self.explicit_engine = base_url is not None
+        self.docker_config = docker_config
+        self.docker_cli = docker_cli
+        self.compose_timeout_s = compose_timeout_s
+
+    def dry_run(self, packages: Sequence[str]) -> dict[str, Any]:
+        """{"images": [{"image", "pull", "recreate": [{project, working_dir, services,
+        containers, command}], "restart_needed": [{container, reason}]}], "not_in_use"}"""
+        requested = _validated(packages)
+        client = _connect(self.base_url)
+        try:
+            containers = _running_containers(client)
+        finally:
+            client.close()
+        targets, unused = _targets(requested, containers)
+        plans = [self._plan(reference, containers) for reference in targets]
+        return {
+            "images": [
+                {
+                    "image": plan.reference.image,
+                    "pull": plan.reference.image,
+                    "recreate": [
+                        {
+                            "project": project,
+                            "working_dir": directory,
+                            "services": sorted(services),
+                            "containers": sorted(names),
+                            "command": self._compose_command(project, files, services),
+                        }
+                        for (project, directory, files), (services, names) in plan.compose.items()
+                    ],
+                    "restart_needed": plan.restart_needed,
+                }
+                for plan in plans
+            ],
+            "not_in_use": unused,
+        }
+
+    def install(self, packages: Sequence[str], on_output: Callable[[str], None]) -> dict[str, Any]:
+        """{"installed": [{package, image, from, to, status}], "failed": [image],
+        "not_in_use": [package], "images": [{image, package, status, image_id,
+        previous_digest, digest, recreated: [{project, services, containers,
+        exit_code}], restart_needed: [{container, reason}], message, error}],
+        "error" (only when something failed)}. status is one of "recreated",
+        "pulled, restart needed", "pulled" (nothing runs it), "up to date", "failed"."""
+        requested = _validated(packages)
+        credentials = RegistryCredentials(self.docker_config)
+        client = _connect(self.base_url)
+        try:
+            containers = _running_containers(client)
+            targets, unused = _targets(requested, containers)
+            results = [
+                self._install_one(client, credentials, self._plan(r, containers), on_output)
+                for r in targets
+            ]
+        finally:
+            client.close()
+        for package in unused:
+            on_output(f"{package}: no running container uses it; nothing pulled")
+        outcome: dict[str, Any] = {
+            "installed": [
+                {"package": r["package"], "image": r["image"], "from": r["previous_digest"]}
+                | {"to": r["digest"], "status": r["status"]}
+                for r in results
+                if r["status"] != "failed"
+            ],
+            "failed": [r["image"] for r in results if r["status"] == "failed"],
+            "not_in_use": unused,
+            "images": results,
+        }
+        errors = [f"{r['image']}: {r['error']}" for r in results if r["error"]]
+        if errors:
+            outcome["error"] = sanitise_text("; ".join(errors), 1000)
+        return outcome
+
+    def _install_one(
+        self,
+        client: Any,
+        credentials: RegistryCredentials,
+        plan: _ImagePlan,
+        on_output: Callable[[str], None],
+    ) -> dict[str, Any]:
+        reference = plan.reference
+        result: dict[str, Any] = {"image": reference.image, "package": reference.repository}
+        result |= {"image_id": None, "previous_digest": None, "digest": None}
+        result |= {"recreated": [], "restart_needed": [], "message": "", "error": None}
+        try:
+            result["previous_digest"] = _previous_digest(client, reference, plan.containers)
+            on_output(f"pulling {reference.image}")
+            new_id, digest = _pull(client, credentials, reference, on_output)
+        except (DockerEngineUnavailable, RegistryError) as exc:
+            result |= {"status": "failed", "error": sanitise_text(exc, 500)}
+            return result | {"message": f"pull failed: {result['error']}"}
+        result |= {"image_id": new_id, "digest": digest}
+        stale = {c.name for c in plan.containers if c.image_id != new_id}
+        if plan.containers and not stale:
+            return result | {"status": "up to date", "message": "containers already run it"}
+        for (project, directory, files), (services, names) in plan.compose.items():
+            if stale & set(names):
+                result["recreated"].append(
+                    self._compose_up(project, directory, files, services, names, on_output)
+                )
+        result["restart_needed"] = [r for r in plan.restart_needed if r["container"] in stale]
+        failed = [r for r in result["recreated"] if r["exit_code"] != 0]
+        if failed:
+            result["error"] = f"docker compose failed for {', '.join(r['project'] for r in failed)}"
+            return result | {"status": "failed", "message": result["error"]}
+        if result["restart_needed"]:
+            names = ", ".join(r["container"] for r in result["restart_needed"])
+            return result | {"status": "pulled, restart needed", "message": f"restart: {names}"}
+        status = "recreated" if result["recreated"] else "pulled"
+        return result | {"status": status, "message": status}
+
+    def _plan(self, reference: ImageReference, containers: list[RunningContainer]) -> _ImagePlan:
+        plan = _ImagePlan(reference, [], {}, [])
+        cli = shutil.which(self.docker_cli)
+        for container in containers:
+            try:
+                if parse_image_reference(container.image).canonical != reference.canonical:
+                    continue
+            except InvalidImageReference:
+                continue
+            plan.containers.append(container)
+            key, reason = _compose_key(container)
+            if key and not cli:
+                key, reason = None, f"Compose-managed, but no '{self.docker_cli}' command on PATH"
+            if key:
+                services, names = plan.compose.setdefault(key, (set(), []))
+                services.add(container.label(COMPOSE_SERVICE))
+                names.append(container.name)
+            else:
+                plan.restart_needed.append({"container": container.name, "reason": reason})
+        return plan
+
+    def _compose_command(
+        self, project: str, files: tuple[str, ...], services: Iterable[str]
+    ) -> list[str]:
+        command = [shutil.which(self.docker_cli) or self.docker_cli, "compose", "-p", project]
+        for path in files:
+            command += ["-f", path]
+        return [*command, "up", "-d", "--no-deps", *sorted(services)]
+
+    def _compose_up(
+        self,
+        project: str,
+        directory: str,
+        files: tuple[str, ...],
+        services: set[str],
+        names: list[str],
+        on_output: Callable[[str], None],
+    ) -> dict[str, Any]:
+        command = self._compose_command(project, files, services)
+        on_output(f"recreating {', '.join(sorted(services))} of Compose project {project}")
+        env = {"DOCKER_HOST": self.base_url} if self.explicit_engine else None
+        outcome: dict[str, Any] = {"project": project, "services": sorted(services)}
+        outcome["containers"] = sorted(names)
+        try:
+            finished = process.run(
+                command,
+                timeout_s=self.compose_timeout_s,
+                env=env,
+                cwd=directory,
+                on_line=lambda line: on_output(sanitise_text(line, 1000)),
+            )
+        except (process.CommandTimedOut, OSError) as exc:
+            on_output(sanitise_text(f"docker compose: {exc}", 1000))
+            return outcome | {"exit_code": -1}
+        for line in finished.stderr.splitlines()[-50:]:
+            on_output(sanitise_text(line, 1000))
+        return outcome | {"exit_code": finished.returncode}
+
+
+def _validated(packages: Sequence[str]) -> list[tuple[ImageReference, bool]]:
+    """Every name checked before anything runs: one bad name refuses the whole request.
+    Each comes back with whether it named a tag."""
+    if isinstance(packages, str) or not isinstance(packages, Sequence) or not packages:
+        raise InvalidImageReference("packages: a non-empty list of image names")
+    return [(parse_image_reference(text), ":" in text.rsplit("/", 1)[-1]) for text in packages]
+
+
+def _targets(
+    requested: list[tuple[ImageReference, bool]], containers: list[RunningContainer]
+) -> tuple[list[ImageReference], list[str]]:
+    """The image tags to pull: those named, and for a bare repository every tag of it
+    that running containers use. Also the bare repositories nothing uses."""
+    in_use: dict[str, dict[str, ImageReference]] = {}
+    for container in containers:
+        try:
+            reference = parse_image_reference(container.image)
+        except InvalidImageReference:
+            continue
+        in_use.setdefault(f"{reference.domain}/{reference.path}", {})[reference.canonical] = (
+            reference
+        )
+    targets: dict[str, ImageReference] = {}
+    unused: list[str] = []
+    for reference, tagged in requested:
+        used = in_use.get(f"{reference.domain}/{reference.path}")
+        if tagged:
+            targets[reference.canonical] = reference
+        elif used:
+            targets.update(sorted(used.items()))
+        else:
+            unused.append(reference.repository)
+    return list(targets.values()), unused
+
+
+def _previous_digest(
+    client: Any, reference: ImageReference, containers: list[RunningContainer]
+) -> str | None:
+    local = _local_digests(client, reference, containers)
+    return min((min(d) for d in local.values()), default=None)
+
+
+def _compose_key(
+    container: RunningContainer,
+) -> tuple[tuple[str, str, tuple[str, ...]] | None, str]:
+    """The Compose project that can recreate this container, or why none can."""
+    project, directory = container.label(COMPOSE_PROJECT), container.label(COMPOSE_DIR)
+    service = container.label(COMPOSE_SERVICE)
+    if not project:
+        return None, "not managed by Compose"
+    if not _COMPOSE_PROJECT_RE.match(project) or not _COMPOSE_SERVICE_RE.match(service):
+        return None, "Compose labels are not valid project/service names"
+    if not os.path.isabs(directory) or not os.path.isdir(directory):
+        return None, f"Compose project directory {directory!r} does not exist"
+    files = tuple(f for f in container.label(COMPOSE_FILES).split(",") if f)
+    missing = [f for f in files if not os.path.isabs(f) or not os.path.isfile(f)]
+    if missing:
+        return None, f"Compose file {missing[0]!r} does not exist"
+    return (project, directory, files), ""
+
+
+def _pull(
+    client: Any,
+    credentials: RegistryCredentials,
+    reference: ImageReference,
+    on_output: Callable[[str], None],
+) -> tuple[str, str | None]:
+    """Pull through the engine, streaming its status lines; (new image id, digest)."""
+    import docker
+
+    try:
+        for line in client.api.pull(
+            reference.repository,
+            tag=reference.tag,
+            stream=True,
+            decode=True,
+            auth_config=credentials.engine_auth(reference.domain),
+        ):
+            if line.get("error"):
+                raise RegistryError(str(line["error"]))
+            if (line.get("progressDetail") or {}).get("total"):
+                continue  # byte counters: one line per chunk, not worth keeping
+            text = " ".join(str(line[k]) for k in ("id", "status") if line.get(k))
+            if text:
+                on_output(sanitise_text(text, 500))
+        attrs = client.images.get(reference.image).attrs
+    except docker.errors.APIError as exc:
+        raise RegistryError(f"{reference.image}: {exc.explanation or exc}") from None
+    except (docker.errors.DockerException, OSError) as exc:
+        raise DockerEngineUnavailable(f"pulling {reference.image}: {exc}") from None
+    repository = f"{reference.domain}/{reference.path}"
+    digests = sorted(
+        parsed[1]
+        for entry in attrs.get("RepoDigests") or []
+        if (parsed := _repository_of(str(entry))) and parsed[0] == repository
+    )
+    return attrs["Id"], (digests[0] if digests else None)
