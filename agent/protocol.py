@@ -556,7 +556,11 @@ _PACKAGE_NAMES = {
     "apt": re.compile(r"^[a-z0-9][a-z0-9+.-]{0,127}$"),
     "dnf": re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$"),
     "yum": re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$"),
-    "docker": re.compile(r"^[a-z0-9][a-z0-9._-]*(?::[0-9]+)?(?:/[a-z0-9][a-z0-9._-]*)*$"),
+    # repository[:tag], the registry host may carry a port: "registry.lan:5000/app:1.2"
+    "docker": re.compile(
+        r"[a-z0-9][a-z0-9._-]*(?::[0-9]+)?(?:/[a-z0-9][a-z0-9._-]*)*"
+        r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    ),
     "winget": re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}$"),
     "windows_update": re.compile(r"^(?:KB[0-9]{6,8}|[0-9a-fA-F-]{36})$"),
 }

@@ -440,7 +440,7 @@ class DockerScanner:
         packages = []
         for error in self.last_report.get("errors", []):
             try:
-                packages.append(parse_image_reference(error.get("image")).repository)
+                packages.append(parse_image_reference(error.get("image")).image)
             except ProtocolError:
                 continue
         return sorted(set(packages))
@@ -519,7 +519,8 @@ def _update_record(
     projects = _compose_projects(containers)
     return UpdateRecord(
         source="docker",
-        package=check_package_name("docker", reference.repository),
+        # One row per tag: nginx:1.26 and nginx:1.27 are separate updates.
+        package=check_package_name("docker", reference.image),
         available_version=check_version(remote, "registry digest"),
         current_version=check_version(current, "local digest", empty_ok=True),
         origin=reference.domain,

@@ -109,7 +109,7 @@ def test_a_moved_tag_is_one_update_naming_its_containers_and_compose_project(
 
     assert UpdateRecord.from_json(update).to_json() == update
     assert update["source"] == "docker"
-    assert update["package"] == APP
+    assert update["package"] == f"{APP}:1.0"  # one update per tag
     assert update["current_version"] == OLD
     assert update["available_version"] == new
     assert update["origin"] == "registry.test"
@@ -130,7 +130,7 @@ def test_docker_hub_names_are_looked_up_as_library_repositories_with_every_manif
 
     [update] = scanner_for(engine, docker_config, docker_io=registry.url).scan()
 
-    assert update["package"] == "nginx"
+    assert update["package"] == "nginx:1.27"
     assert update["details"]["image"] == "nginx:1.27"
     [(method, path, headers)] = registry.requests
     assert (method, path) == ("HEAD", "/v2/library/nginx/manifests/1.27")
