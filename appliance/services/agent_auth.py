@@ -7,6 +7,7 @@ in a sampled way (a flood of forged requests cannot flood the log).
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -34,6 +35,8 @@ FAILURE_STATUS = {
     "agent_disabled": 403,
 }
 MAX_REMEMBERED_NONCES = 500_000
+CREDENTIAL_TTL_S = 5.0
+MAX_CACHED_AGENTS = 100_000
 
 
 class AgentAuthFailed(Exception):
@@ -58,6 +61,7 @@ class AgentAuthenticator:
         self._nonces: OrderedDict[tuple[str, str], int] = OrderedDict()
         self.failures: dict[str, int] = dict.fromkeys(FAILURE_STATUS, 0)
         self._sampled = SampledLog(logger)
+        self._credential_cache: dict[str, tuple[float, tuple[bool, list[bytes]] | None]] = {}
 
     async def authenticate(
         self, method: str, path: str, headers: object, body: bytes, source_ip: str = ""
@@ -91,8 +95,7 @@ class AgentAuthenticator:
                 f"request time is {signed.timestamp - now:+d}s from the appliance's clock "
                 f"(allowed ±{self.window_s}s); fix the agent host's time",
             )
-        async with self.db.read() as conn:
-            found = await agents_store.credentials(conn, signed.agent_id)
+        found = await self._credentials(signed.agent_id)
         if found is None:
             raise AgentAuthFailed("unknown_agent", "unknown agent; register it again")
         disabled, public_keys = found
@@ -111,6 +114,21 @@ class AgentAuthenticator:
             raise AgentAuthFailed("agent_disabled", "this agent is disabled by an admin")
         self._remember_nonce(signed.agent_id, signed.nonce, signed.timestamp, now)
         return AgentPrincipal(signed.agent_id)
+
+    async def _credentials(self, agent_id: str) -> tuple[bool, list[bytes]] | None:
+        """(disabled, public keys), cached briefly: a check-in storm should not mean one
+        read transaction per request. Disabling an agent takes effect within the TTL."""
+        now = time.monotonic()
+        cached = self._credential_cache.get(agent_id)
+        if cached and cached[0] > now:
+            return cached[1]
+        async with self.db.read() as conn:
+            found = await agents_store.credentials(conn, agent_id)
+        if found is not None:  # unknown agents are not cached: a registration may follow
+            if len(self._credential_cache) > MAX_CACHED_AGENTS:
+                self._credential_cache.clear()
+            self._credential_cache[agent_id] = (now + CREDENTIAL_TTL_S, found)
+        return found
 
     def _remember_nonce(self, agent_id: str, nonce: str, timestamp: int, now: int) -> None:
         # Forget nonces whose request time has left the window: those are refused by the
