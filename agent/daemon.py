@@ -23,6 +23,7 @@ from agent.client import ApplianceError
 from agent.config import AgentConfig, load_config
 from agent.drain import DrainPolicy
 from agent.facts import collect_host_facts
+from agent.host_report import HostReporter
 from agent.logs import log_event
 from agent.outbox import OUTBOX_FILE, Outbox, Priority
 from agent.protocol import HostFacts, ProtocolError, check_package_name, scan_report_updates
@@ -85,6 +86,7 @@ class AgentDaemon:
             )
             for s in self.scanners
         }
+        self.host = HostReporter(state_dir, self.outbox)
         self.installers = configured_installers(self.config)
         for source in self.installers:
             self.breakers[f"install:{source}"] = CircuitBreaker(
@@ -101,6 +103,7 @@ class AgentDaemon:
                 "dry_run": self._dry_run_command,
                 "install": self._install_command,
                 "reboot": self._reboot_command,
+                "collect_system_info": lambda command: {"sent": self.host.report(force=True)},
             }
         )
         self.next_checkin_at = 0.0  # monotonic; 0 means at the first cycle
@@ -125,6 +128,7 @@ class AgentDaemon:
             self.status["last_scan_at"] = int(self.clock())
             for scanner in self.scanners:
                 self._isolated(f"scanner:{scanner.name}", self._run_scanner, scanner)
+            self._isolated("host_report", self.host.report)
         self._isolated("drain", self._drain)
         wait = self._next_wait()
         self._save_status(wait)
@@ -132,7 +136,8 @@ class AgentDaemon:
 
     def _check_in(self) -> bool:
         try:
-            outcome = self.session.check_in(self.facts(), self.breaker_states())
+            reboot = self._isolated("reboot_state", self.host.reboot) or {}
+            outcome = self.session.check_in(self.facts(), self.breaker_states(), reboot)
         except (ApplianceError, httpx.HTTPError, OSError) as exc:
             self.checkin_failures += 1
             self.status["last_error"] = str(exc)[:300]

@@ -421,6 +421,8 @@ class CheckinReport:
     key_set_version: int
     agent_version: str = ""
     breakers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reboot_required: bool | None = None
+    boot_time: str = ""
 
     @classmethod
     def from_json(cls, value: Any) -> CheckinReport:
@@ -435,7 +437,15 @@ class CheckinReport:
             key_set_version=version,
             agent_version=_fact(value.get("agent_version"), "agent_version"),
             breakers=_breakers(value.get("breakers")),
+            reboot_required=_optional_bool(value.get("reboot_required"), "reboot_required"),
+            boot_time=_fact(value.get("boot_time"), "boot_time", 40),
         )
+
+
+def _optional_bool(value: Any, name: str) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise ProtocolError(f"{name}: true, false or null")
+    return value
 
 
 def _breakers(value: Any) -> dict[str, dict[str, Any]]:

@@ -81,7 +81,12 @@ class AgentSession:
     def _post(self, path: str, payload: Any) -> Any:
         return self.client.post_signed(path, payload, self.identity.agent_id, self.key)
 
-    def check_in(self, facts: HostFacts, breakers: dict[str, Any] | None = None) -> CheckinOutcome:
+    def check_in(
+        self,
+        facts: HostFacts,
+        breakers: dict[str, Any] | None = None,
+        reboot: dict[str, Any] | None = None,
+    ) -> CheckinOutcome:
         answer = self._post(
             "/agent/checkin",
             {
@@ -89,6 +94,7 @@ class AgentSession:
                 "key_set_version": self.trust.key_set_version,
                 "agent_version": facts.agent_version,
                 "breakers": breakers or {},
+                **(reboot or {}),
             },
         )
         outcome = CheckinOutcome(poll_interval_s=int(answer.get("poll_interval_s") or 300))

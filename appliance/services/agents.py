@@ -74,6 +74,11 @@ async def check_in(
         min(report.key_set_version, version) > row["key_set_version"]
         or bool(report.agent_version and report.agent_version != row["agent_version"])
         or breakers != (row["breaker_states"] or "{}")
+        or (
+            report.reboot_required is not None
+            and int(report.reboot_required) != row["reboot_required"]
+        )
+        or bool(report.boot_time and report.boot_time != row["boot_time"])
     )
     envelopes: list[dict[str, str]] = []
     if has_commands or hardware_news or report_news:
@@ -85,6 +90,8 @@ async def check_in(
                 key_set_version=min(report.key_set_version, version),
                 agent_version=report.agent_version,
                 breaker_states=breakers,
+                reboot_required=report.reboot_required,
+                boot_time=report.boot_time,
             )
             if hardware_news:
                 await _hardware_news(conn, row, fingerprint, source_ip, now)
@@ -129,9 +136,10 @@ async def mark_offline_agents(db: Database, *, older_than: datetime) -> list[str
 async def get_agent(db: Database, agent_id: str) -> dict[str, Any]:
     async with db.read() as conn:
         row = await agents_store.get(conn, agent_id)
+        info = await agents_store.system_info(conn, agent_id)
     if row is None:
         raise AgentNotFound(agent_id)
-    return _public(row)
+    return {**_public(row), "system_info": json.loads(info) if info else None}
 
 
 async def list_agents(db: Database) -> list[dict[str, Any]]:
@@ -143,6 +151,8 @@ def _public(row: Any) -> dict[str, Any]:
     agent = dict(row)
     agent["hardware_changed"] = bool(agent["hardware_changed"])
     agent["disabled"] = bool(agent["disabled"])
+    agent["reboot_required"] = bool(agent["reboot_required"])
+    agent["breaker_states"] = json.loads(agent["breaker_states"] or "{}")
     return agent
 
 

@@ -11,6 +11,7 @@ from agent.protocol import Event, ProtocolError
 from agent.sanitise import sanitise_fields, sanitise_text
 from appliance.clock import iso
 from appliance.services import updates
+from appliance.store import agents as agents_store
 from appliance.store import commands as commands_store
 from appliance.store import events as events_store
 from appliance.store import updates as updates_store
@@ -84,6 +85,8 @@ async def _apply(
     kind, payload = event.kind, event.payload
     if kind == "scan.report":
         await updates.record_scan(conn, agent_id, payload, now)
+    elif kind == "system.info":
+        await agents_store.record_system_info(conn, agent_id, json.dumps(clean))
     elif kind == "command.output":
         await updates_store.add_output(
             conn,

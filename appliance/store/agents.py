@@ -10,7 +10,7 @@ _AGENT_COLUMNS = (
     "id, hostname, display_name, os_family, os_name, os_version, kernel, arch, "
     "agent_version, machine_fingerprint, reported_fingerprint, hardware_changed, status, "
     "disabled, registered_at, last_seen_at, last_ip, poll_interval_s, command_seq, "
-    "key_set_version, breaker_states"
+    "key_set_version, breaker_states, reboot_required, boot_time"
 )
 # Tables whose rows belong to an agent and move with its history when a reinstalled
 # host takes over its old record. A test checks this against the schema.
@@ -207,13 +207,30 @@ async def record_report(
     key_set_version: int,
     agent_version: str,
     breaker_states: str,
+    reboot_required: bool | None,
+    boot_time: str,
 ) -> None:
     await conn.execute(
         "UPDATE agents SET key_set_version = max(key_set_version, ?), "
         "agent_version = CASE WHEN ? = '' THEN agent_version ELSE ? END, "
-        "breaker_states = ? WHERE id = ?",
-        (key_set_version, agent_version, agent_version, breaker_states, agent_id),
+        "breaker_states = ?, "
+        "reboot_required = coalesce(?, reboot_required), "
+        "boot_time = CASE WHEN ? = '' THEN boot_time ELSE ? END WHERE id = ?",
+        (
+            key_set_version,
+            agent_version,
+            agent_version,
+            breaker_states,
+            None if reboot_required is None else int(reboot_required),
+            boot_time,
+            boot_time,
+            agent_id,
+        ),
     )
+
+
+async def record_system_info(conn: aiosqlite.Connection, agent_id: str, info: str) -> None:
+    await conn.execute("UPDATE agents SET system_info = ? WHERE id = ?", (info, agent_id))
 
 
 async def has_deliverable_commands(conn: aiosqlite.Connection, agent_id: str, now: str) -> bool:
@@ -232,3 +249,9 @@ async def mark_offline(conn: aiosqlite.Connection, seen_before: str) -> list[str
         (seen_before,),
     ) as cursor:
         return [row[0] for row in await cursor.fetchall()]
+
+
+async def system_info(conn: aiosqlite.Connection, agent_id: str) -> str | None:
+    async with conn.execute("SELECT system_info FROM agents WHERE id = ?", (agent_id,)) as cur:
+        row = await cur.fetchone()
+    return row[0] if row else None

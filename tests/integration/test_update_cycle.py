@@ -154,3 +154,31 @@ def test_a_forged_scan_report_with_hostile_names_is_refused(fleet: Fleet) -> Non
     assert "not a valid apt name" in answer["rejected"][0]["reason"]
     assert fleet.api("GET", "/updates", params={"agent_id": agent_id}).json()["total"] == 0
     session.close()
+
+
+def test_system_info_and_reboot_state_reach_the_appliance(fleet: Fleet) -> None:
+    state_dir = fleet.enrol()
+    agent_id = Identity.load(state_dir).agent_id
+    (state_dir / "agent.toml").write_text('disabled_scanners = ["apt"]\n')
+    once = subprocess.run(
+        [sys.executable, "-m", "agent", "once", "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert once.returncode == 0, once.stdout + once.stderr
+    agent = fleet.api("GET", f"/agents/{agent_id}").json()
+    assert agent["boot_time"] and agent["reboot_required"] in (True, False)
+    system = agent["system_info"]["system"]
+    assert system["cpu"]["logical"] >= 1 and system["memory"]["total_bytes"] > 0
+    # Unchanged info is not sent again; collect_system_info forces it.
+    second = subprocess.run(
+        [sys.executable, "-m", "agent", "once", "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert second.returncode == 0
+    assert len(fleet.db_rows("SELECT 1 FROM events WHERE kind = 'system.info'")) == 1
