@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from agent.enrol import Identity, register
 from agent.outbox import Outbox, Priority
 from tests.chaos import ChaosProxy
 from tests.integration.conftest import Fleet, host_facts
-from tests.support import run_cli
+from tests.support import run_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -47,15 +47,6 @@ def agent_process(state_dir: Path) -> Iterator[subprocess.Popen[str]]:
                 process.kill()
                 process.wait(timeout=10)
         log.close()
-
-
-def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"gave up after {seconds}s waiting for {what}")
 
 
 def queue_events(state_dir: Path, count: int, results_every: int = 50) -> list[str]:

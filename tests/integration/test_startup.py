@@ -12,15 +12,7 @@ from appliance import cli
 from appliance.settings import Settings
 from appliance.store import migrations
 from appliance.store.snapshot import integrity_problems
-from tests.support import RunningAppliance, free_port, run_cli
-
-
-def dump(path: Path) -> list[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
+from tests.support import RunningAppliance, dump, free_port, run_cli
 
 
 def test_serve_stops_on_a_failing_migration_naming_it_and_the_snapshot(

@@ -8,8 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import pytest
 from agent.enrol import Identity
 from tests.fakes.apt import install_fake_apt, path_with
 from tests.integration.conftest import Fleet
+from tests.support import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -30,16 +29,6 @@ STATE = {
     "removes_with": {"openssl": ["libold1"]},
     "held": [],
 }
-
-
-def wait_for(condition: Callable[[], Any], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"gave up after {seconds}s waiting for {what}")
 
 
 def test_scan_approve_dry_run_install_rescan_history(fleet: Fleet, tmp_path: Path) -> None:

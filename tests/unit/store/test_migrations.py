@@ -23,14 +23,7 @@ from appliance.store.migrations import (
     split_statements,
 )
 from appliance.store.snapshot import integrity_problems
-
-
-def dump(path: Path) -> list[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
+from tests.support import dump
 
 
 def checkpoint_and_hash(path: Path) -> str:
