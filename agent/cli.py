@@ -11,18 +11,20 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from agent import __version__, state
 from agent.client import ApplianceError
-from agent.config import ConfigError
+from agent.config import AgentConfig, ConfigError, load_config
 from agent.daemon import RUNTIME_FILE, AgentDaemon
 from agent.enrol import Identity, register
 from agent.facts import collect_host_facts
 from agent.logs import configure_logging
 from agent.outbox import OUTBOX_FILE, Outbox
-from agent.protocol import ProtocolError
+from agent.protocol import ProtocolError, scan_report_updates
+from agent.scanners import configured_scanners
 from agent.session import NotRegistered
 from agent.trust import TrustError, TrustState
 
@@ -93,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(handler=cmd_once)
 
     sub = add(
+        "scan",
+        "run the scanners here and print what they find (nothing is sent)",
+        "examples:\n  redflag-agent scan\n  redflag-agent scan --json\n"
+        "  redflag-agent scan --source apt\n\nScanners are the built-in ones whose tool "
+        "exists on this host (apt, dnf, docker,\nwinget, windows_update) and any "
+        "[scanners.NAME] in agent.toml.",
+    )
+    sub.add_argument("--json", action="store_true", help="machine-readable output")
+    sub.add_argument("--source", help="only this scanner")
+    sub.set_defaults(handler=cmd_scan)
+
+    sub = add(
         "status",
         "identity, last sync, outbox depth, breakers, next attempt",
         "examples:\n  redflag-agent status\n  redflag-agent status --json",
@@ -154,6 +168,41 @@ def cmd_once(args: argparse.Namespace) -> int:
         return 1
     print(f"checked in; {depth} event(s) still in the outbox")
     return 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    configure_logging(os.environ.get("REDFLAG_AGENT_LOG_LEVEL", "warning"))
+    directory = Path(args.state_dir) if args.state_dir else None
+    config = load_config(directory) if directory and directory.exists() else AgentConfig()
+    scanners = [s for s in configured_scanners(config) if args.source in (None, s.name)]
+    if args.source and not scanners:
+        raise ConfigError(f"no scanner {args.source!r} on this host")
+    results: dict[str, dict[str, Any]] = {}
+    for scanner in scanners:
+        try:
+            updates = scanner.scan()
+            source = getattr(scanner, "source", scanner.name)
+            scan_report_updates({"source": source, "updates": updates})
+            results[scanner.name] = {"updates": updates, "error": None}
+        except Exception as exc:  # one scanner failing never hides the others
+            results[scanner.name] = {"updates": [], "error": f"{type(exc).__name__}: {exc}"}
+    if args.json:
+        print(json.dumps(results, indent=2))
+    elif not results:
+        print("no scanner applies to this host")
+    for name, result in [] if args.json else results.items():
+        if result["error"]:
+            print(f"{name}: FAILED: {result['error']}")
+            continue
+        print(f"{name}: {len(result['updates'])} update(s)")
+        for update in result["updates"]:
+            flags = " [security]" if update.get("security") else ""
+            flags += " [held]" if update.get("held") else ""
+            current = update.get("current_version", "")
+            print(
+                f"  {update['package']:<36} {current:>24} -> {update['available_version']}{flags}"
+            )
+    return 1 if any(r["error"] for r in results.values()) else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

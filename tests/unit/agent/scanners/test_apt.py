@@ -117,3 +117,24 @@ def test_install_upgrades_exactly_the_approved_set_and_streams_output(
     calls = state_file.with_suffix(".calls").read_text()
     assert '"--only-upgrade"' in calls and '"--", "openssl"]' in calls
     assert "DPkg::Lock::Timeout=300" in calls
+
+
+def test_agent_scan_prints_what_the_scanners_find(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    install_fake_apt(tmp_path / "bin", STATE)
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", "scan", "--json", "--source", "apt"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PATH": path_with(tmp_path / "bin")},
+    )
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)["apt"]
+    assert found["error"] is None
+    assert {u["package"] for u in found["updates"]} == {"openssl", "curl"}
