@@ -21,6 +21,7 @@ from agent.sanitise import sanitise_text
 
 PROTOCOL_VERSION = 1
 CLOCK_WINDOW_S = 300  # how far an agent's clock may be from the appliance's
+MAX_COMMAND_LIFETIME_S = 48 * 3600  # from issue to expiry; agents refuse longer ones
 
 HEADER_AGENT = "X-RedFlag-Agent"
 HEADER_TIMESTAMP = "X-RedFlag-Timestamp"

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from agent.protocol import (
+    CLOCK_WINDOW_S,
+    MAX_COMMAND_LIFETIME_S,
     Command,
     KeySet,
     ProtocolError,
@@ -177,6 +179,12 @@ def verify_command(state: TrustState, envelope: Any, agent_id: str, now: int) ->
         raise reject("wrong_target", f"addressed to agent {command.agent_id}")
     if now > command.expires_at:
         raise reject("expired", f"expired {now - command.expires_at}s ago")
+    # issued_at is the signer's word: bound it, so that a retired key cannot sign a
+    # backdated command that lives on long after the key's validity ended.
+    if command.issued_at > now + CLOCK_WINDOW_S:
+        raise reject("malformed", "issued in the future")
+    if command.expires_at - command.issued_at > MAX_COMMAND_LIFETIME_S:
+        raise reject("malformed", f"lives longer than {MAX_COMMAND_LIFETIME_S}s")
     if not published.valid_at(command.issued_at):
         raise reject("unknown_key", f"key {signed.signer} was not valid when it was used")
     if command.seq <= state.last_seq:

@@ -10,7 +10,13 @@ from typing import Any
 
 import aiosqlite
 
-from agent.protocol import Command, SignedDocument, b64encode, canonical_json
+from agent.protocol import (
+    MAX_COMMAND_LIFETIME_S,
+    Command,
+    SignedDocument,
+    b64encode,
+    canonical_json,
+)
 from appliance.clock import iso, parse_iso, unix
 from appliance.services import audit
 from appliance.signers import Signer
@@ -89,6 +95,8 @@ async def create_command(
     """(command, created). A repeated idempotency key returns the first command."""
     if kind not in KINDS:
         raise InvalidCommand(f"kind: one of {', '.join(KINDS)}")
+    if not timedelta(minutes=1) <= ttl <= timedelta(seconds=MAX_COMMAND_LIFETIME_S):
+        raise InvalidCommand("ttl: between a minute and 48 hours (agents refuse longer)")
     params = params or {}
     encoded = json.dumps(params, sort_keys=True)
     if len(encoded) > 16_384:

@@ -75,17 +75,20 @@ async def record_scan(
         row = await cursor.fetchone()
         new += int(bool(row and row[0]))
     seen = [(r.package, r.arch) for r in records]
-    keep_marks = ",".join("?" for _ in keep or []) or "NULL"
-    placeholders = ",".join("(?, ?)" for _ in seen) or "(NULL, NULL)"
+    keep = keep or []
+    # `x NOT IN (NULL)` is never true: leave a clause out when its list is empty.
+    clauses = ""
+    if seen:
+        clauses += f" AND (package, arch) NOT IN (VALUES {','.join('(?, ?)' for _ in seen)})"
+    if keep:
+        clauses += f" AND package NOT IN ({','.join('?' for _ in keep)})"
     flat = [value for pair in seen for value in pair]
     # Only placeholders and constants are formatted in; every value is a parameter.
     cursor = await conn.execute(
         "UPDATE updates SET status = 'resolved', status_changed_at = ?, "  # noqa: S608
         "status_changed_by = 'scan' "
-        f"WHERE agent_id = ? AND source = ? AND status IN {OPEN_STATES} "
-        f"AND (package, arch) NOT IN (VALUES {placeholders}) "
-        f"AND package NOT IN ({keep_marks})",
-        (at, agent_id, source, *flat, *(keep or [])),
+        f"WHERE agent_id = ? AND source = ? AND status IN {OPEN_STATES}{clauses}",
+        (at, agent_id, source, *flat, *keep),
     )
     return new, cursor.rowcount
 

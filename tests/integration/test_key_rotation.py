@@ -149,3 +149,38 @@ def test_emergency_playbook_after_a_stolen_signing_key(fleet: Fleet) -> None:
     assert "keys.revoked" in actions and "keys.rotated" in actions
     assert run_cli("audit", "verify", "--data-dir", data_dir).returncode == 0
     session.close()
+
+
+def test_a_command_cannot_be_backdated_or_made_to_live_long(fleet: Fleet) -> None:
+    """A retired (not revoked) key could otherwise sign a command dated inside its
+    validity that lives on for ever: issue and expiry are bounded."""
+    state_dir = fleet.enrol()
+    agent_id = Identity.load(state_dir).agent_id
+    key = fleet.stolen_signer()
+    now = int(time.time())
+    wire = InjectingTransport()
+    session = fleet.session(state_dir, transport=wire)
+    wire.extra_commands = [
+        forge_envelope(
+            key,
+            command_id=5,
+            agent_id=agent_id,
+            seq=10,
+            issued_at=now - 60,
+            expires_at=now + 3 * 86400,
+        ),
+        forge_envelope(
+            key,
+            command_id=6,
+            agent_id=agent_id,
+            seq=11,
+            issued_at=now + 3600,
+            expires_at=now + 7200,
+        ),
+    ]
+    rejected = session.sync(host_facts()).rejected
+    assert [(r.reason, r.detail) for r in rejected] == [
+        ("malformed", "lives longer than 172800s"),
+        ("malformed", "issued in the future"),
+    ]
+    session.close()
