@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-from pathlib import Path
 
-from appliance.cli.common import add_json, print_json, require_database, subparser
+from appliance.cli.common import (
+    add_json,
+    print_json,
+    require_database,
+    run_with_database,
+    subparser,
+)
 from appliance.services import audit
 from appliance.settings import load_settings
-from appliance.store.database import Database
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -30,7 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings({"data_dir": args.data_dir})
     require_database(settings)
-    report = asyncio.run(_verify(settings.database_path))
+    report = run_with_database(settings, audit.verify_chain)
     if args.json:
         print_json(
             {"ok": report.ok, "rows_checked": report.rows_checked, "problems": report.problems}
@@ -44,11 +47,3 @@ def run(args: argparse.Namespace) -> int:
         for problem in report.problems:
             print(f"  {problem}")
     return 0 if report.ok else 1
-
-
-async def _verify(path: Path) -> audit.ChainReport:
-    db = await Database.open(path)
-    try:
-        return await audit.verify_chain(db)
-    finally:
-        await db.close()

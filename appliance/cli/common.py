@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from appliance.lockfile import DataDirLocked
 from appliance.services.backups import InvalidBackup
@@ -13,8 +15,11 @@ from appliance.services.keys import KeyOperationRefused, UnknownKey
 from appliance.services.settings import InvalidSetting
 from appliance.settings import Settings, SettingsError, load_settings
 from appliance.signers import KeyFileError
+from appliance.store.database import Database
 from appliance.store.migrations import MigrationError
 from appliance.store.snapshot import SnapshotFailed
+
+T = TypeVar("T")
 
 
 class CliError(Exception):
@@ -68,6 +73,20 @@ def require_database(settings: Settings) -> None:
             f"no database at {settings.database_path}; check --data-dir, or run "
             "'redflag-appliance migrate' to create one"
         )
+
+
+def run_with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run one piece of async work on a connection of its own, then close it."""
+    require_database(settings)
+
+    async def run() -> T:
+        db = await Database.open(settings.database_path)
+        try:
+            return await work(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
 
 
 def print_json(value: Any) -> None:

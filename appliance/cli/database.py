@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import tempfile
 from pathlib import Path
 
 import apsw
 
-from appliance.cli.common import CliError, add_json, print_json, require_database, subparser
+from appliance.cli.common import (
+    CliError,
+    add_json,
+    print_json,
+    require_database,
+    run_with_database,
+    subparser,
+)
 from appliance.lockfile import DataDirLock
 from appliance.services import audit, backups
 from appliance.settings import Settings, load_settings
@@ -175,7 +181,7 @@ def run_restore(args: argparse.Namespace) -> int:
         if answer.strip() != "restore":
             raise CliError("cancelled; nothing was changed", 1)
     result = backups.restore_backup(settings, source)
-    asyncio.run(_audit_restore(settings, result))
+    run_with_database(settings, lambda db: _audit_restore(db, result))
     if result.safety_copy:
         print(f"kept the previous database as {result.safety_copy}")
     print(f"restored {settings.database_path} from {source} (schema version {version}).")
@@ -184,15 +190,11 @@ def run_restore(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _audit_restore(settings: Settings, result: backups.RestoreResult) -> None:
-    db = await Database.open(settings.database_path)
-    try:
-        await audit.append(
-            db,
-            actor="cli",
-            action="backup.restored",
-            target=str(result.restored_from),
-            details={"safety_copy": str(result.safety_copy) if result.safety_copy else None},
-        )
-    finally:
-        await db.close()
+async def _audit_restore(db: Database, result: backups.RestoreResult) -> None:
+    await audit.append(
+        db,
+        actor="cli",
+        action="backup.restored",
+        target=str(result.restored_from),
+        details={"safety_copy": str(result.safety_copy) if result.safety_copy else None},
+    )

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 
 import uvicorn
 
 from agent.logs import configure_logging, log_event
 from appliance.app import create_app
-from appliance.cli.common import CliError, settings_from, subparser
+from appliance.cli.common import CliError, run_with_database, settings_from, subparser
 from appliance.lockfile import DataDirLock
 from appliance.services.keys import open_key_service
-from appliance.settings import Settings
-from appliance.store.database import Database
 from appliance.store.migrations import migrate
 
 logger = logging.getLogger("redflag.serve")
@@ -54,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
             )
         # Create or open the keys here, so that a missing key file is one clear line
         # instead of a failed lifespan.
-        asyncio.run(_prepare_keys(settings))
+        run_with_database(
+            settings, lambda db: open_key_service(db, settings.key_file, initialise=True)
+        )
         config = uvicorn.Config(
             create_app(settings),
             host=settings.host,
@@ -76,11 +75,3 @@ def run(args: argparse.Namespace) -> int:
         if not server.started:
             raise CliError("the appliance did not start; the log lines above say why")
     return 0
-
-
-async def _prepare_keys(settings: Settings) -> None:
-    db = await Database.open(settings.database_path)
-    try:
-        await open_key_service(db, settings.key_file, initialise=True)
-    finally:
-        await db.close()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-from pathlib import Path
 
-from appliance.cli.common import add_json, print_json, require_database, subparser
+from appliance.cli.common import (
+    add_json,
+    print_json,
+    require_database,
+    run_with_database,
+    subparser,
+)
 from appliance.services import settings as runtime_settings
 from appliance.settings import load_settings
 from appliance.store.database import Database
@@ -40,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise runtime_settings.InvalidSetting(
             args.key or "?", "usage: redflag-appliance settings set KEY VALUE"
         )
-    values = asyncio.run(_run(settings.database_path, args))
+    values = run_with_database(settings, lambda db: _run(db, args))
     if args.json:
         print_json(values)
     else:
@@ -49,12 +53,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(path: Path, args: argparse.Namespace) -> dict[str, int]:
-    db = await Database.open(path)
-    try:
-        if args.action == "set":
-            await runtime_settings.change(db, args.key, args.value, actor="cli")
-            return {args.key: (await runtime_settings.current(db))[args.key]}
-        return await runtime_settings.current(db)
-    finally:
-        await db.close()
+async def _run(db: Database, args: argparse.Namespace) -> dict[str, int]:
+    if args.action == "set":
+        await runtime_settings.change(db, args.key, args.value, actor="cli")
+        return {args.key: (await runtime_settings.current(db))[args.key]}
+    return await runtime_settings.current(db)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 from agent.protocol import b64encode
-from appliance.cli.common import CliError, add_json, print_json, require_database, subparser
+from appliance.cli.common import (
+    CliError,
+    add_json,
+    print_json,
+    run_with_database,
+    subparser,
+)
 from appliance.clock import utc_now
 from appliance.durations import parse_duration
 from appliance.services import tokens
@@ -61,17 +66,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _run(settings: Settings, work: Callable[[Database, KeyService], Awaitable[Any]]) -> Any:
-    require_database(settings)
+    async def with_keys(db: Database) -> Any:
+        return await work(db, await open_key_service(db, settings.key_file, initialise=True))
 
-    async def main() -> Any:
-        db = await Database.open(settings.database_path)
-        try:
-            keys = await open_key_service(db, settings.key_file, initialise=True)
-            return await work(db, keys)
-        finally:
-            await db.close()
-
-    return asyncio.run(main())
+    return run_with_database(settings, with_keys)
 
 
 def run_token(args: argparse.Namespace) -> int:

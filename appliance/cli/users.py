@@ -4,7 +4,6 @@ the API tokens that act for them."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import getpass
 import sys
@@ -13,7 +12,13 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from appliance.cli.common import CliError, add_json, print_json, require_database, subparser
+from appliance.cli.common import (
+    CliError,
+    add_json,
+    print_json,
+    run_with_database,
+    subparser,
+)
 from appliance.durations import parse_duration
 from appliance.services import users
 from appliance.settings import load_settings
@@ -292,18 +297,7 @@ def _new_password(args: argparse.Namespace) -> str:
 
 
 def _with_database(args: argparse.Namespace, work: Callable[[Database], Awaitable[T]]) -> T:
-    """Run one service call on its own connection to the database."""
-    settings = load_settings({"data_dir": args.data_dir})
-    require_database(settings)
-
-    async def run() -> T:
-        db = await Database.open(settings.database_path)
-        try:
-            return await work(db)
-        finally:
-            await db.close()
-
-    return asyncio.run(run())
+    return run_with_database(load_settings({"data_dir": args.data_dir}), work)
 
 
 def _user_state(user: users.User, now: datetime) -> str:
