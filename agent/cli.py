@@ -9,7 +9,6 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from agent.outbox import OUTBOX_FILE, Outbox
 from agent.protocol import ProtocolError, scan_report_updates
 from agent.scanners import configured_scanners
 from agent.session import NotRegistered
+from agent.sysinfo import utc_iso
 from agent.trust import TrustError, TrustState
 
 DEFAULT_STATE_DIR = "/var/lib/redflag-agent"
@@ -256,9 +256,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _when(epoch: int | None) -> str | None:
-    if not epoch:
-        return None
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_iso(epoch) if epoch else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -240,6 +240,7 @@ class AgentDaemon:
         else:
             breaker.record_failure(result.get("error") or "nothing was installed")
         self.status["last_scan_at"] = 0  # re-scan next cycle: installed updates disappear
+        self.host.forget_reboot_state()
         return result
 
     def _reboot_command(self, command: Any) -> dict[str, Any]:

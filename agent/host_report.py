@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,26 @@ logger = logging.getLogger("redflag.agent.host")
 
 
 class HostReporter:
-    def __init__(self, state_dir: Path, outbox: Outbox):
+    def __init__(self, state_dir: Path, outbox: Outbox, reboot_refresh_s: float = 300.0):
         self.outbox = outbox
         self.reporter = SystemInfoReporter(state_dir / "sysinfo.json")
         self.smart_baseline = state_dir / "smart.json"
+        self.reboot_refresh_s = reboot_refresh_s
+        self._reboot: tuple[float, dict[str, Any]] | None = None
 
     def reboot(self) -> dict[str, Any]:
-        """The reboot fields of a check-in."""
-        state = reboot_state()
-        return {"reboot_required": state.get("required"), "boot_time": state.get("boot_time")}
+        """The reboot fields of a check-in. Looked up at most every few minutes (on RHEL
+        it runs `needs-restarting`, which can take seconds), and after an install."""
+        now = time.monotonic()
+        if self._reboot is None or now - self._reboot[0] >= self.reboot_refresh_s:
+            state = reboot_state()
+            fields = {"reboot_required": state.get("required"), "boot_time": state.get("boot_time")}
+            self._reboot = (now, fields)
+        return self._reboot[1]
+
+    def forget_reboot_state(self) -> None:
+        """After an install: the next check-in looks again."""
+        self._reboot = None
 
     def report(self, *, force: bool = False) -> bool:
         """Queue system info if it changed (or `force`), and disk events; True if sent."""

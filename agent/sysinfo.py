@@ -90,11 +90,11 @@ def collect_system_info() -> dict[str, Any]:
         },
         "memory": _memory(),
         "disks": _disks(),
-        "boot_time": _utc_iso(boot_time),
+        "boot_time": utc_iso(boot_time),
         "uptime_s": max(0, int(now - boot_time)),
         "interfaces": _interfaces(),
         "agent_version": __version__,
-        "collected_at": _utc_iso(now),
+        "collected_at": utc_iso(now),
     }
 
 
@@ -302,5 +302,6 @@ def _text(value: object) -> str:
     return "".join(c for c in text if c.isprintable())[:MAX_TEXT]
 
 
-def _utc_iso(epoch: float) -> str:
+def utc_iso(epoch: float) -> str:
+    """Unix seconds as the UTC ISO-8601 text the appliance stores ('...Z')."""
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

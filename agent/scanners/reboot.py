@@ -12,13 +12,13 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from agent.process import CommandTimedOut, run
+from agent.sysinfo import utc_iso
 
 NEEDS_RESTARTING_TIMEOUT_S = 120.0
 MAX_PACKAGES = 100
@@ -65,16 +65,16 @@ def reboot_state(
         "packages_total": 0,
         "since": None,
         **state,
-        "boot_time": _utc_iso(booted),
+        "boot_time": utc_iso(booted),
         "uptime_s": max(0, int(checked - booted)),
-        "checked_at": _utc_iso(checked),
+        "checked_at": utc_iso(checked),
     }
 
 
 def _debian(root: Path) -> dict[str, Any]:
     flag = root / "var/run/reboot-required"
     try:
-        since = _utc_iso(flag.stat().st_mtime)
+        since = utc_iso(flag.stat().st_mtime)
     except FileNotFoundError:
         return {"required": False, "method": "debian", "reason": "no reboot-required file"}
     packages = _listed_packages(root / "var/run/reboot-required.pkgs")
@@ -156,7 +156,3 @@ def _windows(pending: Callable[[], bool | None] | None) -> dict[str, Any]:
 
 def _unknown(method: str, reason: str) -> dict[str, Any]:
     return {"required": None, "method": method, "reason": reason[:MAX_REASON]}
-
-
-def _utc_iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
