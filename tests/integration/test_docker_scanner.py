@@ -18,11 +18,9 @@ import pytest
 
 from agent.breaker import CircuitBreaker
 from agent.protocol import UpdateRecord
-from agent.scanners.docker import (
+from agent.scanners.docker import DockerEngineUnavailable, DockerInstaller, DockerScanner
+from agent.scanners.docker_registry import (
     MANIFEST_TYPES,
-    DockerEngineUnavailable,
-    DockerInstaller,
-    DockerScanner,
     InvalidImageReference,
     RegistryUnavailable,
 )
