@@ -267,7 +267,7 @@ def migrate(
         if plan.snapshot_needed:
             target = snapshot_path(backups_dir, plan.current_version, plan.head_version)
             try:
-                snapshot = write_snapshot(database, target)
+                snapshot = write_snapshot(database, target, open_source=conn)
             except SnapshotFailed as exc:
                 raise MigrationError(
                     f"no migration ran: the pre-migration snapshot failed ({exc}). "

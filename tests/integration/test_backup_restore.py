@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from appliance.services.backups import InvalidBackup, prune_backups, restore_backup
+from appliance.services.backups import (
+    InvalidBackup,
+    create_backup,
+    prune_backups,
+    restore_backup,
+)
 from appliance.settings import Settings, load_settings
 from appliance.store.snapshot import integrity_problems
 from tests.support import RunningAppliance, run_cli
@@ -201,3 +208,39 @@ def test_retention_keeps_the_newest_scheduled_backups_only(migrated: Settings) -
     removed = prune_backups(migrated, keep=2)
     assert sorted(removed) == sorted(made[:3])
     assert all(p.exists() for p in made[3:]) and manual.exists()
+
+
+def test_backup_inside_a_process_that_serves_keeps_its_connections_locks(
+    migrated: Settings,
+) -> None:
+    """The appliance takes scheduled backups in the process whose aiosqlite connections
+    (the stdlib sqlite3 library) hold the database open. If the backup opened the file
+    through a second SQLite library (apsw bundles its own), that copy would reset the
+    WAL index under the serving connections (SIGBUS in CI) and, on close, drop their
+    POSIX locks. Observable without a crash: a reader's lock must still stop another
+    process from truncating the WAL it is reading."""
+    reader = sqlite3.connect(migrated.database_path, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM audit_log").fetchone()
+        create_backup(migrated)
+        writer = run_python(
+            "import sqlite3, sys\n"
+            "c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=5)\n"
+            "c.execute(\"INSERT INTO settings (key, value, updated_at, updated_by) VALUES "
+            "('probe', '1', '2026-01-01T00:00:00Z', 'test')\")\n"
+            "print(c.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone()[0])\n",
+            str(migrated.database_path),
+        )
+        # 1 = busy: the reader's snapshot is protected, as it must be.
+        assert writer == "1"
+    finally:
+        reader.close()
+
+
+def run_python(code: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
