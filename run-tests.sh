@@ -19,6 +19,20 @@ fi
 echo "==> Installing redflag[appliance,agent,docker,smart,test] into $VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[appliance,agent,docker,smart,test]'
 
+# The browser tests drive Debian's chromium through Playwright (which cannot download
+# its own browsers here). Install it when missing and we are allowed to.
+if [ -z "${REDFLAG_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> Installing chromium (Debian package) for the browser tests"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q chromium >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+    else
+        echo "run-tests.sh: the browser tests need chromium; install it (sudo apt-get install chromium)" \
+            "or set REDFLAG_CHROMIUM=/path/to/chromium" >&2
+    fi
+fi
+
 echo "==> ruff check"
 "$VENV/bin/ruff" check .
 echo "==> pytest"

@@ -11,10 +11,12 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from appliance.api import agent_protocol, agents, health, keys, tokens, updates
-from appliance.api.errors import EXCEPTION_HANDLERS
 from appliance.metrics import Metrics, RequestMetricsMiddleware
 from appliance.runtime import Appliance
 from appliance.settings import Settings
+from web.app import web_routes
+from web.errors import EXCEPTION_HANDLERS
+from web.security import SecurityHeadersMiddleware
 
 # Large enough for a scan report of a few thousand updates (the agent caps one at 2 MiB).
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -73,10 +75,15 @@ def create_app(settings: Settings) -> Starlette:
         Route(f"{api}/keys", keys.status, methods=["GET"]),
         Route(f"{api}/keys/rotate", keys.rotate, methods=["POST"]),
         Route(f"{api}/keys/{{key_id}}/revoke", keys.revoke, methods=["POST"]),
+        # The web UI (session cookie + CSRF token).
+        *web_routes(),
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(RequestMetricsMiddleware, metrics=metrics)],
+        middleware=[
+            Middleware(SecurityHeadersMiddleware),
+            Middleware(RequestMetricsMiddleware, metrics=metrics),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
         max_body_size=MAX_BODY_BYTES,

@@ -14,6 +14,8 @@ class Limits:
     events: RateLimiter = field(default_factory=lambda: RateLimiter(120 / 60, 30))
     registration: RateLimiter = field(default_factory=lambda: RateLimiter(10 / 60, 10))
     admin_writes: RateLimiter = field(default_factory=lambda: RateLimiter(120 / 60, 30))
+    # Login attempts per source address, on top of the per-account lockout.
+    logins: RateLimiter = field(default_factory=lambda: RateLimiter(10 / 60, 10))
     _source: dict[str, int] = field(default_factory=dict)
 
     def apply(self, tunables: dict[str, int]) -> None:
@@ -23,6 +25,7 @@ class Limits:
             "events": (tunables["agent_event_batches_per_minute"], 4),
             "registration": (tunables["registrations_per_minute"], 1),
             "admin_writes": (tunables["admin_writes_per_minute"], 4),
+            "logins": (tunables["logins_per_minute"], 1),
         }
         for name, (per_minute, burst_divisor) in wanted.items():
             if self._source.get(name) == per_minute:
@@ -33,7 +36,7 @@ class Limits:
     def rejected(self) -> dict[str, int]:
         return {
             name: getattr(self, name).rejected
-            for name in ("checkin", "events", "registration", "admin_writes")
+            for name in ("checkin", "events", "registration", "admin_writes", "logins")
         }
 
     def per_minute(self) -> dict[str, int]:

@@ -44,6 +44,8 @@ class Appliance:
     agent_auth: AgentAuthenticator = field(init=False)
     limits: Limits = field(default_factory=Limits)
     shed_batches: int = 0
+    # Whether an admin exists; once true it stays true (see web/auth.setup_done).
+    setup_done: bool = False
     _disk_checked: tuple[bool, float] = (False, 0.0)
     presence: PresenceBuffer = field(init=False)
 

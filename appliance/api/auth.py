@@ -10,8 +10,10 @@ from starlette.requests import Request
 from appliance.api.errors import ApiError
 from appliance.ratelimit import RateLimiter
 from appliance.runtime import Appliance
-from appliance.services import users
+from appliance.services import sessions, users
 from appliance.services.users import Principal
+
+SESSION_COOKIE = "redflag_session"
 
 
 async def require_role(request: Request, needed: str) -> Principal:
@@ -60,9 +62,19 @@ def bearer_token(request: Request) -> str | None:
 
 
 async def principal_from_session_cookie(request: Request) -> Principal | None:
-    """The web UI's login session (the session cookie plus, for writes, its CSRF token).
-    Sessions arrive with the web UI; until then only API tokens authenticate."""
-    return None
+    """The web UI's login session. A state-changing request made with the cookie must
+    also carry the session's CSRF token in `X-CSRF-Token`, or it is refused (403):
+    another site can make a browser send the cookie, never the token."""
+    web_session = await sessions.session_for_cookie(
+        request.state.appliance.db, request.cookies.get(SESSION_COOKIE)
+    )
+    if web_session is None:
+        return None
+    if request.method not in ("GET", "HEAD") and not sessions.csrf_matches(
+        web_session.csrf_token, request.headers.get("x-csrf-token")
+    ):
+        raise ApiError(403, "CSRF token missing or wrong: send the X-CSRF-Token header")
+    return web_session.principal
 
 
 def _authentication_required() -> ApiError:

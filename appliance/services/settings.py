@@ -73,6 +73,14 @@ SPECS: dict[str, SettingSpec] = {
             "changes one user may make through the API a minute",
         ),
         SettingSpec(
+            "logins_per_minute",
+            10,
+            1,
+            6000,
+            "web UI login attempts one address may make a minute (each account also "
+            "locks for 15 minutes after 5 wrong passwords in a row)",
+        ),
+        SettingSpec(
             "offline_after_s",
             900,
             60,

@@ -21,6 +21,7 @@ from nacl.pwhash import argon2id
 from agent.logs import log_event
 from appliance.clock import iso, parse_iso, utc_now
 from appliance.services import audit
+from appliance.store import sessions as sessions_store
 from appliance.store import users as users_store
 from appliance.store.database import Database
 
@@ -239,7 +240,7 @@ async def create_user(
             details={"role": role},
             now=moment,
         )
-        return _user(await users_store.user_by_id(conn, user_id))
+        return user_from_row(await users_store.user_by_id(conn, user_id))
 
 
 async def change_password(
@@ -258,6 +259,8 @@ async def change_password(
         user = await _existing_user(conn, username)
         await users_store.set_password_hash(conn, user.id, password_hash)
         await users_store.reset_failed_logins(conn, user.id)
+        # Whoever held a session with the old password is logged out.
+        await sessions_store.delete_sessions_of_user(conn, user.id)
         await audit.record(
             conn,
             actor=actor,
@@ -283,7 +286,7 @@ async def set_user_disabled(
             target=user.username,
             source_ip=source_ip,
         )
-        return _user(await users_store.user_by_id(conn, user.id))
+        return user_from_row(await users_store.user_by_id(conn, user.id))
 
 
 async def user_exists(db: Database, username: str) -> bool:
@@ -293,7 +296,7 @@ async def user_exists(db: Database, username: str) -> bool:
 
 async def list_users(db: Database) -> list[User]:
     async with db.read() as conn:
-        return [_user(row) for row in await users_store.all_users(conn)]
+        return [user_from_row(row) for row in await users_store.all_users(conn)]
 
 
 async def verify_password(
@@ -318,7 +321,7 @@ async def verify_password(
     async with db.write() as conn:
         # Read again: a concurrent attempt may have counted a failure or locked it since.
         row = await users_store.user_by_username(conn, username)
-        user = _user(row) if row else None
+        user = user_from_row(row) if row else None
         if user is None:
             reason = "unknown user"
         elif user.disabled:
@@ -337,7 +340,7 @@ async def verify_password(
                 source_ip=source_ip,
                 now=moment,
             )
-            return _user(await users_store.user_by_id(conn, user.id))
+            return user_from_row(await users_store.user_by_id(conn, user.id))
         locked_until = await _record_failed_login(
             conn, username, user, reason, source_ip, moment, max_failures, lock_for
         )
@@ -523,10 +526,10 @@ async def _existing_user(conn: aiosqlite.Connection, username: str) -> User:
     row = await users_store.user_by_username(conn, username)
     if row is None:
         raise UserNotFound(f"there is no user named {username[:80]!r}")
-    return _user(row)
+    return user_from_row(row)
 
 
-def _user(row: sqlite3.Row | None) -> User:
+def user_from_row(row: sqlite3.Row | None) -> User:
     assert row is not None
     values = {column.name: row[column.name] for column in fields(User)}
     return User(**{**values, "disabled": bool(row["disabled"])})

@@ -1,0 +1,96 @@
+"""Web UI login sessions: a random cookie value (only its hash is stored), a CSRF token
+per session, an idle timeout and an absolute lifetime."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from appliance.clock import iso, parse_iso, utc_now
+from appliance.services.users import Principal, User
+from appliance.store import sessions as sessions_store
+from appliance.store.database import Database
+
+IDLE_TIMEOUT = timedelta(hours=12)
+ABSOLUTE_LIFETIME = timedelta(days=7)
+# Sliding the idle timeout costs a write; once a minute per session is plenty.
+TOUCH_INTERVAL = timedelta(minutes=1)
+MAX_COOKIE_CHARS = 100
+
+
+@dataclass(frozen=True)
+class WebSession:
+    principal: Principal
+    csrf_token: str
+    id_hash: str
+
+
+@dataclass(frozen=True)
+class NewSession:
+    cookie_value: str
+    csrf_token: str
+
+
+def _hash(cookie_value: str) -> str:
+    return hashlib.sha256(cookie_value.encode()).hexdigest()
+
+
+def csrf_matches(expected: str, given: str | None) -> bool:
+    return bool(given) and hmac.compare_digest(expected.encode(), str(given).encode())
+
+
+async def start_session(
+    db: Database, user: User, *, ip: str, user_agent: str, now: datetime | None = None
+) -> NewSession:
+    moment = now or utc_now()
+    cookie_value = secrets.token_urlsafe(32)
+    csrf_token = secrets.token_urlsafe(32)
+    async with db.write() as conn:
+        await sessions_store.delete_expired_sessions(conn, iso(moment))
+        await sessions_store.insert_session(
+            conn,
+            id_hash=_hash(cookie_value),
+            user_id=user.id,
+            csrf_token=csrf_token,
+            created_at=iso(moment),
+            expires_at=iso(moment + IDLE_TIMEOUT),
+            ip=ip,
+            user_agent=user_agent[:200],
+        )
+    return NewSession(cookie_value, csrf_token)
+
+
+async def session_for_cookie(
+    db: Database, cookie_value: str | None, *, now: datetime | None = None
+) -> WebSession | None:
+    """The live session behind a cookie; None when it is unknown, expired, past its
+    absolute lifetime, or its user is disabled."""
+    if not cookie_value or len(cookie_value) > MAX_COOKIE_CHARS:
+        return None
+    moment = now or utc_now()
+    id_hash = _hash(cookie_value)
+    async with db.read() as conn:
+        row = await sessions_store.session_with_user(conn, id_hash)
+    if row is None or row["disabled"]:
+        return None
+    expires_at = parse_iso(row["expires_at"])
+    hard_end = parse_iso(row["created_at"]) + ABSOLUTE_LIFETIME
+    if moment >= expires_at or moment >= hard_end:
+        return None
+    if moment - parse_iso(row["last_seen_at"]) >= TOUCH_INTERVAL:
+        async with db.write() as conn:
+            await sessions_store.touch_session(
+                conn, id_hash, iso(moment), iso(min(moment + IDLE_TIMEOUT, hard_end))
+            )
+    principal = Principal(row["user_id"], row["username"], row["role"], via="session")
+    return WebSession(principal, row["csrf_token"], id_hash)
+
+
+async def end_session(db: Database, cookie_value: str | None) -> None:
+    if not cookie_value or len(cookie_value) > MAX_COOKIE_CHARS:
+        return
+    async with db.write() as conn:
+        await sessions_store.delete_session(conn, _hash(cookie_value))

@@ -1,0 +1,2 @@
+"""The human side of the appliance: server-rendered pages over the same services as
+the JSON API."""

@@ -1,0 +1,59 @@
+"""Errors on pages answer with HTML; the same errors under /api (and the health
+endpoints) keep the API's one JSON shape."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from appliance.api import errors as api_errors
+from web.auth import PageError, RedirectTo
+from web.templating import render
+
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+_JSON_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics")
+
+
+def _is_page(request: Request) -> bool:
+    return not request.url.path.startswith(_JSON_PREFIXES)
+
+
+def error_page(request: Request, status: int, message: str) -> Response:
+    return render(request, "error.html", {"status": status, "message": message}, status=status)
+
+
+async def handle_page_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PageError)
+    return error_page(request, exc.status, exc.message)
+
+
+async def handle_redirect(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RedirectTo)
+    return RedirectResponse(exc.url, status_code=303)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    if not _is_page(request):
+        return await api_errors.handle_http_exception(request, exc)
+    assert isinstance(exc, HTTPException)
+    message = "There is no such page." if exc.status_code == 404 else str(exc.detail)
+    return error_page(request, exc.status_code, message)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    response = await api_errors.handle_unexpected(request, exc)  # logs it
+    if not _is_page(request):
+        return response
+    return error_page(request, 500, "Something went wrong; the appliance log has the details.")
+
+
+EXCEPTION_HANDLERS: dict[type[Exception], Handler] = {
+    **api_errors.EXCEPTION_HANDLERS,
+    PageError: handle_page_error,
+    RedirectTo: handle_redirect,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

@@ -1,0 +1,85 @@
+"""The Jinja2 environment: templates load from the installed package, everything is
+autoescaped, and a few filters turn stored values into words."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from agent.sanitise import sanitise_text
+from appliance.clock import parse_iso, utc_now
+
+environment = Environment(
+    loader=PackageLoader("web", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def ago(value: str | datetime | None, now: datetime | None = None) -> str:
+    """'3 min ago', 'in 2 h', or 'never'."""
+    if not value:
+        return "never"
+    moment = parse_iso(value) if isinstance(value, str) else value
+    seconds = ((now or utc_now()) - moment).total_seconds()
+    future = seconds < 0
+    seconds = abs(seconds)
+    if seconds < 60:
+        text = f"{int(seconds)} s"
+    elif seconds < 3600:
+        text = f"{int(seconds // 60)} min"
+    elif seconds < 86400:
+        text = f"{int(seconds // 3600)} h"
+    else:
+        text = f"{int(seconds // 86400)} d"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def size(value: int | float | None) -> str:
+    if value is None:
+        return "—"
+    amount = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if amount < 1024 or unit == "TiB":
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    return f"{amount:.1f} TiB"
+
+
+def inert(value: Any) -> str:
+    """Agent-supplied text made safe to show: terminal escapes and control and bidi
+    characters removed (HTML escaping is done by autoescape on top of this)."""
+    return sanitise_text(str(value), max_chars=1_000_000) if value is not None else ""
+
+
+def inert_lines(value: Any) -> str:
+    """Like `inert`, for multi-line text such as install output: lines are kept."""
+    if value is None:
+        return ""
+    text = str(value).replace("\\r\\n", "\n").replace("\\n", "\n").replace("\r\n", "\n")
+    return "\n".join(sanitise_text(line, max_chars=10_000) for line in text.split("\n"))
+
+
+environment.filters.update(ago=ago, size=size, inert=inert, inert_lines=inert_lines)
+
+
+def render(
+    request: Request, template: str, context: dict[str, Any] | None = None, status: int = 200
+) -> HTMLResponse:
+    """Render a page; every template gets the request, the user and the CSRF token."""
+    web_session = getattr(request.state, "web_session", None)
+    values = {
+        "request": request,
+        "user": web_session.principal if web_session else None,
+        "csrf_token": web_session.csrf_token if web_session else "",
+        "path": request.url.path,
+        **(context or {}),
+    }
+    html = environment.get_template(template).render(values)
+    return HTMLResponse(html, status_code=status)
