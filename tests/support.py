@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import signal
 import socket
@@ -9,14 +11,15 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 def wait_for(condition: Callable[[], Any], seconds: float, what: str) -> Any:
@@ -149,3 +152,10 @@ def _start_once(
         time.sleep(0.05)
     running.stop()
     raise AssertionError(f"appliance did not answer /healthz in {deadline_s}s:\n{running.log()}")
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run in a thread of its own: works even where the calling thread already
+    runs an event loop (Playwright's sync API keeps one in the test thread)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

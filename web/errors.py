@@ -3,6 +3,7 @@ endpoints) keep the API's one JSON shape."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 
 from starlette.exceptions import HTTPException
@@ -10,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from appliance.api import errors as api_errors
-from web.auth import PageError, RedirectTo
+from web.auth import PageError, RedirectTo, current_session
 from web.templating import render
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]
@@ -40,6 +41,8 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
         return await api_errors.handle_http_exception(request, exc)
     assert isinstance(exc, HTTPException)
     message = "There is no such page." if exc.status_code == 404 else str(exc.detail)
+    with contextlib.suppress(Exception):  # the navigation, for a logged-in visitor
+        await current_session(request)
     return error_page(request, exc.status_code, message)
 
 

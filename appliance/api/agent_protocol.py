@@ -74,7 +74,7 @@ async def register(request: Request) -> Response:
         {
             "agent_id": enrolled.agent_id,
             "created": enrolled.created,
-            "poll_interval_s": agents.DEFAULT_POLL_INTERVAL_S,
+            "poll_interval_s": appliance.tunables["checkin_interval_s"],
         },
         status_code=201 if enrolled.created else 200,
     )
@@ -110,6 +110,7 @@ async def checkin(request: Request) -> Response:
             report,
             source_ip=client_ip(request),
             now=utc_now(),
+            default_poll_interval_s=appliance.tunables["checkin_interval_s"],
         )
     except agents.AgentNotFound:
         raise ApiError(401, "unknown agent; register it again") from None

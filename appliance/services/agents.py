@@ -55,6 +55,7 @@ async def check_in(
     *,
     source_ip: str,
     now: datetime,
+    default_poll_interval_s: int = DEFAULT_POLL_INTERVAL_S,
 ) -> CheckinAnswer:
     """Answer a check-in. The common case (nothing new) only reads; last-seen goes to
     the presence buffer, which writes for all agents at once."""
@@ -99,7 +100,7 @@ async def check_in(
                 envelopes = await commands.deliver(conn, agent_id, signer, now=now)
     presence.record(agent_id, iso(now), source_ip)
     return CheckinAnswer(
-        poll_interval_s=row["poll_interval_s"] or DEFAULT_POLL_INTERVAL_S,
+        poll_interval_s=row["poll_interval_s"] or default_poll_interval_s,
         key_set_version=version,
         trust=await keys.trust_bundle() if report.key_set_version < version else None,
         commands=envelopes,

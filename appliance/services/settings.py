@@ -73,6 +73,14 @@ SPECS: dict[str, SettingSpec] = {
             "changes one user may make through the API a minute",
         ),
         SettingSpec(
+            "checkin_interval_s",
+            300,
+            10,
+            86400,
+            "seconds between an agent's check-ins (each agent adds jitter; an agent set "
+            "to its own interval or in rapid mode keeps that)",
+        ),
+        SettingSpec(
             "logins_per_minute",
             10,
             1,

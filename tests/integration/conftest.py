@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ from appliance.services import users
 from appliance.services.keys import KeyService
 from appliance.signers import KeyEncryptionKey
 from appliance.store.database import Database
-from tests.support import RunningAppliance, key_file_for, start_appliance
+from tests.support import RunningAppliance, key_file_for, run_async, start_appliance
 
 _hosts = itertools.count(1)
 
@@ -160,7 +159,7 @@ class Fleet:
             finally:
                 await db.close()
 
-        return asyncio.run(steal())
+        return run_async(steal())
 
 
 def forge_envelope(
@@ -187,7 +186,7 @@ async def _make_admin(database: Path) -> str:
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
     running = start_appliance(tmp_path / "data")
     try:
-        token = asyncio.run(_make_admin(running.data_dir / "redflag.db"))
+        token = run_async(_make_admin(running.data_dir / "redflag.db"))
         master_key = key_file_for(running.data_dir).read_text().strip()
         fleet = Fleet(running, token, tmp_path, secrets=[token, master_key])
         yield fleet

@@ -1,7 +1,18 @@
-"""Pages: dashboard (being built)."""
+"""Pages: the dashboard (being built)."""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
-routes: list[BaseRoute] = []
+from web.auth import require_page
+from web.templating import render
+
+
+async def dashboard(request: Request) -> Response:
+    await require_page(request, "viewer")
+    return render(request, "dashboard.html")
+
+
+routes: list[BaseRoute] = [Route("/", dashboard, methods=["GET"])]
