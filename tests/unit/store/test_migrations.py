@@ -33,6 +33,10 @@ def checkpoint_and_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+HEAD = len(sorted(MIGRATIONS_DIR.glob("*.sql")))
+NEXT = f"{HEAD + 1:04d}"  # the number a new migration would take
+
+
 def migrations_dir_with(tmp_path: Path, *extra: tuple[str, str]) -> Path:
     """A copy of the real migrations plus extra (file name, SQL) pairs."""
     directory = tmp_path / "migrations"
@@ -119,8 +123,11 @@ def test_failed_migration_leaves_database_unchanged(tmp_path: Path) -> None:
     database = populated_database(tmp_path)
     bad = migrations_dir_with(
         tmp_path,
-        ("0002_add_tags.sql", "ALTER TABLE agents ADD COLUMN colour TEXT;"),
-        ("0003_break_things.sql", "CREATE TABLE fine (x);\nINSERT INTO no_such_table VALUES (1);"),
+        (f"{NEXT}_add_tags.sql", "ALTER TABLE agents ADD COLUMN colour TEXT;"),
+        (
+            f"{HEAD + 2:04d}_break_things.sql",
+            "CREATE TABLE fine (x);\nINSERT INTO no_such_table VALUES (1);",
+        ),
     )
     dump_before = dump(database)
     hash_before = checkpoint_and_hash(database)
@@ -129,10 +136,10 @@ def test_failed_migration_leaves_database_unchanged(tmp_path: Path) -> None:
         migrate(database, tmp_path / "data" / "backups", load_migrations(bad))
 
     message = str(failure.value)
-    assert "0003_break_things" in message
+    assert f"{HEAD + 2:04d}_break_things" in message
     assert "no such table: no_such_table" in message
-    assert "still at schema version 1" in message
-    snapshots = list((tmp_path / "data" / "backups").glob("pre-migrate-1-to-3-*.db"))
+    assert f"still at schema version {HEAD}" in message
+    snapshots = list((tmp_path / "data" / "backups").glob(f"pre-migrate-{HEAD}-to-{HEAD + 2}-*.db"))
     assert len(snapshots) == 1
     assert str(snapshots[0]) in message
     assert f"redflag-appliance restore {snapshots[0]}" in message
@@ -147,7 +154,7 @@ def test_a_migration_leaving_broken_foreign_keys_is_rolled_back(tmp_path: Path) 
     database = populated_database(tmp_path)
     bad = migrations_dir_with(
         tmp_path,
-        ("0002_orphan.sql", "INSERT INTO agent_tags (agent_id, tag) VALUES ('nobody', 'x');"),
+        (f"{NEXT}_orphan.sql", "INSERT INTO agent_tags (agent_id, tag) VALUES ('nobody', 'x');"),
     )
     before = dump(database)
     with pytest.raises(MigrationFailed, match="foreign key check failed"):
@@ -158,10 +165,14 @@ def test_a_migration_leaving_broken_foreign_keys_is_rolled_back(tmp_path: Path) 
 def test_successful_upgrade_writes_a_verified_snapshot_first(tmp_path: Path) -> None:
     database = populated_database(tmp_path)
     before = dump(database)
-    good = migrations_dir_with(tmp_path, ("0002_colour.sql", "ALTER TABLE agents ADD colour TEXT;"))
+    good = migrations_dir_with(
+        tmp_path, (f"{NEXT}_colour.sql", "ALTER TABLE agents ADD colour TEXT;")
+    )
     result = migrate(database, tmp_path / "data" / "backups", load_migrations(good))
-    assert (result.from_version, result.to_version) == (1, 2)
-    assert result.snapshot is not None and result.snapshot.name.startswith("pre-migrate-1-to-2-")
+    assert (result.from_version, result.to_version) == (HEAD, HEAD + 1)
+    assert result.snapshot is not None and result.snapshot.name.startswith(
+        f"pre-migrate-{HEAD}-to-{HEAD + 1}-"
+    )
     assert dump(result.snapshot) == before
     assert integrity_problems(result.snapshot) == []
 
@@ -199,7 +210,9 @@ def test_a_foreign_database_is_not_touched(tmp_path: Path) -> None:
 
 def test_no_migration_runs_when_the_snapshot_cannot_be_written(tmp_path: Path) -> None:
     database = populated_database(tmp_path)
-    good = migrations_dir_with(tmp_path, ("0002_colour.sql", "ALTER TABLE agents ADD colour TEXT;"))
+    good = migrations_dir_with(
+        tmp_path, (f"{NEXT}_colour.sql", "ALTER TABLE agents ADD colour TEXT;")
+    )
     before = dump(database)
     blocked = tmp_path / "data" / "backups"
     shutil.rmtree(blocked, ignore_errors=True)
@@ -224,7 +237,9 @@ def test_snapshot_on_a_full_disk_stops_the_migration(tmp_path: Path, full_disk: 
     # Leave room for SQLite's shared-memory index, not for a copy of the database.
     os.truncate(filler, filler.stat().st_size - 96 * 1024)
     assert database.stat().st_size > 2 * 96 * 1024
-    good = migrations_dir_with(tmp_path, ("0002_colour.sql", "ALTER TABLE agents ADD colour TEXT;"))
+    good = migrations_dir_with(
+        tmp_path, (f"{NEXT}_colour.sql", "ALTER TABLE agents ADD colour TEXT;")
+    )
     with pytest.raises(MigrationError, match="snapshot failed"):
         migrate(database, full_disk / "backups", load_migrations(good))
     filler.unlink()
