@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -67,7 +68,12 @@ class WebClient(httpx.Client):
     ) -> httpx.Response:
         """POST a form with this session's CSRF token added."""
         fields = list(data.items()) if isinstance(data, dict) else list(data)
-        return self.post(path, data=[("csrf_token", self.csrf_token), *fields], **options)  # type: ignore[arg-type]
+        body = urlencode([("csrf_token", self.csrf_token), *fields])
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            **options.pop("headers", {}),
+        }
+        return self.post(path, content=body, headers=headers, **options)  # type: ignore[arg-type]
 
 
 @dataclass
