@@ -10,7 +10,7 @@ from starlette.requests import Request
 from appliance.api.errors import ApiError
 from appliance.ratelimit import RateLimiter
 from appliance.runtime import Appliance
-from appliance.services import sessions, users
+from appliance.services import api_tokens, sessions, users
 from appliance.services.users import Principal
 
 SESSION_COOKIE = "redflag_session"
@@ -40,8 +40,8 @@ async def authenticate(request: Request) -> Principal:
     token = bearer_token(request)
     if token is not None:
         try:
-            return await users.authenticate_api_token(appliance.db, token)
-        except users.NotAuthenticated:
+            return await api_tokens.authenticate_api_token(appliance.db, token)
+        except api_tokens.NotAuthenticated:
             raise _authentication_required() from None
     principal = await principal_from_session_cookie(request)
     if principal is None:

@@ -20,7 +20,7 @@ from appliance.cli.common import (
     subparser,
 )
 from appliance.durations import parse_duration
-from appliance.services import users
+from appliance.services import api_tokens, users
 from appliance.settings import load_settings
 from appliance.store.database import Database
 
@@ -211,7 +211,7 @@ def run_api_token_create(args: argparse.Namespace) -> int:
         raise CliError(f"--expires: {exc}") from None
     token = _with_database(
         args,
-        lambda db: users.create_api_token(
+        lambda db: api_tokens.create_api_token(
             db, args.user, args.name, actor="cli", expires_in=expires_in
         ),
     )
@@ -226,7 +226,7 @@ def run_api_token_create(args: argparse.Namespace) -> int:
 
 @_one_line_errors
 def run_api_token_list(args: argparse.Namespace) -> int:
-    found = _with_database(args, lambda db: users.list_api_tokens(db, args.user))
+    found = _with_database(args, lambda db: api_tokens.list_api_tokens(db, args.user))
     now = datetime.now(UTC)
     if args.json:
         print_json([{**asdict(token), "state": token.state(now)} for token in found])
@@ -254,7 +254,7 @@ def run_api_token_list(args: argparse.Namespace) -> int:
 
 @_one_line_errors
 def run_api_token_revoke(args: argparse.Namespace) -> int:
-    token = _with_database(args, lambda db: users.revoke_api_token(db, args.id, actor="cli"))
+    token = _with_database(args, lambda db: api_tokens.revoke_api_token(db, args.id, actor="cli"))
     print(f"revoked API token {token.id} ({token.name!r} of {token.username})")
     return 0
 

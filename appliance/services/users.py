@@ -1,10 +1,9 @@
-"""Dashboard users: roles, passwords and login lockout, and the API tokens that act for
-them. Passwords are kept only as argon2id hashes, API tokens only as SHA-256 digests."""
+"""Dashboard users: roles, passwords and login lockout. Passwords are kept only as
+argon2id hashes. The API tokens that act for users are in `api_tokens`."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 import secrets
@@ -45,13 +44,6 @@ LOCKOUT = timedelta(minutes=15)
 PASSWORD_OPSLIMIT = argon2id.OPSLIMIT_INTERACTIVE
 PASSWORD_MEMLIMIT = argon2id.MEMLIMIT_INTERACTIVE
 
-API_TOKEN_PREFIX = "rf_api_"  # noqa: S105 (a prefix, not a secret)
-API_TOKEN_CHARS = len(API_TOKEN_PREFIX) + 43  # secrets.token_urlsafe(32)
-MAX_TOKEN_NAME_CHARS = 100
-MAX_TOKEN_LIFETIME = timedelta(days=3650)
-# last_used_at is for humans ("unused for months?"); a write per request is not needed.
-TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
-
 
 class UserError(ValueError):
     """A request about users or API tokens that cannot be carried out; says why."""
@@ -81,16 +73,8 @@ class UserDisabled(UserError):
     pass
 
 
-class InvalidApiToken(UserError):
-    """A name or lifetime for a new API token that is not allowed."""
-
-
-class ApiTokenNotFound(UserError):
-    pass
-
-
-class ApiTokenAlreadyRevoked(UserError):
-    pass
+class LastAdmin(UserError):
+    """Disabling this user would leave no enabled admin to manage the appliance."""
 
 
 class LoginFailed(Exception):
@@ -99,15 +83,6 @@ class LoginFailed(Exception):
 
     def __init__(self) -> None:
         super().__init__("wrong username or password")
-
-
-class NotAuthenticated(Exception):
-    """The API token is unknown, revoked or expired, or its user is disabled. `reason`
-    is for the appliance's own log, never for the caller."""
-
-    def __init__(self, reason: str):
-        super().__init__("not authenticated")
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -123,26 +98,6 @@ class User:
 
     def is_locked(self, now: datetime) -> bool:
         return self.locked_until is not None and parse_iso(self.locked_until) > now
-
-
-@dataclass(frozen=True)
-class ApiToken:
-    id: int
-    user_id: int
-    username: str
-    name: str
-    created_at: str
-    expires_at: str | None
-    last_used_at: str | None
-    revoked_at: str | None
-
-    def state(self, now: datetime) -> str:
-        """'revoked', 'expired' or 'active'."""
-        if self.revoked_at is not None:
-            return "revoked"
-        if self.expires_at is not None and parse_iso(self.expires_at) <= now:
-            return "expired"
-        return "active"
 
 
 @dataclass(frozen=True)
@@ -205,11 +160,6 @@ def password_matches(password_hash: str, password: str) -> bool:
         return False
 
 
-def hash_api_token(token: str) -> str:
-    # Tokens carry 256 random bits: a fast hash is enough, and lookups stay fast.
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 async def create_user(
     db: Database,
     username: str,
@@ -256,7 +206,7 @@ async def change_password(
     check_password(new_password)
     password_hash = await asyncio.to_thread(hash_password, new_password)
     async with db.write() as conn:
-        user = await _existing_user(conn, username)
+        user = await existing_user(conn, username)
         await users_store.set_password_hash(conn, user.id, password_hash)
         await users_store.reset_failed_logins(conn, user.id)
         # Whoever held a session with the old password is logged out.
@@ -275,9 +225,19 @@ async def set_user_disabled(
     db: Database, username: str, disabled: bool, *, actor: str, source_ip: str = ""
 ) -> User:
     """Disable (or enable again) a user: a disabled user can neither log in nor use
-    their API tokens, but keeps them and their history."""
+    their API tokens, but keeps them and their history. The last enabled admin cannot
+    be disabled."""
     async with db.write() as conn:
-        user = await _existing_user(conn, username)
+        user = await existing_user(conn, username)
+        if (
+            disabled
+            and user.role == "admin"
+            and not user.disabled
+            and await sessions_store.count_admins(conn) <= 1
+        ):
+            raise LastAdmin(
+                f"{user.username!r} is the only enabled admin; make another admin first"
+            )
         await users_store.set_disabled(conn, user.id, disabled)
         await audit.record(
             conn,
@@ -399,118 +359,6 @@ async def _record_failed_login(
     return locked_until
 
 
-async def create_api_token(
-    db: Database,
-    username: str,
-    name: str,
-    *,
-    actor: str,
-    expires_in: timedelta | None = None,
-    source_ip: str = "",
-    now: datetime | None = None,
-) -> str:
-    """A new API token acting as `username`. The plaintext is returned here, once;
-    only its SHA-256 digest is stored."""
-    name = name.strip()
-    if not name or len(name) > MAX_TOKEN_NAME_CHARS:
-        raise InvalidApiToken(
-            f"an API token needs a name of 1-{MAX_TOKEN_NAME_CHARS} characters, "
-            "saying where it is used"
-        )
-    if any(unicodedata.category(char) == "Cc" for char in name):
-        raise InvalidApiToken("an API token's name must not contain control characters")
-    if expires_in is not None and not timedelta(0) < expires_in <= MAX_TOKEN_LIFETIME:
-        raise InvalidApiToken(
-            f"an API token must expire in more than zero and at most "
-            f"{MAX_TOKEN_LIFETIME.days} days; give no expiry for one that never expires"
-        )
-    token = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
-    moment = now or utc_now()
-    expires_at = iso(moment + expires_in) if expires_in is not None else None
-    async with db.write() as conn:
-        user = await _existing_user(conn, username)
-        if user.disabled:
-            raise UserDisabled(f"user {user.username!r} is disabled; enable them first")
-        token_id = await users_store.insert_api_token(
-            conn,
-            user_id=user.id,
-            name=name,
-            token_hash=hash_api_token(token),
-            created_at=iso(moment),
-            expires_at=expires_at,
-        )
-        # Detail keys avoid the word "token": the sanitiser would redact their values.
-        await audit.record(
-            conn,
-            actor=actor,
-            action="api_token.created",
-            target=user.username,
-            source_ip=source_ip,
-            details={"id": token_id, "name": name, "expires_at": expires_at},
-            now=moment,
-        )
-    return token
-
-
-async def authenticate_api_token(
-    db: Database, token: str, *, now: datetime | None = None
-) -> Principal:
-    """Who `token` acts for; NotAuthenticated when it is unknown, revoked or expired or
-    its user is disabled."""
-    if not token.startswith(API_TOKEN_PREFIX) or len(token) != API_TOKEN_CHARS:
-        raise NotAuthenticated("not a RedFlag API token")
-    moment = now or utc_now()
-    async with db.read() as conn:
-        row = await users_store.api_token_by_hash(conn, hash_api_token(token))
-    if row is None:
-        raise NotAuthenticated("unknown token")
-    state = _api_token(row).state(moment)
-    if state != "active":
-        raise NotAuthenticated(f"{state} token")
-    if row["user_disabled"]:
-        raise NotAuthenticated("user disabled")
-    last_used = row["last_used_at"]
-    if last_used is None or parse_iso(last_used) <= moment - TOKEN_TOUCH_INTERVAL:
-        async with db.write() as conn:
-            await users_store.touch_api_token(conn, row["id"], iso(moment))
-    return Principal(row["user_id"], row["username"], row["role"], via="api_token")
-
-
-async def revoke_api_token(
-    db: Database, token_id: int, *, actor: str, source_ip: str = "", now: datetime | None = None
-) -> ApiToken:
-    moment = now or utc_now()
-    async with db.write() as conn:
-        row = await users_store.api_token_by_id(conn, token_id)
-        if row is None:
-            raise ApiTokenNotFound(f"there is no API token with id {token_id}")
-        if not await users_store.revoke_api_token(conn, token_id, iso(moment)):
-            raise ApiTokenAlreadyRevoked(
-                f"API token {token_id} was already revoked at {row['revoked_at']}"
-            )
-        await audit.record(
-            conn,
-            actor=actor,
-            action="api_token.revoked",
-            target=row["username"],
-            source_ip=source_ip,
-            details={"id": token_id, "name": row["name"]},
-            now=moment,
-        )
-        return _api_token(await users_store.api_token_by_id(conn, token_id))
-
-
-async def list_api_tokens(db: Database, username: str | None = None) -> list[ApiToken]:
-    """Every API token (revoked and expired ones too), or only `username`'s."""
-    async with db.read() as conn:
-        if username is None:
-            rows = await users_store.all_api_tokens(conn)
-        else:
-            user = await _existing_user(conn, username)
-            rows = await users_store.api_tokens_for_user(conn, user.id)
-    return [_api_token(row) for row in rows]
-
-
 def _normalised(password: str) -> str:
     # NFKC, as NIST SP 800-63B advises: the same password typed on another keyboard or
     # system (composed or decomposed accents, full-width digits) still matches.
@@ -522,7 +370,7 @@ def _dummy_hash() -> str:
     return hash_password(secrets.token_urlsafe(16))
 
 
-async def _existing_user(conn: aiosqlite.Connection, username: str) -> User:
+async def existing_user(conn: aiosqlite.Connection, username: str) -> User:
     row = await users_store.user_by_username(conn, username)
     if row is None:
         raise UserNotFound(f"there is no user named {username[:80]!r}")
@@ -533,8 +381,3 @@ def user_from_row(row: sqlite3.Row | None) -> User:
     assert row is not None
     values = {column.name: row[column.name] for column in fields(User)}
     return User(**{**values, "disabled": bool(row["disabled"])})
-
-
-def _api_token(row: sqlite3.Row | None) -> ApiToken:
-    assert row is not None
-    return ApiToken(**{column.name: row[column.name] for column in fields(ApiToken)})

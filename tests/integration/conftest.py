@@ -15,7 +15,7 @@ import pytest
 from agent.enrol import register
 from agent.protocol import HostFacts, SignedDocument, b64encode, canonical_json
 from agent.session import AgentSession
-from appliance.services import users
+from appliance.services import api_tokens, users
 from appliance.services.keys import KeyService
 from appliance.signers import KeyEncryptionKey
 from appliance.store.database import Database
@@ -177,7 +177,7 @@ async def _make_admin(database: Path) -> str:
     db = await Database.open(database)
     try:
         await users.create_user(db, "admin", "correct horse battery", "admin", actor="test")
-        return await users.create_api_token(db, "admin", "tests", actor="test")
+        return await api_tokens.create_api_token(db, "admin", "tests", actor="test")
     finally:
         await db.close()
 

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appliance.api.auth import require_role
 from appliance.api.errors import EXCEPTION_HANDLERS
-from appliance.services import users
+from appliance.services import api_tokens, users
 from appliance.settings import Settings
 from appliance.store.database import Database
 
@@ -52,7 +52,7 @@ async def client(
     tokens = {}
     for role in users.ROLES:
         await users.create_user(db, role, "a long enough password", role, actor="test")
-        tokens[role] = await users.create_api_token(db, role, "test", actor="test")
+        tokens[role] = await api_tokens.create_api_token(db, role, "test", actor="test")
     transport = httpx.ASGITransport(app=app_on(db))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:

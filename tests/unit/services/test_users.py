@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from nacl.pwhash import argon2id
 
-from appliance.services import audit, users
+from appliance.services import api_tokens, audit, users
 from appliance.settings import Settings
 from appliance.store.database import Database
 
@@ -276,6 +276,16 @@ async def test_changing_the_password_of_an_unknown_user_says_so(db: Database) ->
         await users.change_password(db, "ghost", PASSWORD, actor="cli")
 
 
+async def test_the_last_enabled_admin_cannot_be_disabled(db: Database) -> None:
+    await make_user(db, "alice", "admin")
+    with pytest.raises(users.LastAdmin, match="only enabled admin"):
+        await users.set_user_disabled(db, "alice", True, actor="cli")
+    await make_user(db, "bob", "admin")
+    assert (await users.set_user_disabled(db, "alice", True, actor="cli")).disabled
+    with pytest.raises(users.LastAdmin):
+        await users.set_user_disabled(db, "bob", True, actor="cli")
+
+
 # Roles
 
 
@@ -304,7 +314,7 @@ async def test_an_api_token_is_returned_once_and_stored_only_as_its_sha256(
     db: Database, raw: sqlite3.Connection
 ) -> None:
     await make_user(db)
-    token = await users.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
+    token = await api_tokens.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
     assert re.fullmatch(r"rf_api_[A-Za-z0-9_-]{43}", token)
     (stored,) = raw.execute("SELECT token_hash FROM api_tokens").fetchone()
     assert stored == hashlib.sha256(token.encode()).hexdigest()
@@ -317,8 +327,8 @@ async def test_an_api_token_is_returned_once_and_stored_only_as_its_sha256(
 
 async def test_an_api_token_acts_as_its_user_with_their_role(db: Database) -> None:
     user = await make_user(db, "olivia", "operator")
-    token = await users.create_api_token(db, "olivia", "laptop", actor="cli", expires_in=None)
-    principal = await users.authenticate_api_token(db, token)
+    token = await api_tokens.create_api_token(db, "olivia", "laptop", actor="cli", expires_in=None)
+    principal = await api_tokens.authenticate_api_token(db, token)
     assert principal == users.Principal(user.id, "olivia", "operator", via="api_token")
 
 
@@ -326,12 +336,12 @@ async def test_a_revoked_token_is_refused_and_the_revocation_audited(
     db: Database, raw: sqlite3.Connection
 ) -> None:
     await make_user(db)
-    token = await users.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
-    (listed,) = await users.list_api_tokens(db, "alice")
-    revoked = await users.revoke_api_token(db, listed.id, actor="user:bob")
+    token = await api_tokens.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
+    (listed,) = await api_tokens.list_api_tokens(db, "alice")
+    revoked = await api_tokens.revoke_api_token(db, listed.id, actor="user:bob")
     assert revoked.state(NOW) == "revoked"
-    with pytest.raises(users.NotAuthenticated) as caught:
-        await users.authenticate_api_token(db, token)
+    with pytest.raises(api_tokens.NotAuthenticated) as caught:
+        await api_tokens.authenticate_api_token(db, token)
     assert caught.value.reason == "revoked token"
     assert ("user:bob", "api_token.revoked", "alice", {"id": listed.id, "name": "ci"}) in (
         audit_rows(raw)
@@ -340,37 +350,37 @@ async def test_a_revoked_token_is_refused_and_the_revocation_audited(
 
 async def test_revoking_twice_or_an_unknown_token_says_so(db: Database) -> None:
     await make_user(db)
-    await users.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
-    await users.revoke_api_token(db, 1, actor="cli")
-    with pytest.raises(users.ApiTokenAlreadyRevoked, match="already revoked"):
-        await users.revoke_api_token(db, 1, actor="cli")
-    with pytest.raises(users.ApiTokenNotFound, match="no API token with id 99"):
-        await users.revoke_api_token(db, 99, actor="cli")
+    await api_tokens.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
+    await api_tokens.revoke_api_token(db, 1, actor="cli")
+    with pytest.raises(api_tokens.ApiTokenAlreadyRevoked, match="already revoked"):
+        await api_tokens.revoke_api_token(db, 1, actor="cli")
+    with pytest.raises(api_tokens.ApiTokenNotFound, match="no API token with id 99"):
+        await api_tokens.revoke_api_token(db, 99, actor="cli")
 
 
 async def test_an_expired_token_is_refused(db: Database) -> None:
     await make_user(db)
-    token = await users.create_api_token(
+    token = await api_tokens.create_api_token(
         db, "alice", "ci", actor="cli", expires_in=timedelta(days=30), now=NOW
     )
-    await users.authenticate_api_token(db, token, now=NOW + timedelta(days=29))
-    with pytest.raises(users.NotAuthenticated) as caught:
-        await users.authenticate_api_token(db, token, now=NOW + timedelta(days=30))
+    await api_tokens.authenticate_api_token(db, token, now=NOW + timedelta(days=29))
+    with pytest.raises(api_tokens.NotAuthenticated) as caught:
+        await api_tokens.authenticate_api_token(db, token, now=NOW + timedelta(days=30))
     assert caught.value.reason == "expired token"
-    (listed,) = await users.list_api_tokens(db)
+    (listed,) = await api_tokens.list_api_tokens(db)
     assert listed.expires_at == "2026-12-29T02:24:03Z"
 
 
 async def test_the_tokens_of_a_disabled_user_are_refused_until_enabled_again(
     db: Database,
 ) -> None:
-    await make_user(db)
-    token = await users.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
+    await make_user(db, role="operator")
+    token = await api_tokens.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
     await users.set_user_disabled(db, "alice", True, actor="cli")
-    with pytest.raises(users.NotAuthenticated):
-        await users.authenticate_api_token(db, token)
+    with pytest.raises(api_tokens.NotAuthenticated):
+        await api_tokens.authenticate_api_token(db, token)
     await users.set_user_disabled(db, "alice", False, actor="cli")
-    assert (await users.authenticate_api_token(db, token)).username == "alice"
+    assert (await api_tokens.authenticate_api_token(db, token)).username == "alice"
 
 
 @pytest.mark.parametrize(
@@ -379,18 +389,18 @@ async def test_the_tokens_of_a_disabled_user_are_refused_until_enabled_again(
 )
 async def test_unknown_and_malformed_tokens_are_refused(db: Database, token: str) -> None:
     await make_user(db)
-    await users.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
-    with pytest.raises(users.NotAuthenticated):
-        await users.authenticate_api_token(db, token)
+    await api_tokens.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
+    with pytest.raises(api_tokens.NotAuthenticated):
+        await api_tokens.authenticate_api_token(db, token)
 
 
 async def test_token_use_is_recorded_at_most_once_a_minute(db: Database) -> None:
     await make_user(db)
-    token = await users.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
+    token = await api_tokens.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
 
     async def last_used_after_use(at: datetime) -> str | None:
-        await users.authenticate_api_token(db, token, now=at)
-        return (await users.list_api_tokens(db))[0].last_used_at
+        await api_tokens.authenticate_api_token(db, token, now=at)
+        return (await api_tokens.list_api_tokens(db))[0].last_used_at
 
     assert await last_used_after_use(NOW) == "2026-11-29T02:24:03Z"
     assert await last_used_after_use(NOW + timedelta(seconds=30)) == "2026-11-29T02:24:03Z"
@@ -411,26 +421,26 @@ async def test_bad_token_names_and_lifetimes_are_refused(
     db: Database, raw: sqlite3.Connection, name: str, expires_in: timedelta | None, message: str
 ) -> None:
     await make_user(db)
-    with pytest.raises(users.InvalidApiToken, match=message):
-        await users.create_api_token(db, "alice", name, actor="cli", expires_in=expires_in)
+    with pytest.raises(api_tokens.InvalidApiToken, match=message):
+        await api_tokens.create_api_token(db, "alice", name, actor="cli", expires_in=expires_in)
     assert raw.execute("SELECT count(*) FROM api_tokens").fetchone()[0] == 0
 
 
 async def test_tokens_are_made_only_for_existing_enabled_users(db: Database) -> None:
     with pytest.raises(users.UserNotFound):
-        await users.create_api_token(db, "ghost", "ci", actor="cli", expires_in=None)
-    await make_user(db)
+        await api_tokens.create_api_token(db, "ghost", "ci", actor="cli", expires_in=None)
+    await make_user(db, role="operator")
     await users.set_user_disabled(db, "alice", True, actor="cli")
     with pytest.raises(users.UserDisabled):
-        await users.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
+        await api_tokens.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
 
 
 async def test_everything_above_leaves_an_intact_audit_chain(db: Database) -> None:
     await make_user(db)
     for _ in range(5):
         await failed_login(db, "alice", "not the password", NOW)
-    token = await users.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
-    await users.authenticate_api_token(db, token)
-    await users.revoke_api_token(db, 1, actor="cli")
+    token = await api_tokens.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
+    await api_tokens.authenticate_api_token(db, token)
+    await api_tokens.revoke_api_token(db, 1, actor="cli")
     report = await audit.verify_chain(db)
     assert report.ok, report.problems
