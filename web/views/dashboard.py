@@ -1,4 +1,4 @@
-"""Pages: the dashboard (being built)."""
+"""Pages: the dashboard, the fleet at a glance."""
 
 from __future__ import annotations
 
@@ -6,13 +6,48 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from appliance.clock import utc_now
+from appliance.services import dashboard as dashboard_service
 from web.auth import require_page
+from web.charts import Chart, Series, bar_chart, line_chart
 from web.templating import render
 
 
 async def dashboard(request: Request) -> Response:
     await require_page(request, "viewer")
-    return render(request, "dashboard.html")
+    appliance = request.state.appliance
+    summary = await dashboard_service.dashboard(
+        appliance.db, appliance.settings, appliance.tunables, now=utc_now()
+    )
+    return render(
+        request,
+        "dashboard.html",
+        {
+            "d": summary,
+            "charts": charts(summary.daily),
+            "reasons": dashboard_service.ATTENTION_REASONS,
+        },
+    )
+
+
+def charts(daily: dashboard_service.DailySeries) -> list[Chart]:
+    return [
+        line_chart(
+            "chart-updates",
+            "New updates per day",
+            daily.days,
+            Series("Updates first seen", "line", daily.updates_first_seen),
+        ),
+        bar_chart(
+            "chart-installs",
+            "Installs per day",
+            daily.days,
+            [
+                Series("Installed", "bar", daily.installed),
+                Series("Failed", "bar failed", daily.failed),
+            ],
+        ),
+    ]
 
 
 routes: list[BaseRoute] = [Route("/", dashboard, methods=["GET"])]
