@@ -130,6 +130,11 @@ class AgentAuthenticator:
             self._credential_cache[agent_id] = (now + CREDENTIAL_TTL_S, found)
         return found
 
+    def forget(self, agent_id: str) -> None:
+        """Drop the cached credentials of an agent that was disabled, enabled or deleted
+        in this process, so the change applies to its very next request."""
+        self._credential_cache.pop(agent_id, None)
+
     def _remember_nonce(self, agent_id: str, nonce: str, timestamp: int, now: int) -> None:
         # Forget nonces whose request time has left the window: those are refused by the
         # clock check anyway. The dict is ordered by insertion, roughly by time.

@@ -227,7 +227,7 @@ def test_backup_inside_a_process_that_serves_keeps_its_connections_locks(
         writer = run_python(
             "import sqlite3, sys\n"
             "c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=5)\n"
-            "c.execute(\"INSERT INTO settings (key, value, updated_at, updated_by) VALUES "
+            'c.execute("INSERT INTO settings (key, value, updated_at, updated_by) VALUES '
             "('probe', '1', '2026-01-01T00:00:00Z', 'test')\")\n"
             "print(c.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone()[0])\n",
             str(migrated.database_path),
