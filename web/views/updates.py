@@ -1,7 +1,293 @@
-"""Pages: updates (being built)."""
+"""Pages: every update across the fleet with filters; bulk approve, reject, ignore,
+dry run, install now or at a set time in one idempotent submit; dry-run results."""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import math
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
 
-routes: list[BaseRoute] = []
+from starlette.datastructures import FormData, QueryParams
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from appliance.clock import utc_now
+from appliance.services import dry_runs, updates, users
+from web.auth import PageError, client_ip, field_text, form_with_csrf, require_page
+from web.templating import render
+
+PER_PAGE = 100
+MAX_IDS = 5000
+ACTIONS = ("approve", "reject", "ignore", "dry_run", "install", "schedule")
+DECIDED = {"approve": "approved", "reject": "rejected", "ignore": "ignored"}
+STATUS_CHOICES = {"open": updates.NEEDS_WORK, "all": None} | {s: s for s in updates.STATUSES}
+NOTICES = {
+    "approved": "{n} selected updates are approved.",
+    "rejected": "{n} selected updates are rejected.",
+    "ignored": "{n} selected updates are ignored.",
+    "scheduled": "{n} updates are scheduled; the install is requested when the time comes.",
+    "install_requested": "Install requested: {n} commands wait for their agents' next check-in.",
+}
+NOTHING = {
+    "approved": "None of the selected updates could be approved (installed or underway).",
+    "rejected": "None of the selected updates could be rejected (only pending, approved "
+    "or waiting ones can).",
+    "ignored": "None of the selected updates could be ignored (installed or underway).",
+    "scheduled": "None of the selected updates could be scheduled (installed or underway).",
+    "install_requested": "Nothing was installed: the selected updates are installed, "
+    "resolved or already underway.",
+}
+
+
+def form_key() -> str:
+    """A one-time key printed in each bulk form: a second submit of the same form
+    (a double click, a reload) finds the commands the first one made."""
+    return str(uuid.uuid4())
+
+
+def _filters(query: QueryParams) -> tuple[dict[str, Any], dict[str, str]]:
+    """(the service's filters, the values to show and keep in links)."""
+    shown = {
+        "text": query.get("text", "").strip()[:200],
+        "source": query.get("source", "")[:100],
+        "severity": query.get("severity", ""),
+        "security": query.get("security", ""),
+        "status": query.get("status", "open"),
+        "agent": (query.get("agent") or query.get("agent_id") or "")[:64],
+        "tag": query.get("tag", "")[:100],
+    }
+    if shown["severity"] not in updates.SEVERITIES:
+        shown["severity"] = ""
+    # Links elsewhere may say security=1 or =true, like the JSON API.
+    shown["security"] = {"1": "yes", "true": "yes", "0": "no", "false": "no"}.get(
+        shown["security"], shown["security"] if shown["security"] in ("yes", "no") else ""
+    )
+    if shown["status"] not in STATUS_CHOICES:
+        shown["status"] = "open"
+    filters: dict[str, Any] = {
+        "text": shown["text"],
+        "source": shown["source"],
+        "severity": shown["severity"],
+        "status": STATUS_CHOICES[shown["status"]],
+        "agent_id": shown["agent"],
+        "tag": shown["tag"],
+    }
+    if shown["security"]:
+        filters["security"] = shown["security"] == "yes"
+    return filters, shown
+
+
+def _query(shown: dict[str, str], **extra: Any) -> str:
+    """The filters as a query string (only known keys, only what differs from the default)."""
+    values = {k: v for k, v in shown.items() if v and not (k == "status" and v == "open")}
+    return urlencode({**values, **{k: v for k, v in extra.items() if v}})
+
+
+def page_number(query: QueryParams) -> int:
+    try:
+        return max(1, min(100_000, int(query.get("page", "1"))))
+    except ValueError:
+        return 1
+
+
+def count_param(query: QueryParams, name: str) -> int:
+    try:
+        return max(0, min(1_000_000, int(query.get(name, "0"))))
+    except ValueError:
+        return 0
+
+
+def _notice(query: QueryParams) -> tuple[str, bool]:
+    """(message, whether it reports a problem) for ?notice=KEY&n=N; fixed texts only."""
+    key = query.get("notice", "")
+    if key not in NOTICES:
+        return "", False
+    n = count_param(query, "n")
+    if n == 0:
+        return NOTHING[key], True
+    message = NOTICES[key].format(n=n)
+    skipped = count_param(query, "skipped")
+    if skipped:
+        message += f" {skipped} of the selected could not be installed now."
+    return message, False
+
+
+def can_act(request: Request) -> bool:
+    web_session = request.state.web_session
+    return users.role_allows(web_session.principal.role, "operator")
+
+
+async def _list_page(
+    request: Request,
+    *,
+    errors: dict[str, str] | None = None,
+    selected: set[int] | None = None,
+    install_at: str = "",
+    status: int = 200,
+) -> Response:
+    filters, shown = _filters(request.query_params)
+    page = page_number(request.query_params)
+    found = await updates.updates_page(
+        request.state.appliance.db, filters, limit=PER_PAGE, offset=(page - 1) * PER_PAGE
+    )
+    notice, notice_bad = _notice(request.query_params) if not errors else ("", False)
+    return render(
+        request,
+        "updates.html",
+        {
+            "rows": found.updates,
+            "total": found.total,
+            "page": page,
+            "pages": max(1, math.ceil(found.total / PER_PAGE)),
+            "f": shown,
+            "filtered": _query(shown) != "",
+            "query": _query(shown, page=page if page > 1 else None),
+            "query_for_page": lambda n: _query(shown, page=n),
+            "query_without_agent": _query({**shown, "agent": ""}),
+            "sources": found.sources,
+            "tags": found.tags,
+            "severities": updates.SEVERITIES,
+            "statuses": list(STATUS_CHOICES),
+            "agent_hostname": found.agent_hostname,
+            "can_act": can_act(request),
+            "form_key": form_key(),
+            "notice": notice,
+            "notice_bad": notice_bad,
+            "errors": errors or {},
+            "selected": selected or set(),
+            "install_at": install_at,
+        },
+        status=status,
+    )
+
+
+async def updates_list(request: Request) -> Response:
+    await require_page(request, "viewer")
+    return await _list_page(request)
+
+
+def _ids(form: FormData) -> list[int]:
+    raw = form.getlist("ids")
+    if len(raw) > MAX_IDS:
+        raise PageError(413, f"Select at most {MAX_IDS} updates at once.")
+    try:
+        return sorted({int(str(value)) for value in raw})
+    except ValueError:
+        raise PageError(400, "The form could not be read; reload the page and try again.") from None
+
+
+def read_form_key(form: FormData) -> str:
+    value = field_text(form, "form_key", 64)
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise PageError(400, "The form is incomplete; reload the page and try again.") from None
+
+
+def _install_time(text: str) -> datetime | None:
+    """A datetime-local value ("2026-12-01T02:00", seconds optional), read as UTC."""
+    for pattern in ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return datetime.strptime(text, pattern).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    return None
+
+
+async def bulk(request: Request) -> Response:
+    """POST /updates/bulk?<filters>: one action on the selected updates, then back to
+    the same filtered list (or to the dry-run results)."""
+    web_session = await require_page(request, "operator")
+    form = await form_with_csrf(request, web_session)
+    action = field_text(form, "action", 20)
+    if action not in ACTIONS:
+        raise PageError(400, "Choose one of the buttons under the table.")
+    ids, key = _ids(form), read_form_key(form)
+    install_at_text = field_text(form, "install_at", 40)
+    install_at = _install_time(install_at_text) if action == "schedule" else None
+    errors = {}
+    if not ids:
+        errors["ids"] = "Select at least one update first."
+    if action == "schedule" and install_at is None:
+        errors["install_at"] = "Give the date and time (UTC) to install at."
+    db = request.state.appliance.db
+    who = {"actor": f"user:{web_session.principal.username}", "source_ip": client_ip(request)}
+    _, shown = _filters(request.query_params)
+    page = page_number(request.query_params)
+    back = f"/updates?{_query(shown, page=page if page > 1 else None)}"
+    if not errors and action in DECIDED:
+        decision = await updates.decide(db, ids, action, now=utc_now(), **who)
+        return _redirect(back, notice=DECIDED[action], n=len(decision.settled))
+    if not errors and action == "install":
+        installing = await updates.install_now(
+            db, ids, now=utc_now(), idempotency_key=updates.idempotency_base(key, ids), **who
+        )
+        return _redirect(
+            back,
+            notice="install_requested",
+            n=len(installing.commands),
+            skipped=len(installing.skipped),
+        )
+    if not errors and action == "dry_run":
+        created = await updates.request(
+            db,
+            ids,
+            "dry_run",
+            now=utc_now(),
+            idempotency_key=updates.idempotency_base(key, ids),
+            **who,
+        )
+        commands = [("command", str(c["command_id"])) for c in created][: dry_runs.MAX_COMMANDS]
+        return RedirectResponse(f"/updates/dry-run?{urlencode(commands)}", status_code=303)
+    if not errors and install_at is not None:
+        try:
+            decision = await updates.schedule(db, ids, install_at, now=utc_now(), **who)
+        except updates.InvalidRequest as exc:
+            errors["install_at"] = str(exc).removeprefix("at: ").capitalize() + "."
+        else:
+            return _redirect(back, notice="scheduled", n=len(decision.settled))
+    return await _list_page(
+        request, errors=errors, selected=set(ids), install_at=install_at_text, status=422
+    )
+
+
+def _redirect(back: str, **notice: Any) -> Response:
+    separator = "&" if "?" in back and not back.endswith("?") else ""
+    return RedirectResponse(f"{back}{separator}{urlencode(notice)}", status_code=303)
+
+
+async def dry_run_results(request: Request) -> Response:
+    """GET /updates/dry-run/{command_id} or /updates/dry-run?command=1&command=2."""
+    await require_page(request, "viewer")
+    if "command_id" in request.path_params:
+        wanted = [request.path_params["command_id"]]
+    else:
+        try:
+            wanted = [int(v) for v in request.query_params.getlist("command")]
+        except ValueError:
+            wanted = []
+    found = await dry_runs.dry_runs(request.state.appliance.db, wanted)
+    if not found:
+        raise PageError(404, "There is no such dry run. Start one from the updates list.")
+    return render(
+        request,
+        "update_dry_run.html",
+        {
+            "runs": found,
+            "waiting": any(not r.finished for r in found),
+            "can_act": can_act(request),
+            "form_key": form_key(),
+            "all_ids": sorted({i for r in found if r.status == "succeeded" for i in r.update_ids}),
+        },
+    )
+
+
+routes: list[BaseRoute] = [
+    Route("/updates", updates_list, methods=["GET"]),
+    Route("/updates/bulk", bulk, methods=["POST"]),
+    Route("/updates/dry-run", dry_run_results, methods=["GET"]),
+    Route("/updates/dry-run/{command_id:int}", dry_run_results, methods=["GET"]),
+]
