@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -150,3 +151,73 @@ async def verify_chain(db: Database, max_problems: int = 20) -> ChainReport:
     elif head_id and head_hash != expected_prev:
         report.problems.append(f"row {head_id}: does not match the recorded head hash (edited)")
     return report
+
+
+# --- reading the log: the audit page and its API ------------------------------------
+
+PAGE_SIZE = 100
+MAX_PAGE = 10_000
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """'Contains' filters on actor, action and target; pages of PAGE_SIZE, newest first."""
+
+    actor: str = ""
+    action: str = ""
+    target: str = ""
+    page: int = 1
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, str]) -> AuditQuery:
+        try:
+            page = min(MAX_PAGE, max(1, int(values.get("page", "1"))))
+        except ValueError:
+            page = 1
+        return cls(
+            actor=values.get("actor", "").strip()[:200],
+            action=values.get("action", "").strip()[:100],
+            target=values.get("target", "").strip()[:500],
+            page=page,
+        )
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    entries: list[AuditEntry]
+    page: int
+    has_next: bool
+
+
+async def search(db: Database, query: AuditQuery) -> AuditPage:
+    async with db.read() as conn:
+        rows = await audit_store.search(
+            conn,
+            actor=query.actor,
+            action=query.action,
+            target=query.target,
+            limit=PAGE_SIZE + 1,
+            offset=(query.page - 1) * PAGE_SIZE,
+        )
+    entries = [
+        AuditEntry(
+            r["id"],
+            r["at"],
+            r["actor"],
+            r["action"],
+            r["target"],
+            r["source_ip"],
+            _details(r["details"]),
+        )
+        for r in rows[:PAGE_SIZE]
+    ]
+    return AuditPage(entries, query.page, has_next=len(rows) > PAGE_SIZE)
+
+
+def _details(text: str) -> dict[str, Any]:
+    """A row edited behind the log's back may not even be JSON; show it anyway."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"unreadable": text}
+    return value if isinstance(value, dict) else {"value": value}

@@ -22,6 +22,7 @@ from appliance.services import audit
 from appliance.signers import Signer
 from appliance.store import agents as agents_store
 from appliance.store import commands as commands_store
+from appliance.store import updates as updates_store
 from appliance.store.database import Database
 
 KINDS = (
@@ -45,10 +46,21 @@ SAFE_TO_REPEAT = {
 }
 DEFAULT_TTL = timedelta(hours=24)
 DEFAULT_TIMEOUT_S = 3600
+RETRYABLE = ("failed", "timed_out", "cancelled")
+CANCELLABLE = ("created",)  # once 'sent', the agent may already have the envelope
+_RETRY_PREFIX = "retry-of:"
 
 
 class InvalidCommand(ValueError):
     """Unknown kind, bad parameters or an unknown agent."""
+
+
+class CommandNotFound(LookupError):
+    pass
+
+
+class NotRetryable(ValueError):
+    """Only a finished command that did not succeed can be retried."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,8 @@ async def create_command(
         raise InvalidCommand(f"kind: one of {', '.join(KINDS)}")
     if not timedelta(minutes=1) <= ttl <= timedelta(seconds=MAX_COMMAND_LIFETIME_S):
         raise InvalidCommand("ttl: between a minute and 48 hours (agents refuse longer)")
+    if retry_of(idempotency_key) is not None:
+        raise InvalidCommand("idempotency_key: 'retry-of:N' is kept for retries")
     params = params or {}
     encoded = json.dumps(params, sort_keys=True)
     if len(encoded) > 16_384:
@@ -106,22 +120,15 @@ async def create_command(
             existing = await commands_store.by_idempotency_key(conn, idempotency_key)
             if existing is not None:
                 return CommandRecord.from_row(existing), False
-        try:
-            seq = await agents_store.next_command_seq(conn, agent_id)
-        except LookupError:
-            raise InvalidCommand(f"no agent {agent_id}") from None
-        command_id = await commands_store.insert(
+        command_id = await _insert(
             conn,
-            agent_id=agent_id,
-            seq=seq,
-            kind=kind,
-            params=encoded,
+            agent_id,
+            kind,
+            encoded,
+            actor=actor,
             idempotency_key=idempotency_key,
-            created_by=actor,
-            created_at=iso(now),
-            expires_at=iso(now + ttl),
-            timeout_s=DEFAULT_TIMEOUT_S,
-            max_attempts=SAFE_TO_REPEAT.get(kind, 1),
+            now=now,
+            ttl=ttl,
         )
         await audit.record(
             conn,
@@ -134,6 +141,37 @@ async def create_command(
         )
         row = await commands_store.by_id(conn, command_id)
     return CommandRecord.from_row(row), True
+
+
+async def _insert(
+    conn: aiosqlite.Connection,
+    agent_id: str,
+    kind: str,
+    encoded_params: str,
+    *,
+    actor: str,
+    idempotency_key: str | None,
+    now: datetime,
+    ttl: timedelta,
+) -> int:
+    """Inside a write transaction: the command row, with the agent's next sequence number."""
+    try:
+        seq = await agents_store.next_command_seq(conn, agent_id)
+    except LookupError:
+        raise InvalidCommand(f"no agent {agent_id}") from None
+    return await commands_store.insert(
+        conn,
+        agent_id=agent_id,
+        seq=seq,
+        kind=kind,
+        params=encoded_params,
+        idempotency_key=idempotency_key,
+        created_by=actor,
+        created_at=iso(now),
+        expires_at=iso(now + ttl),
+        timeout_s=DEFAULT_TIMEOUT_S,
+        max_attempts=SAFE_TO_REPEAT.get(kind, 1),
+    )
 
 
 def envelope(row: Any, signer: Signer, *, now: datetime) -> dict[str, str]:
@@ -181,16 +219,105 @@ async def enforce_timeouts(db: Database, *, now: datetime) -> list[int]:
 async def cancel_command(
     db: Database, command_id: int, *, actor: str, source_ip: str = "", now: datetime
 ) -> bool:
-    """Only a command no agent has received can be cancelled for sure."""
+    """Only a command no agent has received can be cancelled for sure: False when it is
+    too late (it was sent, so the agent may have it). A cancelled install gives its
+    updates back to 'approved', so that they can be installed again."""
     async with db.write() as conn:
         cancelled = await commands_store.cancel(conn, command_id, iso(now))
+        row = await commands_store.by_id(conn, command_id)
+        if row is None:
+            raise CommandNotFound(f"no command {command_id}")
         if cancelled:
+            update_ids = _install_update_ids(row["kind"], json.loads(row["params"]))
+            if update_ids:
+                await updates_store.set_status(
+                    conn, update_ids, "approved", allowed_from=("scheduled",), at=iso(now), by=actor
+                )
             await audit.record(
                 conn,
                 actor=actor,
                 action="command.cancelled",
                 target=str(command_id),
                 source_ip=source_ip,
+                details={"agent_id": row["agent_id"], "kind": row["kind"]},
                 now=now,
             )
     return cancelled
+
+
+async def retry_command(
+    db: Database, command_id: int, *, actor: str, source_ip: str = "", now: datetime
+) -> tuple[CommandRecord, bool]:
+    """(new command, created): the same kind and parameters as a failed, timed-out or
+    cancelled command. A command is retried once; asking again returns that retry
+    (its idempotency key names the original), so a double submit makes one command."""
+    key = retry_key(command_id)
+    async with db.write() as conn:
+        original = await commands_store.by_id(conn, command_id)
+        if original is None:
+            raise CommandNotFound(f"no command {command_id}")
+        existing = await commands_store.by_idempotency_key(conn, key)
+        if existing is not None:
+            return CommandRecord.from_row(existing), False
+        if original["status"] not in RETRYABLE:
+            raise NotRetryable(
+                f"command {command_id} is {original['status']}; only failed, timed-out or "
+                "cancelled commands can be retried"
+            )
+        update_ids = _install_update_ids(original["kind"], json.loads(original["params"]))
+        if update_ids:
+            declined = [
+                r["id"]
+                for r in await updates_store.by_ids(conn, update_ids)
+                if r["status"] in ("rejected", "ignored")
+            ]
+            if declined:
+                raise NotRetryable(
+                    f"updates {declined[:20]} were rejected or ignored since; install the "
+                    "others from the Updates page"
+                )
+        new_id = await _insert(
+            conn,
+            original["agent_id"],
+            original["kind"],
+            original["params"],
+            actor=actor,
+            idempotency_key=key,
+            now=now,
+            ttl=DEFAULT_TTL,
+        )
+        if update_ids:
+            # A failed update goes back into the install, so that its result lands.
+            await updates_store.set_status(
+                conn, update_ids, "scheduled", allowed_from=("failed",), at=iso(now), by=actor
+            )
+        await audit.record(
+            conn,
+            actor=actor,
+            action="command.retried",
+            target=original["agent_id"],
+            source_ip=source_ip,
+            details={"command_id": new_id, "retry_of": command_id, "kind": original["kind"]},
+            now=now,
+        )
+        row = await commands_store.by_id(conn, new_id)
+    return CommandRecord.from_row(row), True
+
+
+def retry_key(command_id: int) -> str:
+    return f"{_RETRY_PREFIX}{command_id}"
+
+
+def retry_of(idempotency_key: str | None) -> int | None:
+    """The command that a retry repeats, read from the retry's idempotency key."""
+    number = (idempotency_key or "").removeprefix(_RETRY_PREFIX)
+    if idempotency_key and idempotency_key.startswith(_RETRY_PREFIX) and number.isdigit():
+        return int(number)
+    return None
+
+
+def _install_update_ids(kind: str, params: dict[str, Any]) -> list[int]:
+    if kind != "install":
+        return []
+    ids = params.get("update_ids") or []
+    return [i for i in ids if isinstance(i, int) and not isinstance(i, bool)]

@@ -76,3 +76,27 @@ async def recent(
         (before_id or 2**62, limit),
     ) as cursor:
         return list(await cursor.fetchall())
+
+
+async def search(
+    conn: aiosqlite.Connection,
+    *,
+    actor: str = "",
+    action: str = "",
+    target: str = "",
+    limit: int,
+    offset: int,
+) -> list[sqlite3.Row]:
+    """Newest first; each non-empty argument is a case-insensitive 'contains' filter."""
+    clauses, params = ["1 = 1"], []
+    for column, text in (("actor", actor), ("action", action), ("target", target)):
+        if text:
+            clauses.append(f"{column} LIKE ? ESCAPE '\\'")
+            escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params.append(f"%{escaped}%")
+    async with conn.execute(
+        "SELECT id, at, actor, action, target, source_ip, details FROM audit_log "  # noqa: S608
+        f"WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ? OFFSET ?",
+        (*params, limit, offset),
+    ) as cursor:
+        return list(await cursor.fetchall())

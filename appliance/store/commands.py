@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 import aiosqlite
 
@@ -159,3 +160,103 @@ async def cancel(conn: aiosqlite.Connection, command_id: int, at: str) -> bool:
         (at, command_id),
     )
     return cursor.rowcount == 1
+
+
+# --- across the fleet: the live operations page and its API -------------------------
+
+ACTIVE_STATES = ("created", "sent", "acknowledged", "running")
+FINISHED_STATES = ("succeeded", "failed", "timed_out", "cancelled")
+_FLEET_COLUMNS = (
+    "c.id, c.agent_id, a.hostname, c.kind, c.status, c.created_by, c.created_at, "
+    "c.finished_at, c.error"
+)
+
+
+async def across_fleet(
+    conn: aiosqlite.Connection,
+    statuses: tuple[str, ...],
+    *,
+    limit: int,
+    agent_id: str | None = None,
+    kind: str | None = None,
+    before_id: int | None = None,
+) -> list[sqlite3.Row]:
+    """The newest commands in `statuses`, newest first, with the agent's hostname.
+
+    Commands still under way are few: the status index finds them. Finished ones are
+    most of the table: walking it backwards by id stops after `limit` of them, where
+    the status index would find them all and sort them (`+` keeps SQLite off it)."""
+    few = set(statuses) <= set(ACTIVE_STATES)
+    clauses = [
+        f"{'' if few else '+'}c.status IN ({','.join('?' for _ in statuses)})",
+        "c.id < ?",
+    ]
+    params: list[Any] = [*statuses, before_id or 2**62]
+    for column, value in (("c.agent_id", agent_id), ("c.kind", kind)):
+        if value:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    # Only placeholders and fixed column names are formatted in.
+    async with conn.execute(
+        f"SELECT {_FLEET_COLUMNS} FROM commands c JOIN agents a ON a.id = c.agent_id "  # noqa: S608
+        f"WHERE {' AND '.join(clauses)} ORDER BY c.id DESC LIMIT ?",
+        (*params, limit),
+    ) as cursor:
+        return list(await cursor.fetchall())
+
+
+async def count_active(
+    conn: aiosqlite.Connection, *, agent_id: str | None = None, kind: str | None = None
+) -> int:
+    marks = ",".join("?" for _ in ACTIVE_STATES)
+    async with conn.execute(
+        f"SELECT count(*) FROM commands WHERE status IN ({marks}) "  # noqa: S608
+        "AND (? IS NULL OR agent_id = ?) AND (? IS NULL OR kind = ?)",
+        (*ACTIVE_STATES, agent_id, agent_id, kind, kind),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def detail(conn: aiosqlite.Connection, command_id: int) -> sqlite3.Row | None:
+    """One command with its agent's hostname."""
+    async with conn.execute(
+        "SELECT c.id, c.agent_id, a.hostname, c.seq, c.kind, c.params, c.status, "
+        "c.idempotency_key, c.created_by, c.created_at, c.sent_at, c.acknowledged_at, "
+        "c.started_at, c.finished_at, c.expires_at, c.timeout_s, c.attempts, "
+        "c.max_attempts, c.result, c.error "
+        "FROM commands c JOIN agents a ON a.id = c.agent_id WHERE c.id = ?",
+        (command_id,),
+    ) as cursor:
+        return await cursor.fetchone()
+
+
+async def progress(conn: aiosqlite.Connection, command_id: int) -> sqlite3.Row | None:
+    """What changes while a command runs: a cheap look for the live detail page."""
+    async with conn.execute(
+        "SELECT c.status, c.finished_at, "
+        "(SELECT count(*) FROM command_output o WHERE o.command_id = c.id) AS chunks, "
+        "(SELECT max(chunk_no) FROM command_output o WHERE o.command_id = c.id) AS last_chunk "
+        "FROM commands c WHERE c.id = ?",
+        (command_id,),
+    ) as cursor:
+        return await cursor.fetchone()
+
+
+async def output_tail(
+    conn: aiosqlite.Connection, command_id: int, chunks: int
+) -> tuple[list[sqlite3.Row], int]:
+    """The last `chunks` output chunks in order, and how many there are in all."""
+    async with conn.execute(
+        "SELECT count(*) FROM command_output WHERE command_id = ?", (command_id,)
+    ) as cursor:
+        row = await cursor.fetchone()
+    total = int(row[0]) if row else 0
+    async with conn.execute(
+        "SELECT chunk_no, text, created_at FROM ("
+        "  SELECT chunk_no, text, created_at FROM command_output WHERE command_id = ? "
+        "  ORDER BY chunk_no DESC LIMIT ?"
+        ") ORDER BY chunk_no",
+        (command_id, chunks),
+    ) as cursor:
+        return list(await cursor.fetchall()), total

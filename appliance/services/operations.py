@@ -1,0 +1,217 @@
+"""The fleet's commands as people watch them: running and recent commands with their
+agents, one command's timeline, outcome and output (the live pages and their API)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.services.commands import (
+    CANCELLABLE,
+    RETRYABLE,
+    CommandNotFound,
+    InvalidCommand,
+    retry_key,
+    retry_of,
+)
+from appliance.store import commands as commands_store
+from appliance.store.database import Database
+
+STATES = {"active": commands_store.ACTIVE_STATES, "finished": commands_store.FINISHED_STATES}
+LIVE_ACTIVE_ROWS = 100
+LIVE_FINISHED_ROWS = 50
+OUTPUT_CHUNKS_SHOWN = 1000
+_SHOWN_JSON_CHARS = 20_000
+
+
+@dataclass(frozen=True)
+class CommandSummary:
+    """One line of the live operations table."""
+
+    id: int
+    agent_id: str
+    hostname: str
+    kind: str
+    status: str
+    created_by: str
+    created_at: str
+    finished_at: str | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> CommandSummary:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class LiveOverview:
+    """What the live page shows; two equal overviews render the same table."""
+
+    active: tuple[CommandSummary, ...]
+    active_total: int
+    finished: tuple[CommandSummary, ...]
+
+
+@dataclass(frozen=True)
+class CommandView:
+    """One command with its agent, timeline, outcome, output and retry links."""
+
+    id: int
+    agent_id: str
+    hostname: str
+    seq: int
+    kind: str
+    params: dict[str, Any]
+    status: str
+    created_by: str
+    created_at: str
+    sent_at: str | None
+    acknowledged_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    expires_at: str
+    attempts: int
+    max_attempts: int
+    result: Any
+    error: str | None
+    output: str
+    output_chunks: int
+    output_omitted: int
+    retry_of: int | None
+    retried_as: int | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in commands_store.FINISHED_STATES
+
+    @property
+    def can_retry(self) -> bool:
+        return self.status in RETRYABLE and self.retried_as is None
+
+    @property
+    def can_cancel(self) -> bool:
+        return self.status in CANCELLABLE
+
+    @property
+    def timeline(self) -> list[tuple[str, str]]:
+        steps = [
+            ("Created", self.created_at),
+            ("Sent to the agent", self.sent_at),
+            ("Picked up by the agent", self.acknowledged_at),
+            ("Started", self.started_at),
+            (f"Finished: {self.status.replace('_', ' ')}", self.finished_at),
+        ]
+        return [(label, at) for label, at in steps if at]
+
+    @property
+    def params_text(self) -> str:
+        return json.dumps(self.params, indent=2, sort_keys=True, ensure_ascii=False)[
+            :_SHOWN_JSON_CHARS
+        ]
+
+    @property
+    def result_text(self) -> str:
+        if self.result is None:
+            return ""
+        text = json.dumps(self.result, indent=2, sort_keys=True, ensure_ascii=False)
+        return text[:_SHOWN_JSON_CHARS]
+
+
+async def live_overview(
+    db: Database, *, agent_id: str | None = None, kind: str | None = None
+) -> LiveOverview:
+    """Running and waiting commands across the fleet, and the newest finished ones."""
+    async with db.read() as conn:
+        active = await commands_store.across_fleet(
+            conn, STATES["active"], limit=LIVE_ACTIVE_ROWS, agent_id=agent_id, kind=kind
+        )
+        total = await commands_store.count_active(conn, agent_id=agent_id, kind=kind)
+        finished = await commands_store.across_fleet(
+            conn, STATES["finished"], limit=LIVE_FINISHED_ROWS, agent_id=agent_id, kind=kind
+        )
+    return LiveOverview(
+        tuple(CommandSummary.from_row(r) for r in active),
+        total,
+        tuple(CommandSummary.from_row(r) for r in finished),
+    )
+
+
+async def recent_commands(
+    db: Database,
+    *,
+    state: str | None = None,
+    agent_id: str | None = None,
+    kind: str | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+) -> list[CommandSummary]:
+    """Newest first; `state` is 'active', 'finished' or one status."""
+    if state is None:
+        statuses = STATES["active"] + STATES["finished"]
+    elif state in STATES:
+        statuses = STATES[state]
+    elif state in STATES["active"] + STATES["finished"]:
+        statuses = (state,)
+    else:
+        raise InvalidCommand("state: active, finished or a command status")
+    async with db.read() as conn:
+        rows = await commands_store.across_fleet(
+            conn, statuses, limit=limit, agent_id=agent_id, kind=kind, before_id=before_id
+        )
+    return [CommandSummary.from_row(r) for r in rows]
+
+
+async def command_view(db: Database, command_id: int) -> CommandView:
+    async with db.read() as conn:
+        row = await commands_store.detail(conn, command_id)
+        if row is None:
+            raise CommandNotFound(f"no command {command_id}")
+        chunks, total = await commands_store.output_tail(conn, command_id, OUTPUT_CHUNKS_SHOWN)
+        retry = await commands_store.by_idempotency_key(conn, retry_key(command_id))
+    return CommandView(
+        id=row["id"],
+        agent_id=row["agent_id"],
+        hostname=row["hostname"],
+        seq=row["seq"],
+        kind=row["kind"],
+        params=json.loads(row["params"]),
+        status=row["status"],
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        sent_at=row["sent_at"],
+        acknowledged_at=row["acknowledged_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        expires_at=row["expires_at"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        result=json.loads(row["result"]) if row["result"] else None,
+        error=row["error"],
+        output="\n".join(chunk["text"] for chunk in chunks),
+        output_chunks=total,
+        output_omitted=total - len(chunks),
+        retry_of=retry_of(row["idempotency_key"]),
+        retried_as=retry["id"] if retry else None,
+    )
+
+
+@dataclass(frozen=True)
+class CommandProgress:
+    """What changes while a command runs; equal progress means an unchanged page."""
+
+    status: str
+    finished_at: str | None
+    output_chunks: int
+    last_chunk: int | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in commands_store.FINISHED_STATES
+
+
+async def progress_of(db: Database, command_id: int) -> CommandProgress | None:
+    """A cheap look at one command (None when there is no such command)."""
+    async with db.read() as conn:
+        row = await commands_store.progress(conn, command_id)
+    return CommandProgress(*row) if row else None
