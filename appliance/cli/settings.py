@@ -18,7 +18,7 @@ from appliance.store.database import Database
 
 def register(commands: argparse._SubParsersAction) -> None:
     known = "\n".join(
-        f"  {spec.key:<24} default {spec.default:<6} {spec.help}"
+        f"  {spec.key:<30} default {spec.default!s:<6} {spec.help}"
         for spec in runtime_settings.SPECS.values()
     )
     parser = subparser(
@@ -28,7 +28,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "Runtime settings live in the database and take effect without a restart.\n\n"
         f"settings:\n{known}",
         "examples:\n  redflag-appliance settings list\n"
-        "  redflag-appliance settings set backup_retention 30",
+        "  redflag-appliance settings set backup_retention 30\n"
+        "  redflag-appliance settings set timezone Europe/Berlin",
     )
     parser.add_argument("action", choices=["list", "set"])
     parser.add_argument("key", nargs="?", help="setting name (for set)")
@@ -53,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(db: Database, args: argparse.Namespace) -> dict[str, int]:
+async def _run(db: Database, args: argparse.Namespace) -> dict[str, runtime_settings.Value]:
     if args.action == "set":
         await runtime_settings.change(db, args.key, args.value, actor="cli")
-        return {args.key: (await runtime_settings.current(db))[args.key]}
-    return await runtime_settings.current(db)
+        return {args.key: (await runtime_settings.current_all(db))[args.key]}
+    return await runtime_settings.current_all(db)

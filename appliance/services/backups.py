@@ -6,6 +6,7 @@ it; the key that decrypts it lives outside the data dir (see docs/backup-restore
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from dataclasses import dataclass
@@ -15,7 +16,9 @@ from pathlib import Path
 import apsw
 
 from appliance.lockfile import DataDirLock
+from appliance.services import audit
 from appliance.settings import Settings
+from appliance.store.database import Database
 from appliance.store.migrations import (
     Migration,
     MigrationError,
@@ -29,6 +32,10 @@ SCHEDULED_PREFIX = "redflag-"
 
 class InvalidBackup(ValueError):
     """The file is not a restorable RedFlag backup; the message says why."""
+
+
+class BackupNotFound(LookupError):
+    """No backup file has exactly that name."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,51 @@ def list_backups(settings: Settings) -> list[BackupFile]:
             BackupFile(path, kind, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
         )
     return sorted(found, key=lambda b: b.modified_at, reverse=True)
+
+
+def find_backup(settings: Settings, name: str) -> BackupFile:
+    """The backup whose file name is exactly `name`. The name is only ever compared
+    with the names found in the backups dir, never joined onto a path, so '../x' or an
+    absolute path can match nothing."""
+    for backup in list_backups(settings):
+        if backup.path.name == name:
+            return backup
+    raise BackupNotFound(f"there is no backup named {name[:100]!r}")
+
+
+async def create_backup_now(
+    db: Database, settings: Settings, *, actor: str, source_ip: str = ""
+) -> BackupFile:
+    """A backup asked for by an admin: written in a thread (the snapshot goes through
+    `sqlite3`, which the serving process may use; see appliance/store/snapshot.py),
+    then audited. It is named like a scheduled one, so retention applies to it."""
+    path = await asyncio.to_thread(create_backup, settings)
+    backup = find_backup(settings, path.name)
+    async with db.write() as conn:
+        await audit.record(
+            conn,
+            actor=actor,
+            action="backup.created",
+            target=path.name,
+            source_ip=source_ip,
+            details={"size_bytes": backup.size_bytes},
+        )
+    return backup
+
+
+async def record_download(
+    db: Database, backup: BackupFile, *, actor: str, source_ip: str = ""
+) -> None:
+    """A backup holds every record and the sealed keys: who took a copy is audited."""
+    async with db.write() as conn:
+        await audit.record(
+            conn,
+            actor=actor,
+            action="backup.downloaded",
+            target=backup.path.name,
+            source_ip=source_ip,
+            details={"size_bytes": backup.size_bytes},
+        )
 
 
 def prune_backups(settings: Settings, keep: int) -> list[Path]:

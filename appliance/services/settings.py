@@ -5,13 +5,18 @@ Values are stored in the database; anything not stored takes its default here.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
+from functools import cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from appliance.services import audit
 from appliance.store import settings as settings_store
 from appliance.store.database import Database
+
+Value = int | str
 
 
 class InvalidSetting(ValueError):
@@ -20,15 +25,70 @@ class InvalidSetting(ValueError):
     def __init__(self, key: str, message: str):
         super().__init__(f"{key}: {message}")
         self.key = key
+        self.message = message
+
+
+class InvalidSettings(ValueError):
+    """Several values at once, some of them wrong: `errors` maps each key to why."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{key}: {message}" for key, message in errors.items()))
+        self.errors = errors
+
+
+@cache
+def timezone_names() -> frozenset[str]:
+    """IANA zone names this host knows (the system's tz database or `tzdata`)."""
+    return frozenset(available_timezones() | {"UTC"})
 
 
 @dataclass(frozen=True)
 class SettingSpec:
+    """A whole number between `minimum` and `maximum`; or, when `choices` is given, a
+    text value that must be one of them (the default is then text too)."""
+
     key: str
-    default: int
-    minimum: int
-    maximum: int
-    help: str
+    default: Value
+    minimum: int = 0
+    maximum: int = 0
+    help: str = ""
+    choices: Callable[[], Collection[str]] | None = None
+
+    @property
+    def is_number(self) -> bool:
+        return self.choices is None
+
+    def validate(self, raw: Any) -> Value:
+        return _validate_number(self, raw) if self.choices is None else _validate_choice(self, raw)
+
+
+def _validate_number(spec: SettingSpec, raw: Any) -> int:
+    key = spec.key
+    if isinstance(raw, bool):
+        raise InvalidSetting(key, "must be a whole number")
+    if isinstance(raw, str):
+        raw = raw.strip()
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise InvalidSetting(key, f"must be a whole number, got {str(raw)[:40]!r}") from None
+    if isinstance(raw, float) and raw != value:
+        raise InvalidSetting(key, f"must be a whole number, got {raw!r}")
+    if not spec.minimum <= value <= spec.maximum:
+        raise InvalidSetting(key, f"must be between {spec.minimum} and {spec.maximum}")
+    return value
+
+
+def _validate_choice(spec: SettingSpec, raw: Any) -> str:
+    assert spec.choices is not None
+    if not isinstance(raw, str):
+        raise InvalidSetting(spec.key, "must be text")
+    value = raw.strip()
+    if value not in spec.choices():
+        raise InvalidSetting(
+            spec.key, f"{value[:60]!r} is not one of the allowed values (e.g. {spec.default})"
+        )
+    return value
 
 
 SPECS: dict[str, SettingSpec] = {
@@ -95,54 +155,109 @@ SPECS: dict[str, SettingSpec] = {
             7 * 86400,
             "an agent not seen for this long is shown offline",
         ),
+        SettingSpec(
+            "timezone",
+            "UTC",
+            help="the time zone times are shown in on the web UI, as an IANA name such as "
+            "Europe/Berlin or America/New_York (the appliance itself keeps UTC)",
+            choices=timezone_names,
+        ),
     )
 }
 
 
-def validate(key: str, raw: Any) -> int:
+def validate(key: str, raw: Any) -> Value:
     spec = SPECS.get(key)
     if spec is None:
         raise InvalidSetting(key, f"unknown setting; known: {', '.join(sorted(SPECS))}")
-    if isinstance(raw, bool):
-        raise InvalidSetting(key, "must be a whole number")
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise InvalidSetting(key, f"must be a whole number, got {raw!r}") from None
-    if isinstance(raw, float) and raw != value:
-        raise InvalidSetting(key, f"must be a whole number, got {raw!r}")
-    if not spec.minimum <= value <= spec.maximum:
-        raise InvalidSetting(key, f"must be between {spec.minimum} and {spec.maximum}")
-    return value
+    return spec.validate(raw)
 
 
-async def current(db: Database) -> dict[str, int]:
+def validate_all(raw: Mapping[str, Any]) -> dict[str, Value]:
+    """Every value checked; InvalidSettings names each wrong one."""
+    values: dict[str, Value] = {}
+    errors: dict[str, str] = {}
+    for key, given in raw.items():
+        try:
+            values[key] = validate(key, given)
+        except InvalidSetting as exc:
+            errors[key] = exc.message
+    if errors:
+        raise InvalidSettings(errors)
+    return values
+
+
+async def current_all(db: Database) -> dict[str, Value]:
     """Every setting with its effective value; stored values that no longer validate
     (e.g. after a range change in a later release) fall back to the default."""
     async with db.read() as conn:
         stored = await settings_store.all_values(conn)
-    values: dict[str, int] = {}
+    values: dict[str, Value] = {}
     for key, spec in SPECS.items():
         try:
-            values[key] = validate(key, stored[key]) if key in stored else spec.default
+            values[key] = spec.validate(stored[key]) if key in stored else spec.default
         except InvalidSetting:
             values[key] = spec.default
     return values
 
 
-async def change(db: Database, key: str, raw: Any, *, actor: str, source_ip: str = "") -> int:
+async def current(db: Database) -> dict[str, int]:
+    """The whole-number settings (the appliance's tunables: limits, intervals,
+    thresholds) with their effective values."""
+    values = await current_all(db)
+    return {key: value for key, value in values.items() if isinstance(value, int)}
+
+
+async def display_timezone(db: Database) -> tzinfo:
+    """The zone the web UI shows times in (the `timezone` setting)."""
+    return zone_named(str((await current_all(db))["timezone"]))
+
+
+def zone_named(name: str) -> tzinfo:
+    """The zone called `name`, or UTC when this host does not know it (any more)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def local_time(moment: datetime, zone: tzinfo) -> str:
+    """`moment` as a wall-clock time in `zone`, e.g. '2026-11-29 03:24 CET'."""
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+async def change(db: Database, key: str, raw: Any, *, actor: str, source_ip: str = "") -> Value:
     value = validate(key, raw)
+    await _save(db, {key: value}, actor=actor, source_ip=source_ip)
+    return value
+
+
+async def change_many(
+    db: Database, raw: Mapping[str, Any], *, actor: str, source_ip: str = ""
+) -> dict[str, Value]:
+    """Check every value first (nothing is saved when any is wrong: InvalidSettings),
+    then save, in one transaction, those that differ from their current value, with
+    an audit entry each. Returns what changed."""
+    values = validate_all(raw)
+    now_values = await current_all(db)
+    changed = {key: value for key, value in values.items() if now_values[key] != value}
+    if changed:
+        await _save(db, changed, actor=actor, source_ip=source_ip)
+    return changed
+
+
+async def _save(db: Database, values: dict[str, Value], *, actor: str, source_ip: str) -> None:
     now = datetime.now(UTC)
     at = now.isoformat(timespec="seconds").replace("+00:00", "Z")
     async with db.write() as conn:
-        await settings_store.put(conn, key, value, at=at, updated_by=actor)
-        await audit.record(
-            conn,
-            actor=actor,
-            action="settings.changed",
-            target=key,
-            source_ip=source_ip,
-            details={"value": value},
-            now=now,
-        )
-    return value
+        for key, value in values.items():
+            await settings_store.put(conn, key, value, at=at, updated_by=actor)
+            await audit.record(
+                conn,
+                actor=actor,
+                action="settings.changed",
+                target=key,
+                source_ip=source_ip,
+                details={"value": value},
+                now=now,
+            )

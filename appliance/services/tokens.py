@@ -22,10 +22,21 @@ from appliance.store.database import Database
 
 MAX_SEATS = 100_000
 MAX_LIFETIME = timedelta(days=365)
+MAX_NOTE_CHARS = 200
+MAX_USES_SHOWN = 1000
 
 
 class InvalidTokenRequest(ValueError):
-    """Bad seats/expiry when creating a token."""
+    """Bad seats/expiry/note when creating a token; `field` names which."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class TokenNotFound(LookupError):
+    pass
 
 
 class TokenNotAccepted(Exception):
@@ -35,6 +46,16 @@ class TokenNotAccepted(Exception):
     def __init__(self, reason: str):
         super().__init__("registration token not accepted")
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class TokenUse:
+    """One registration made with a token."""
+
+    agent_id: str | None
+    hostname: str | None  # None once the agent record is deleted
+    used_at: str
+    ip: str | None
 
 
 @dataclass(frozen=True)
@@ -77,11 +98,11 @@ async def create_token(
 ) -> tuple[str, TokenInfo]:
     """Return the token text (shown once, never stored) and its record."""
     if seats is not None and not 1 <= seats <= MAX_SEATS:
-        raise InvalidTokenRequest(f"seats: between 1 and {MAX_SEATS}, or none for unlimited")
+        raise InvalidTokenRequest("seats", f"between 1 and {MAX_SEATS}, or none for unlimited")
     if expires_in is not None and not timedelta(minutes=1) <= expires_in <= MAX_LIFETIME:
-        raise InvalidTokenRequest("expires: between 1 minute and 365 days")
-    if len(note) > 200:
-        raise InvalidTokenRequest("note: at most 200 characters")
+        raise InvalidTokenRequest("expires", "between 1 minute and 365 days")
+    if len(note) > MAX_NOTE_CHARS:
+        raise InvalidTokenRequest("note", f"at most {MAX_NOTE_CHARS} characters")
     secret = secrets.token_urlsafe(32)
     now = utc_now()
     expires_at = iso(now + expires_in) if expires_in else None
@@ -110,6 +131,29 @@ async def create_token(
 async def list_tokens(db: Database) -> list[TokenInfo]:
     async with db.read() as conn:
         return [TokenInfo(**dict(row)) for row in await tokens_store.all_tokens(conn)]
+
+
+async def token_page(db: Database, page: int, per_page: int) -> tuple[list[TokenInfo], int]:
+    """One page of tokens, newest first, and how many there are in all."""
+    async with db.read() as conn:
+        rows = await tokens_store.tokens_page(conn, per_page, (max(page, 1) - 1) * per_page)
+        total = await tokens_store.count_tokens(conn)
+    return [TokenInfo(**dict(row)) for row in rows], total
+
+
+async def get_token(db: Database, token_id: int) -> TokenInfo:
+    async with db.read() as conn:
+        row = await tokens_store.by_id(conn, token_id)
+    if row is None:
+        raise TokenNotFound(f"there is no registration token {token_id}")
+    return TokenInfo(**dict(row))
+
+
+async def token_uses(db: Database, token_id: int, limit: int = MAX_USES_SHOWN) -> list[TokenUse]:
+    """Which agents registered with the token, when and from where; newest first."""
+    async with db.read() as conn:
+        rows = await tokens_store.uses_with_agents(conn, token_id, limit)
+    return [TokenUse(**dict(row)) for row in rows]
 
 
 async def revoke_token(db: Database, token_id: int, *, actor: str, source_ip: str = "") -> bool:

@@ -50,6 +50,22 @@ async def all_tokens(conn: aiosqlite.Connection) -> list[sqlite3.Row]:
         return list(await cursor.fetchall())
 
 
+async def tokens_page(conn: aiosqlite.Connection, limit: int, offset: int) -> list[sqlite3.Row]:
+    """Newest first."""
+    async with conn.execute(
+        f"SELECT {_COLUMNS} FROM registration_tokens ORDER BY id DESC "  # noqa: S608
+        "LIMIT ? OFFSET ?",
+        (limit, offset),
+    ) as cursor:
+        return list(await cursor.fetchall())
+
+
+async def count_tokens(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("SELECT count(*) FROM registration_tokens") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
 async def take_seat(conn: aiosqlite.Connection, token_id: int) -> bool:
     """Claim one seat; False when none is left (checked and taken in one statement)."""
     cursor = await conn.execute(
@@ -73,6 +89,20 @@ async def uses(conn: aiosqlite.Connection, token_id: int) -> list[sqlite3.Row]:
     async with conn.execute(
         "SELECT agent_id, used_at, ip FROM registration_token_uses WHERE token_id = ? ORDER BY id",
         (token_id,),
+    ) as cursor:
+        return list(await cursor.fetchall())
+
+
+async def uses_with_agents(
+    conn: aiosqlite.Connection, token_id: int, limit: int
+) -> list[sqlite3.Row]:
+    """Who registered with the token, newest first, with the agent's hostname (NULL when
+    the agent record is gone)."""
+    async with conn.execute(
+        "SELECT u.agent_id, a.hostname, u.used_at, u.ip FROM registration_token_uses u "
+        "LEFT JOIN agents a ON a.id = u.agent_id WHERE u.token_id = ? "
+        "ORDER BY u.id DESC LIMIT ?",
+        (token_id, limit),
     ) as cursor:
         return list(await cursor.fetchall())
 
