@@ -14,7 +14,7 @@ from appliance.clock import utc_now
 from appliance.limits import Limits
 from appliance.metrics import CountsCollector, GaugeCollector, Metrics, SchedulerCollector
 from appliance.scheduler import Job, Scheduler, every
-from appliance.services import agents, backups, commands, health
+from appliance.services import agents, backups, commands, health, updates
 from appliance.services import settings as runtime_settings
 from appliance.services.agent_auth import AgentAuthenticator
 from appliance.services.keys import KeyService, open_key_service
@@ -70,6 +70,12 @@ class Appliance:
                 Job(
                     "command_timeouts",
                     self._time_out_commands,
+                    every(seconds=30),
+                    first_run_delay=timedelta(seconds=30),
+                ),
+                Job(
+                    "scheduled_installs",
+                    self._request_due_installs,
                     every(seconds=30),
                     first_run_delay=timedelta(seconds=30),
                 ),
@@ -164,6 +170,11 @@ class Appliance:
         timed_out = await commands.enforce_timeouts(self.db, now=utc_now())
         if timed_out:
             log_event(logger, logging.INFO, "commands.timed_out", count=len(timed_out))
+
+    async def _request_due_installs(self) -> None:
+        created = await updates.run_due_installs(self.db, utc_now())
+        if created:
+            log_event(logger, logging.INFO, "updates.due_installs_requested", commands=created)
 
     async def _mark_offline_agents(self) -> None:
         cutoff = utc_now() - timedelta(seconds=self.tunables["offline_after_s"])

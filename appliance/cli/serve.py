@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
             access_log=False,
             server_header=False,
             lifespan="on",
+            # Live pages hold a response open; a stop must not wait for them to end.
+            timeout_graceful_shutdown=5,
         )
         server = uvicorn.Server(config)
         log_event(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.store.migrations import load_migrations
 from tests.support import RunningAppliance, run_cli, start_appliance
 
 pytestmark = pytest.mark.slow
@@ -39,6 +40,7 @@ def test_readyz_reports_every_check(appliance: RunningAppliance) -> None:
         "command_timeouts",
         "offline_agents",
         "reload_settings",
+        "scheduled_installs",
     }
 
 
@@ -71,7 +73,7 @@ def test_metrics_are_prometheus_text_with_our_series(appliance: RunningAppliance
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
     for series in (
-        "redflag_schema_version 1.0",
+        f"redflag_schema_version {len(load_migrations())}.0",
         "redflag_disk_free_bytes ",
         "redflag_scheduler_heartbeat_age_seconds ",
         'redflag_scheduler_job_runs_total{job="backup"}',
@@ -80,11 +82,16 @@ def test_metrics_are_prometheus_text_with_our_series(appliance: RunningAppliance
         assert series in text, series
 
 
-def test_unknown_paths_get_the_json_error_shape(appliance: RunningAppliance) -> None:
+def test_unknown_api_paths_get_the_json_error_shape_and_pages_an_html_page(
+    appliance: RunningAppliance,
+) -> None:
     with appliance.client() as client:
-        response = client.get("/no/such/page")
+        response = client.get("/api/v1/no/such/thing")
+        page = client.get("/no/such/page")
     assert response.status_code == 404
     assert response.json() == {"ok": False, "error": "Not Found", "errors": [], "status": 404}
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "There is no such page." in page.text
 
 
 def test_doctor_passes_on_a_healthy_appliance_and_asks_it_for_readiness(

@@ -14,6 +14,9 @@ from appliance.store import migrations
 from appliance.store.snapshot import integrity_problems
 from tests.support import RunningAppliance, dump, free_port, run_cli
 
+HEAD = len(migrations.load_migrations())
+NEXT = f"{HEAD + 1:04d}"  # the number the next migration will take
+
 
 def test_serve_stops_on_a_failing_migration_naming_it_and_the_snapshot(
     migrated: Settings,
@@ -27,7 +30,7 @@ def test_serve_stops_on_a_failing_migration_naming_it_and_the_snapshot(
     conn.close()
     shipped = tmp_path / "migrations"
     shutil.copytree(migrations.MIGRATIONS_DIR, shipped)
-    (shipped / "0002_broken_release.sql").write_text("ALTER TABLE nowhere ADD x TEXT;\n")
+    (shipped / f"{NEXT}_broken_release.sql").write_text("ALTER TABLE nowhere ADD x TEXT;\n")
     monkeypatch.setattr(migrations, "MIGRATIONS_DIR", shipped)
     before = dump(migrated.database_path)
 
@@ -35,9 +38,9 @@ def test_serve_stops_on_a_failing_migration_naming_it_and_the_snapshot(
 
     err = capsys.readouterr().err
     assert code == 1
-    assert "migration 0002_broken_release failed" in err
+    assert f"migration {NEXT}_broken_release failed" in err
     assert "SQL error: no such table: nowhere" in err
-    snapshot = next(migrated.backups_dir.glob("pre-migrate-1-to-2-*.db"))
+    snapshot = next(migrated.backups_dir.glob(f"pre-migrate-{HEAD}-to-{HEAD + 1}-*.db"))
     assert f"redflag-appliance restore {snapshot}" in err
     assert integrity_problems(snapshot) == []
     assert dump(migrated.database_path) == before
@@ -56,13 +59,17 @@ def test_serve_refuses_an_edited_released_migration(migrated: Settings) -> None:
 
 def test_serve_refuses_a_database_from_a_newer_redflag(migrated: Settings) -> None:
     conn = sqlite3.connect(migrated.database_path)
-    conn.execute("INSERT INTO schema_migrations VALUES (2, 'future', 'x', '2031-01-01T00:00:00Z')")
+    conn.execute(
+        "INSERT INTO schema_migrations VALUES (?, 'future', 'x', '2031-01-01T00:00:00Z')",
+        (HEAD + 1,),
+    )
     conn.commit()
     conn.close()
     before = dump(migrated.database_path)
     result = run_cli("serve", "--data-dir", str(migrated.data_dir), "--port", str(free_port()))
     assert result.returncode == 1
-    assert "at schema version 2 but this RedFlag only knows versions up to 1" in result.stderr
+    expected = f"at schema version {HEAD + 1} but this RedFlag only knows versions up to {HEAD}"
+    assert expected in result.stderr
     assert dump(migrated.database_path) == before
 
 
@@ -77,7 +84,7 @@ def test_migrate_status_and_dry_run_change_nothing(migrated: Settings) -> None:
     before = dump(migrated.database_path)
     status = run_cli("migrate", "--status", "--data-dir", str(migrated.data_dir))
     assert status.returncode == 0, status.stderr
-    assert "schema version 1, newest known 1" in status.stdout
+    assert f"schema version {HEAD}, newest known {HEAD}" in status.stdout
     assert "0001_initial" in status.stdout and "applied 20" in status.stdout
     dry = run_cli("migrate", "--dry-run", "--data-dir", str(migrated.data_dir))
     assert dry.returncode == 0, dry.stderr
@@ -93,11 +100,12 @@ def test_migrate_dry_run_reports_what_would_be_applied(
 ) -> None:
     shipped = tmp_path / "migrations"
     shutil.copytree(migrations.MIGRATIONS_DIR, shipped)
-    (shipped / "0002_colour.sql").write_text("ALTER TABLE agents ADD colour TEXT;\n")
+    (shipped / f"{NEXT}_colour.sql").write_text("ALTER TABLE agents ADD colour TEXT;\n")
     monkeypatch.setattr(migrations, "MIGRATIONS_DIR", shipped)
     before = dump(migrated.database_path)
     assert cli.main(["migrate", "--dry-run", "--data-dir", str(migrated.data_dir)]) == 0
-    assert "0002_colour would take the schema from version 1 to 2" in capsys.readouterr().out
+    expected = f"{NEXT}_colour would take the schema from version {HEAD} to {HEAD + 1}"
+    assert expected in capsys.readouterr().out
     assert dump(migrated.database_path) == before
     assert cli.main(["migrate", "--status", "--data-dir", str(migrated.data_dir)]) == 0
     assert "1 pending" in capsys.readouterr().out
