@@ -14,7 +14,7 @@ from appliance.api.auth import require_role
 from appliance.api.errors import ApiError
 from appliance.api.payload import json_object, optional_int, optional_str, required_str
 from appliance.clock import utc_now
-from appliance.services import agents, commands
+from appliance.services import agent_admin, agent_pages, agents, commands
 
 _LIST_PARAMS = ("q", "os_family", "status", "tag", "sort", "order", "page")
 
@@ -29,10 +29,10 @@ async def list_agents(request: Request) -> Response:
     if not any(name in params for name in _LIST_PARAMS):
         return JSONResponse({"agents": await agents.list_agents(db)})
     errors = []
-    if params.get("status") and params["status"] not in agents.STATES:
-        errors.append({"field": "status", "message": f"one of {', '.join(agents.STATES)}"})
-    if params.get("sort") and params["sort"] not in agents.SORT_KEYS:
-        errors.append({"field": "sort", "message": f"one of {', '.join(agents.SORT_KEYS)}"})
+    if params.get("status") and params["status"] not in agent_pages.STATES:
+        errors.append({"field": "status", "message": f"one of {', '.join(agent_pages.STATES)}"})
+    if params.get("sort") and params["sort"] not in agent_pages.SORT_KEYS:
+        errors.append({"field": "sort", "message": f"one of {', '.join(agent_pages.SORT_KEYS)}"})
     if params.get("order", "asc") not in ("asc", "desc"):
         errors.append({"field": "order", "message": "asc or desc"})
     page = params.get("page", "1")
@@ -40,9 +40,9 @@ async def list_agents(request: Request) -> Response:
         errors.append({"field": "page", "message": "a whole number from 1"})
     if errors:
         raise ApiError(422, "invalid input", errors)
-    found = await agents.list_page(
+    found = await agent_pages.list_page(
         db,
-        agents.AgentListQuery(
+        agent_pages.AgentListQuery(
             text=params.get("q", ""),
             os_family=params.get("os_family", ""),
             state=params.get("status", ""),
@@ -58,7 +58,7 @@ async def list_agents(request: Request) -> Response:
             "total": found.total,
             "page": found.page,
             "pages": found.pages,
-            "page_size": agents.PAGE_SIZE,
+            "page_size": agent_pages.PAGE_SIZE,
         }
     )
 
@@ -156,12 +156,12 @@ async def add_tag(request: Request) -> Response:
     agent_id = request.path_params["agent_id"]
     tag = required_str(await json_object(request), "tag", 200)
     try:
-        added = await agents.add_tag(
+        added = await agent_admin.add_tag(
             request.state.appliance.db, agent_id, tag, **_who(principal, request)
         )
     except agents.AgentNotFound:
         raise ApiError(404, "no such agent") from None
-    except agents.InvalidTag as exc:
+    except agent_admin.InvalidTag as exc:
         raise ApiError(422, "invalid input", [{"field": "tag", "message": str(exc)}]) from None
     return JSONResponse(
         {"ok": True, "agent_id": agent_id, "added": added}, status_code=201 if added else 200
@@ -176,12 +176,12 @@ async def set_tags(request: Request) -> Response:
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise ApiError(422, "invalid input", [{"field": "tags", "message": "a list of text"}])
     try:
-        stored = await agents.set_tags(
+        stored = await agent_admin.set_tags(
             request.state.appliance.db, agent_id, tags, **_who(principal, request)
         )
     except agents.AgentNotFound:
         raise ApiError(404, "no such agent") from None
-    except agents.InvalidTag as exc:
+    except agent_admin.InvalidTag as exc:
         raise ApiError(422, "invalid input", [{"field": "tags", "message": str(exc)}]) from None
     return JSONResponse({"ok": True, "agent_id": agent_id, "tags": stored})
 
@@ -191,7 +191,7 @@ async def remove_tag(request: Request) -> Response:
     principal = await require_role(request, "operator")
     agent_id = request.path_params["agent_id"]
     try:
-        removed = await agents.remove_tag(
+        removed = await agent_admin.remove_tag(
             request.state.appliance.db,
             agent_id,
             request.path_params["tag"],
@@ -208,7 +208,7 @@ async def set_disabled(request: Request) -> Response:
     agent_id = request.path_params["agent_id"]
     disable = request.url.path.endswith("/disable")
     try:
-        changed = await agents.set_disabled(
+        changed = await agent_admin.set_disabled(
             request.state.appliance.db, agent_id, disable, **_who(principal, request)
         )
     except agents.AgentNotFound:
@@ -222,7 +222,7 @@ async def delete_agent(request: Request) -> Response:
     principal = await require_role(request, "admin")
     agent_id = request.path_params["agent_id"]
     try:
-        hostname = await agents.delete_agent(
+        hostname = await agent_admin.delete_agent(
             request.state.appliance.db, agent_id, **_who(principal, request)
         )
     except agents.AgentNotFound:
@@ -240,7 +240,7 @@ async def rapid_mode(request: Request) -> Response:
     seconds = optional_int(body, "seconds")
     key = request.headers.get("Idempotency-Key")
     try:
-        command, created = await agents.set_rapid_mode(
+        command, created = await agent_admin.set_rapid_mode(
             request.state.appliance.db,
             agent_id,
             600 if seconds is None else seconds,
@@ -249,7 +249,7 @@ async def rapid_mode(request: Request) -> Response:
         )
     except agents.AgentNotFound:
         raise ApiError(404, "no such agent") from None
-    except agents.InvalidRapidMode as exc:
+    except agent_admin.InvalidRapidMode as exc:
         raise ApiError(422, "invalid input", [{"field": "seconds", "message": str(exc)}]) from None
     return JSONResponse(
         {"ok": True, "agent_id": agent_id, "command": asdict(command)},

@@ -27,9 +27,14 @@ async def list_entries(request: Request) -> Response:
 
 
 async def verify(request: Request) -> Response:
-    """GET /api/v1/audit/verify: the whole chain checked, as `audit verify --json`."""
+    """GET /api/v1/audit/verify: the whole chain checked now, as `audit verify --json`."""
     await require_role(request, "admin")
-    report = await audit.verify_chain(request.state.appliance.db)
+    checked_at, report = await request.state.appliance.verify_audit_chain()
     return JSONResponse(
-        {"ok": report.ok, "rows_checked": report.rows_checked, "problems": report.problems}
+        {
+            "ok": report.ok,
+            "rows_checked": report.rows_checked,
+            "problems": report.problems,
+            "checked_at": checked_at,
+        }
     )

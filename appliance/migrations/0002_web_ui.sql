@@ -14,3 +14,6 @@ CREATE INDEX install_history_by_time ON install_history (started_at);
 
 -- Live operations: the newest commands across the fleet.
 CREATE INDEX commands_by_created ON commands (created_at);
+
+-- Token pages: which hosts registered with a token.
+CREATE INDEX registration_token_uses_by_token ON registration_token_uses (token_id);

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import quote
 
 import aiosqlite
 
@@ -41,6 +43,33 @@ async def insert(
         "last_hash = excluded.last_hash",
         (entry_id, entry_hash),
     )
+
+
+def connect_readonly(database: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        f"file:{quote(str(database.absolute()))}?mode=ro", uri=True, isolation_level=None
+    )
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def head_sync(conn: sqlite3.Connection) -> tuple[int, str]:
+    row = conn.execute("SELECT last_id, last_hash FROM audit_head").fetchone()
+    return (row["last_id"], row["last_hash"]) if row else (0, GENESIS_HASH)
+
+
+def iterate_sync(conn: sqlite3.Connection, batch: int = 1000) -> Iterator[sqlite3.Row]:
+    last = 0
+    while True:
+        rows = conn.execute(
+            "SELECT id, at, actor, action, target, source_ip, details, prev_hash, hash "
+            "FROM audit_log WHERE id > ? ORDER BY id LIMIT ?",
+            (last, batch),
+        ).fetchall()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1]["id"]
 
 
 async def next_id(conn: aiosqlite.Connection) -> int:

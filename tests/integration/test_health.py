@@ -36,6 +36,7 @@ def test_readyz_reports_every_check(appliance: RunningAppliance) -> None:
     }
     assert all(check["ok"] for check in report["checks"].values())
     assert {job["name"] for job in report["jobs"]} == {
+        "audit_chain",
         "backup",
         "command_timeouts",
         "offline_agents",

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from appliance.clock import utc_now
-from appliance.services import agents
+from appliance.services import agent_admin, agent_pages, agents
 from appliance.services.sessions import WebSession
 from web.auth import PageError, RedirectTo, client_ip, field_text, form_with_csrf, require_page
 from web.templating import render
@@ -32,13 +32,13 @@ def _actor(web_session: WebSession) -> str:
     return f"user:{web_session.principal.username}"
 
 
-def _query(request: Request) -> agents.AgentListQuery:
+def _query(request: Request) -> agent_pages.AgentListQuery:
     params = request.query_params
     try:
         page = int(params.get("page", "1"))
     except ValueError:
         page = 1
-    return agents.AgentListQuery(
+    return agent_pages.AgentListQuery(
         text=params.get("q", ""),
         os_family=params.get("os", ""),
         state=params.get("status", ""),
@@ -49,7 +49,7 @@ def _query(request: Request) -> agents.AgentListQuery:
     ).normalised()
 
 
-def _list_url(query: agents.AgentListQuery, **changes: Any) -> str:
+def _list_url(query: agent_pages.AgentListQuery, **changes: Any) -> str:
     values = {
         "q": query.text,
         "os": query.os_family,
@@ -68,7 +68,7 @@ def _list_url(query: agents.AgentListQuery, **changes: Any) -> str:
     return "/agents" + (f"?{urlencode(kept)}" if kept else "")
 
 
-def _sort_links(query: agents.AgentListQuery) -> dict[str, dict[str, str]]:
+def _sort_links(query: agent_pages.AgentListQuery) -> dict[str, dict[str, str]]:
     """Each column header: the link that sorts by it (again: the other way round)."""
     links = {}
     for key, label in SORT_LABELS.items():
@@ -85,7 +85,7 @@ def _sort_links(query: agents.AgentListQuery) -> dict[str, dict[str, str]]:
 async def agent_list(request: Request) -> Response:
     await require_page(request, "viewer")
     query = _query(request)
-    found = await agents.list_page(request.state.appliance.db, query)
+    found = await agent_pages.list_page(request.state.appliance.db, query)
     query = found.query
     return render(
         request,
@@ -93,7 +93,7 @@ async def agent_list(request: Request) -> Response:
         {
             "found": found,
             "query": query,
-            "states": agents.STATES,
+            "states": agent_pages.STATES,
             "sorts": _sort_links(query),
             "filtered": any((query.text, query.os_family, query.state, query.tag)),
             "previous_url": _list_url(query, page=found.page - 1) if found.page > 1 else "",
@@ -112,7 +112,7 @@ async def _agent_page(
     status: int = 200,
 ) -> Response:
     try:
-        shown = await agents.agent_page(request.state.appliance.db, agent_id, now=utc_now())
+        shown = await agent_pages.agent_page(request.state.appliance.db, agent_id, now=utc_now())
     except agents.AgentNotFound:
         raise PageError(404, "There is no such agent; it may have been deleted.") from None
     return render(
@@ -147,7 +147,7 @@ async def add_tag(request: Request) -> Response:
     agent_id = request.path_params["agent_id"]
     tag = field_text(form, "tag", 200)
     try:
-        added = await agents.add_tag(
+        added = await agent_admin.add_tag(
             request.state.appliance.db,
             agent_id,
             tag,
@@ -157,7 +157,7 @@ async def add_tag(request: Request) -> Response:
         )
     except agents.AgentNotFound:
         raise PageError(404, "There is no such agent; it may have been deleted.") from None
-    except agents.InvalidTag as exc:
+    except agent_admin.InvalidTag as exc:
         return await _agent_page(
             request, agent_id, errors={"tag": str(exc)}, values={"tag": tag}, status=422
         )
@@ -169,7 +169,7 @@ async def remove_tag(request: Request) -> Response:
     form = await form_with_csrf(request, web_session)
     agent_id = request.path_params["agent_id"]
     try:
-        await agents.remove_tag(
+        await agent_admin.remove_tag(
             request.state.appliance.db,
             agent_id,
             field_text(form, "tag", 200),
@@ -196,7 +196,7 @@ async def rapid_mode(request: Request) -> Response:
         )
     key = field_text(form, "request_key", 64)
     try:
-        await agents.set_rapid_mode(
+        await agent_admin.set_rapid_mode(
             request.state.appliance.db,
             agent_id,
             seconds,
@@ -235,7 +235,7 @@ async def set_disabled(request: Request) -> Response:
     agent_id = request.path_params["agent_id"]
     disable = request.url.path.endswith("/disable")
     try:
-        await agents.set_disabled(
+        await agent_admin.set_disabled(
             request.state.appliance.db,
             agent_id,
             disable,
@@ -253,7 +253,7 @@ async def delete(request: Request) -> Response:
     web_session = await require_page(request, "admin")
     await form_with_csrf(request, web_session)
     try:
-        await agents.delete_agent(
+        await agent_admin.delete_agent(
             request.state.appliance.db,
             request.path_params["agent_id"],
             actor=_actor(web_session),

@@ -166,6 +166,8 @@ def test_the_audit_log_shows_an_intact_chain_and_searches_its_entries(web: Web) 
         web.fleet.registration_token(note=f"token {n}")
     web.client().login("nobody-like-this", "wrong password")
     admin = web.logged_in("admin")
+    # The chain status is the last full check (hourly); "Verify now" runs one at once.
+    admin.submit("/audit/verify", {})
     html = admin.page("/audit")
     with web.db() as conn:
         total = conn.execute("SELECT count(*) FROM audit_log").fetchone()[0]
@@ -186,6 +188,7 @@ def test_the_audit_log_shows_an_intact_chain_and_searches_its_entries(web: Web) 
     with web.db() as conn:
         conn.execute("DROP TRIGGER audit_log_no_update")
         conn.execute("UPDATE audit_log SET actor = 'someone else' WHERE id = 2")
+    admin.submit("/audit/verify", {})
     broken = admin.page("/audit").split('id="chain-status"', 1)[1].split("</section>", 1)[0]
     assert "Chain broken" in broken and "row 2: contents edited" in broken
 
@@ -272,3 +275,20 @@ def test_history_and_audit_stay_fast_with_a_hundred_thousand_installs(web: Web) 
             admin.page(path)
             timings.append((time.perf_counter() - started) * 1000)
         assert statistics.median(timings) < 200, f"{path}: {timings}"
+
+
+def test_a_tampered_audit_log_shows_as_broken_after_verify_now(web: Web) -> None:
+    admin = web.logged_in("admin")
+    assert "Chain intact" in admin.page("/audit")
+    # Someone with the database file edits history behind RedFlag's back.
+    with web.db() as conn:
+        conn.execute("DROP TRIGGER audit_log_no_update")
+        conn.execute("UPDATE audit_log SET actor = 'user:nobody' WHERE id = 1")
+    # The hourly check has not run again yet; "Verify now" runs it at once.
+    assert web.logged_in("viewer").submit("/audit/verify", {}).status_code == 403
+    done = admin.submit("/audit/verify", {})
+    assert done.headers["location"] == "/audit?notice=verified"
+    html = admin.page("/audit?notice=verified")
+    assert "Chain broken" in html and "row 1: contents edited" in html
+    api = admin.get("/api/v1/audit/verify").json()
+    assert api["ok"] is False and api["problems"][0].startswith("row 1: contents edited")

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from appliance.settings import Settings
-from appliance.store import agents as agents_store
+from appliance.store import agent_listing
 from appliance.store.database import Database
 
 
 async def _listing(
     settings: Settings,
     agents: dict[str, dict[str, Any]],
-    found: agents_store.AgentFilter,
+    found: agent_listing.AgentFilter,
     *,
     updates: list[tuple[str, str]] | None = None,
     sort: str = "hostname",
@@ -45,11 +45,11 @@ async def _listing(
                     (agent_id, f"p{n}", status),
                 )
         async with db.read() as conn:
-            rows = await agents_store.search(
+            rows = await agent_listing.search(
                 conn, found, sort=sort, descending=descending, limit=100, offset=0
             )
-            total = await agents_store.count(conn, found)
-            attention = await agents_store.attention_of(conn, [r["id"] for r in rows])
+            total = await agent_listing.count(conn, found)
+            attention = await agent_listing.attention_of(conn, [r["id"] for r in rows])
         assert total == len(rows)
         return [(r["hostname"], r["pending_count"]) for r in rows], attention
     finally:
@@ -74,7 +74,7 @@ def test_attention_comes_from_well_formed_reports_and_bad_json_costs_nothing(
         "reboot": {"reboot_required": 1},
         "hardware": {"hardware_changed": 1},
     }
-    everyone, reasons = asyncio.run(_listing(migrated, agents, agents_store.AgentFilter()))
+    everyone, reasons = asyncio.run(_listing(migrated, agents, agent_listing.AgentFilter()))
     assert len(everyone) == len(agents)
     assert reasons == {
         "bare-open": ["breaker open"],
@@ -84,15 +84,15 @@ def test_attention_comes_from_well_formed_reports_and_bad_json_costs_nothing(
         "reboot": ["reboot required"],
         "hardware": ["hardware changed"],
     }
-    needing, _ = asyncio.run(_listing(migrated, {}, agents_store.AgentFilter(state="attention")))
+    needing, _ = asyncio.run(_listing(migrated, {}, agent_listing.AgentFilter(state="attention")))
     assert sorted(name for name, _ in needing) == sorted(reasons)
 
 
 def test_search_text_is_literal_not_a_like_pattern(migrated: Settings) -> None:
     agents = {"web_1": {}, "webx1": {}, "100%": {}, "1000": {}}
-    found, _ = asyncio.run(_listing(migrated, agents, agents_store.AgentFilter(text="web_")))
+    found, _ = asyncio.run(_listing(migrated, agents, agent_listing.AgentFilter(text="web_")))
     assert found == [("web_1", 0)]
-    found, _ = asyncio.run(_listing(migrated, {}, agents_store.AgentFilter(text="0%")))
+    found, _ = asyncio.run(_listing(migrated, {}, agent_listing.AgentFilter(text="0%")))
     assert found == [("100%", 0)]
 
 
@@ -103,7 +103,7 @@ def test_pending_counts_only_undecided_and_approved_updates(migrated: Settings) 
         _listing(
             migrated,
             {"a": {}, "b": {}, "c": {}},
-            agents_store.AgentFilter(),
+            agent_listing.AgentFilter(),
             updates=updates,
             sort="pending",
             descending=True,
@@ -114,4 +114,4 @@ def test_pending_counts_only_undecided_and_approved_updates(migrated: Settings) 
 
 def test_only_the_offered_sort_keys_exist(migrated: Settings) -> None:
     with pytest.raises(KeyError):
-        asyncio.run(_listing(migrated, {}, agents_store.AgentFilter(), sort="id; DROP TABLE x"))
+        asyncio.run(_listing(migrated, {}, agent_listing.AgentFilter(), sort="id; DROP TABLE x"))
