@@ -7,7 +7,7 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta, tzinfo
 
 from agent.logs import log_event
 from appliance.clock import iso, utc_now
@@ -46,6 +46,8 @@ class Appliance:
     shed_batches: int = 0
     # Whether an admin exists; once true it stays true (see web/auth.setup_done).
     setup_done: bool = False
+    # The zone the web UI shows wall-clock times in (the `timezone` setting).
+    display_zone: tzinfo = UTC
     # The last full check of the audit chain: (checked at, report).
     audit_chain: tuple[str, audit.ChainReport] | None = None
     _audit_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -173,6 +175,7 @@ class Appliance:
 
     async def refresh_gauges(self) -> None:
         self.tunables = await runtime_settings.current(self.db)
+        self.display_zone = await runtime_settings.display_timezone(self.db)
         self.limits.apply(self.tunables)
 
     async def _time_out_commands(self) -> None:

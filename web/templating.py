@@ -3,15 +3,23 @@ autoescaped, and a few filters turn stored values into words."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    Environment,
+    PackageLoader,
+    StrictUndefined,
+    pass_context,
+    select_autoescape,
+)
+from jinja2.runtime import Context
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from agent.sanitise import sanitise_text
 from appliance.clock import parse_iso, utc_now
+from appliance.services import settings as runtime_settings
 
 environment = Environment(
     loader=PackageLoader("web", "templates"),
@@ -66,7 +74,21 @@ def inert_lines(value: Any) -> str:
     return "\n".join(sanitise_text(line, max_chars=10_000) for line in text.split("\n"))
 
 
-environment.filters.update(ago=ago, size=size, inert=inert, inert_lines=inert_lines)
+@pass_context
+def local(context: Context, value: str | None) -> str:
+    """A stored UTC time as wall-clock time in the display zone (the `timezone`
+    setting), e.g. '2026-11-29 09:24 CET'; other text is shown as it is, inert."""
+    if not value:
+        return ""
+    try:
+        moment = parse_iso(str(value))
+    except ValueError:
+        return inert(value)
+    zone = context.get("display_zone") or UTC
+    return runtime_settings.local_time(moment, zone)
+
+
+environment.filters.update(ago=ago, size=size, inert=inert, inert_lines=inert_lines, local=local)
 
 
 def render(
@@ -79,6 +101,7 @@ def render(
         "user": web_session.principal if web_session else None,
         "csrf_token": web_session.csrf_token if web_session else "",
         "path": request.url.path,
+        "display_zone": request.state.appliance.display_zone,
         **(context or {}),
     }
     html = environment.get_template(template).render(values)
