@@ -346,7 +346,7 @@ def test_the_dashboard_json_matches_the_page(web: Web) -> None:
     assert web.logged_in("viewer").get("/api/v1/dashboard").status_code == 200
 
 
-def test_the_dashboard_renders_fast_with_a_thousand_agents_and_100k_updates(web: Web) -> None:
+def test_the_dashboard_counts_a_thousand_agents_and_100k_updates(web: Web) -> None:
     agent_ids = [str(uuid.uuid4()) for _ in range(1000)]
     with web.db() as conn:
         conn.executemany(
@@ -396,17 +396,10 @@ def test_the_dashboard_renders_fast_with_a_thousand_agents_and_100k_updates(web:
                 for n in range(20_000)
             ],
         )
-    client = web.logged_in("viewer")
-    client.page("/")  # warm the page cache
-    timings = []
-    for _ in range(5):
-        started = time.perf_counter()
-        html = client.page("/")
-        timings.append(time.perf_counter() - started)
+    # Speed at this size is measured by bench/pages_bench.py, not here.
+    html = web.logged_in("viewer").page("/")
     assert _stat(html, "Agents online") == str(1000 - 59)
     assert _stat(html, "Updates waiting") == "67000"
-    # The whole round trip, client and loopback included, well under the 200 ms goal.
-    assert sorted(timings)[2] < 0.2, timings
 
 
 def _seed_history(web: Web, agent: str) -> None:
