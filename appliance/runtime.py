@@ -46,6 +46,8 @@ class Appliance:
     shed_batches: int = 0
     # Whether an admin exists; once true it stays true (see web/auth.setup_done).
     setup_done: bool = False
+    # Live pages (server-sent event streams) open now, by user.
+    live_streams: dict[str, int] = field(default_factory=dict)
     # The zone the web UI shows wall-clock times in (the `timezone` setting).
     display_zone: tzinfo = UTC
     # The last full check of the audit chain: (checked at, report).

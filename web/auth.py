@@ -81,10 +81,9 @@ async def require_page(request: Request, needed: str = "viewer") -> WebSession:
 def check_origin(request: Request) -> None:
     """Browsers send Origin on form posts; one from another site is refused outright."""
     origin = request.headers.get("origin")
-    if origin and origin != "null":
-        expected = f"{request.url.scheme}://{request.url.netloc}"
-        if origin != expected:
-            raise PageError(403, "This form was sent from another site; it was refused.")
+    # "null" comes from sandboxed frames and other opaque origins: never our pages.
+    if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
+        raise PageError(403, "This form was sent from another site; it was refused.")
 
 
 async def read_form(request: Request) -> FormData:
@@ -102,6 +101,9 @@ async def form_with_csrf(request: Request, web_session: WebSession) -> FormData:
         raise PageError(
             403, "The form's security token is missing or old; reload the page and try again."
         )
+    # The same per-user budget for changes as the JSON API.
+    if request.state.appliance.limits.admin_writes.acquire(web_session.principal.username):
+        raise PageError(429, "Too many changes in a short time; wait a moment and try again.")
     return form
 
 

@@ -255,7 +255,11 @@ async def create_api_token(request: Request) -> Response:
         raise ApiError(409, str(exc)) from None
     except api_tokens.InvalidApiToken as exc:
         raise _invalid(exc.field, str(exc)) from None
-    return JSONResponse({"token": token, **api_token_json(created, utc_now())}, status_code=201)
+    return JSONResponse(
+        {"token": token, **api_token_json(created, utc_now())},
+        status_code=201,
+        headers={"Cache-Control": "no-store"},  # the token is in no other answer
+    )
 
 
 async def revoke_api_token(request: Request) -> Response:

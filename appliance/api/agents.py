@@ -12,7 +12,13 @@ from starlette.responses import JSONResponse, Response
 from appliance.api.agent_protocol import client_ip
 from appliance.api.auth import require_role
 from appliance.api.errors import ApiError
-from appliance.api.payload import json_object, optional_int, optional_str, required_str
+from appliance.api.payload import (
+    client_idempotency_key,
+    json_object,
+    optional_int,
+    optional_str,
+    required_str,
+)
 from appliance.clock import utc_now
 from appliance.services import agent_admin, agent_pages, agents, commands
 
@@ -112,12 +118,16 @@ async def take_over(request: Request) -> Response:
 
 
 async def create_command(request: Request) -> Response:
-    principal = await require_role(request, "operator")
+    """Any command kind with any parameters: admins only. Operators install through
+    /updates (approved updates only) and switch rapid mode through /rapid-mode."""
+    principal = await require_role(request, "admin")
     body = await json_object(request)
     params = body.get("params") or {}
     if not isinstance(params, dict):
         raise ApiError(422, "invalid input", [{"field": "params", "message": "an object"}])
-    key = request.headers.get("Idempotency-Key") or optional_str(body, "idempotency_key", 100)
+    key = client_idempotency_key(
+        request, principal.username, optional_str(body, "idempotency_key", 100)
+    )
     try:
         command, created = await commands.create_command(
             request.state.appliance.db,
@@ -238,7 +248,7 @@ async def rapid_mode(request: Request) -> Response:
     agent_id = request.path_params["agent_id"]
     body = await json_object(request)
     seconds = optional_int(body, "seconds")
-    key = request.headers.get("Idempotency-Key")
+    key = client_idempotency_key(request, principal.username)
     try:
         command, created = await agent_admin.set_rapid_mode(
             request.state.appliance.db,

@@ -50,3 +50,24 @@ def required_str(body: dict[str, Any], field: str, max_chars: int = 200) -> str:
     if not value:
         raise _invalid(field, "is required")
     return value
+
+
+MAX_IDEMPOTENCY_KEY_CHARS = 100
+
+
+def client_idempotency_key(
+    request: Request, username: str, fallback: str | None = None
+) -> str | None:
+    """The caller's `Idempotency-Key` (or `fallback` from the body), in a namespace of
+    their own: one user's key can never land on another's commands or on the keys the
+    appliance makes itself (scheduled installs, retries, web forms)."""
+    raw = request.headers.get("Idempotency-Key") or fallback
+    if raw is None:
+        return None
+    if not raw or len(raw) > MAX_IDEMPOTENCY_KEY_CHARS or not raw.isprintable():
+        raise ApiError(
+            422,
+            "invalid input",
+            [{"field": "Idempotency-Key", "message": "1-100 printable characters"}],
+        )
+    return f"api:{username}:{raw}"

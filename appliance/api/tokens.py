@@ -43,7 +43,11 @@ async def create_token(request: Request) -> Response:
     except tokens.InvalidTokenRequest as exc:
         field, _, message = str(exc).partition(": ")
         raise ApiError(422, "invalid input", [{"field": field, "message": message}]) from None
-    return JSONResponse({"token": token, **info.as_json(utc_now())}, status_code=201)
+    return JSONResponse(
+        {"token": token, **info.as_json(utc_now())},
+        status_code=201,
+        headers={"Cache-Control": "no-store"},  # the token is in no other answer
+    )
 
 
 async def revoke_token(request: Request) -> Response:

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from appliance.api.agent_protocol import client_ip
 from appliance.api.auth import require_role
 from appliance.api.errors import ApiError
-from appliance.api.payload import json_object
+from appliance.api.payload import client_idempotency_key, json_object
 from appliance.clock import parse_iso, utc_now
 from appliance.services import docker_images, updates
 from appliance.services.commands import CommandRecord
@@ -84,7 +84,7 @@ async def request_commands(request: Request) -> Response:
             actor=f"user:{principal.username}",
             source_ip=client_ip(request),
             now=utc_now(),
-            idempotency_key=request.headers.get("Idempotency-Key"),
+            idempotency_key=client_idempotency_key(request, principal.username),
         )
     except updates.InvalidRequest as exc:
         raise ApiError(409, str(exc)) from None

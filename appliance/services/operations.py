@@ -22,6 +22,9 @@ STATES = {"active": commands_store.ACTIVE_STATES, "finished": commands_store.FIN
 LIVE_ACTIVE_ROWS = 100
 LIVE_FINISHED_ROWS = 50
 OUTPUT_CHUNKS_SHOWN = 1000
+# A page (and each live update of it) shows at most this much of the newest output;
+# the API has all of it. An agent cannot make every viewer render megabytes a second.
+OUTPUT_CHARS_SHOWN = 200_000
 _SHOWN_JSON_CHARS = 20_000
 
 
@@ -188,7 +191,7 @@ async def command_view(db: Database, command_id: int) -> CommandView:
         max_attempts=row["max_attempts"],
         result=json.loads(row["result"]) if row["result"] else None,
         error=row["error"],
-        output="\n".join(chunk["text"] for chunk in chunks),
+        output=_newest("\n".join(chunk["text"] for chunk in chunks), OUTPUT_CHARS_SHOWN),
         output_chunks=total,
         output_omitted=total - len(chunks),
         retry_of=retry_of(row["idempotency_key"]),
@@ -215,3 +218,11 @@ async def progress_of(db: Database, command_id: int) -> CommandProgress | None:
     async with db.read() as conn:
         row = await commands_store.progress(conn, command_id)
     return CommandProgress(*row) if row else None
+
+
+def _newest(text: str, limit: int) -> str:
+    """The last `limit` characters, from a line start, marked when cut."""
+    if len(text) <= limit:
+        return text
+    tail = text[-limit:]
+    return "[… earlier output left out: see the API]\n" + tail[tail.find("\n") + 1 :]

@@ -226,20 +226,41 @@ async def request(
         raise InvalidRequest("kind: dry_run or install")
     async with db.read() as conn:
         rows = [public(r) for r in await updates_store.by_ids(conn, ids)]
-    if kind == "install":
-        not_approved = [r["id"] for r in rows if r["status"] not in ("approved", "scheduled")]
-        if not_approved:
-            raise InvalidRequest(f"approve these first: {not_approved[:20]}")
-    created = []
-    for (agent_id, source, part), group in _groups(rows).items():
-        key = f"{idempotency_key}:{kind}:{agent_id}:{source}{part}" if idempotency_key else None
-        who = {"actor": actor, "source_ip": source_ip, "now": now}
-        created.append((await _command_for(db, kind, group, key=key, **who))[0])
-    if kind == "install":
-        async with db.write() as conn:
-            await updates_store.mark_install_requested(
-                conn, [r["id"] for r in rows], at=iso(now), by=actor
+        groups = [
+            (
+                f"{idempotency_key}:{kind}:{agent_id}:{source}{part}" if idempotency_key else None,
+                group,
             )
+            for (agent_id, source, part), group in _groups(rows).items()
+        ]
+        # A group whose command exists under its key was requested before: answer
+        # with that command and change nothing.
+        earlier = [await _updates_of_command(conn, key) if key else None for key, _ in groups]
+    if kind == "install":
+        # Approved (or waiting for a scheduled time) only: an install already requested
+        # must not be requested twice, whatever key the second request carries.
+        blocked = [
+            r["id"]
+            for (_, group), before in zip(groups, earlier, strict=True)
+            if before is None
+            for r in group
+            if not _installable(r)
+        ]
+        if blocked:
+            raise InvalidRequest(
+                f"these are not approved, or their install is already requested: {blocked[:20]}"
+            )
+    created = []
+    requested: list[int] = []
+    who = {"actor": actor, "source_ip": source_ip, "now": now}
+    for key, group in groups:
+        command, new = await _command_for(db, kind, group, key=key, **who)
+        created.append(command)
+        if new:
+            requested += [r["id"] for r in group]
+    if kind == "install" and requested:
+        async with db.write() as conn:
+            await updates_store.mark_install_requested(conn, requested, at=iso(now), by=actor)
     return created
 
 

@@ -95,6 +95,7 @@ async def setup_submit(request: Request) -> Response:
         },
     )
     set_session_cookie(request, response, new.cookie_value)
+    response.headers["Cache-Control"] = "no-store"  # the token is shown only here
     return response
 
 

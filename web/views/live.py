@@ -15,8 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from appliance.api.auth import SESSION_COOKIE
 from appliance.clock import utc_now
-from appliance.services import commands, operations, users
+from appliance.services import commands, operations, sessions, users
 from web.auth import PageError, RedirectTo, client_ip, form_with_csrf, require_page
 from web.templating import render
 
@@ -25,6 +26,10 @@ KEEPALIVE_S = 15.0
 # A stream ends after this long and the browser opens a new one: no connection, and
 # nothing it holds, lives for ever.
 STREAM_LIFETIME_S = 600.0
+# A stream checks every so often that its session still exists (logout, a disabled
+# user or a new password end it), and one user may hold only so many streams at once.
+SESSION_RECHECK_S = 30.0
+MAX_STREAMS_PER_USER = 8
 REDRAW_S = 30.0  # so that "2 min ago" stays true on a page where nothing happens
 RECONNECT_MS = 3000
 # The last event of a finished command carries this id; the browser sends it back when
@@ -185,23 +190,54 @@ Draw = Callable[[Any], Awaitable[str]]
 
 
 def _event_stream(request: Request, look: Look, draw: Draw) -> StreamingResponse:
+    """Call after `require_page`: the stream belongs to that session's user."""
+    username = request.state.web_session.principal.username
+    open_streams: dict[str, int] = request.state.appliance.live_streams
+    if open_streams.get(username, 0) >= MAX_STREAMS_PER_USER:
+        raise PageError(429, "Too many live pages open at once; close some and reload.")
     return StreamingResponse(
-        _events(request, look, draw),
+        _counted(request, username, _events(request, look, draw)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def _counted(
+    request: Request, username: str, events: AsyncIterator[str]
+) -> AsyncIterator[str]:
+    open_streams: dict[str, int] = request.state.appliance.live_streams
+    open_streams[username] = open_streams.get(username, 0) + 1
+    try:
+        async for event in events:
+            yield event
+    finally:
+        open_streams[username] -= 1
+        if not open_streams[username]:
+            del open_streams[username]
+
+
+async def _session_lives(request: Request) -> bool:
+    found = await sessions.session_for_cookie(
+        request.state.appliance.db, request.cookies.get(SESSION_COOKIE)
+    )
+    return found is not None and found.id_hash == request.state.web_session.id_hash
 
 
 async def _events(request: Request, look: Look, draw: Draw) -> AsyncIterator[str]:
     """Look every POLL_S; when what the page shows changed, send it as an `html` event.
     Holds one state and one rendering, whatever the length of the stream."""
     yield f"retry: {RECONNECT_MS}\n\n"
-    started = last_sent = last_drawn = time.monotonic()
+    started = last_sent = last_drawn = last_auth = time.monotonic()
     shown_state: Any = object()
     shown_html = ""
     while time.monotonic() - started < STREAM_LIFETIME_S:
         if await request.is_disconnected():
             return
+        if time.monotonic() - last_auth >= SESSION_RECHECK_S:
+            with anyio.CancelScope(shield=True):
+                if not await _session_lives(request):
+                    return
+            last_auth = time.monotonic()
         # A client that leaves cancels the stream; never in the middle of a read
         # transaction, which would leave the shared reader connection inside it.
         with anyio.CancelScope(shield=True):

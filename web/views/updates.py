@@ -174,9 +174,12 @@ def _ids(form: FormData) -> list[int]:
     if len(raw) > MAX_IDS:
         raise PageError(413, f"Select at most {MAX_IDS} updates at once.")
     try:
-        return sorted({int(str(value)) for value in raw})
+        ids = sorted({int(str(value)) for value in raw})
     except ValueError:
         raise PageError(400, "The form could not be read; reload the page and try again.") from None
+    if ids and not (ids[0] >= 1 and ids[-1] < 2**63):
+        raise PageError(400, "The form could not be read; reload the page and try again.")
+    return ids
 
 
 def read_form_key(form: FormData) -> str:
@@ -269,6 +272,7 @@ async def dry_run_results(request: Request) -> Response:
             wanted = [int(v) for v in request.query_params.getlist("command")]
         except ValueError:
             wanted = []
+        wanted = [v for v in wanted if 1 <= v < 2**63]
     found = await dry_runs.dry_runs(request.state.appliance.db, wanted)
     if not found:
         raise PageError(404, "There is no such dry run. Start one from the updates list.")

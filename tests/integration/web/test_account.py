@@ -275,3 +275,22 @@ def test_the_login_page_works_in_a_real_browser_with_the_keyboard(web: Web, page
     shot(page, "account-after-login")
     page.click("text=Log out")
     page.wait_for_url(web.url + "/login")
+
+
+def test_forms_from_an_opaque_origin_are_refused(web: Web) -> None:
+    client = web.logged_in("admin")
+    refused = client.submit("/logout", {}, headers={"Origin": "null"})
+    assert refused.status_code == 403
+
+
+def test_only_admins_send_arbitrary_commands_through_the_api(web: Web) -> None:
+    agent_id = web.seed_agent("raw")
+    operator = web.logged_in("operator")
+    body = {"kind": "install", "params": {"source": "apt", "packages": ["anything"]}}
+    refused = operator.post(
+        f"/api/v1/agents/{agent_id}/commands",
+        json=body,
+        headers={"X-CSRF-Token": operator.csrf_token},
+    )
+    assert refused.status_code == 403
+    assert web.fleet.db_rows("SELECT count(*) FROM commands") == [(0,)]

@@ -4,6 +4,7 @@ output, retry and cancel only where safe, roles, and hostile agent output."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -440,3 +441,15 @@ def test_the_live_page_follows_a_command_in_the_browser_without_reloading(
     assert "Unpacking openssl" in page.inner_text("#command-output")
     assert page.evaluate("window.sameDocument") is True
     shot(page, "live-command-finished")
+
+
+def test_one_user_may_hold_only_so_many_live_streams(web: Web) -> None:
+    viewer = web.logged_in("viewer")
+    with contextlib.ExitStack() as streams:
+        for _ in range(8):
+            response = streams.enter_context(viewer.stream("GET", "/live/stream"))
+            assert response.status_code == 200
+        assert viewer.get("/live/stream").status_code == 429
+        # Another user is not affected.
+        with web.logged_in("viewer").stream("GET", "/live/stream") as other:
+            assert other.status_code == 200

@@ -587,3 +587,28 @@ def test_a_browser_selects_two_updates_and_approves_them(web: Web, page: Any) ->
         ids["curl"]: "approved",
         ids["postgresql"]: "pending",
     }
+
+
+def test_an_install_already_requested_is_not_requested_again_with_another_key(web: Web) -> None:
+    agent_id = web.seed_agent("twice")
+    first_id = web.seed_update(agent_id, "openssl", status="approved")
+    second_id = web.seed_update(agent_id, "curl", status="approved")
+    fleet = web.fleet
+
+    def install(ids: list[int], key: str) -> Any:
+        return fleet.api(
+            "POST", "/updates/install", json={"ids": ids}, headers={"Idempotency-Key": key}
+        )
+
+    assert install([first_id], "k1").status_code == 202
+    again = install([first_id], "k2")  # another key, same update: refused
+    assert again.status_code == 409 and "already requested" in again.json()["error"]
+    # The first key with another selection answers with the first command and does
+    # not mark the new update as requested (it stays approved, installable later).
+    reused = install([second_id], "k1")
+    assert reused.status_code == 202
+    statuses = dict(
+        fleet.db_rows("SELECT package, status FROM updates WHERE agent_id = ?", agent_id)
+    )
+    assert statuses == {"openssl": "scheduled", "curl": "approved"}
+    assert fleet.db_rows("SELECT count(*) FROM commands WHERE agent_id = ?", agent_id) == [(1,)]
