@@ -381,7 +381,10 @@ async def run_due_installs(db: Database, now: datetime) -> int:
     for when, rows in by_time.items():
         for (agent_id, source, _), group in _groups(rows).items():
             ids = [r["id"] for r in group]
-            key = f"scheduled:{when}:{agent_id}:{source}:{_digest(ids)}"
+            # When they were scheduled is part of the key: rescheduled for the same time
+            # after a failed install, they get a new command, not the old one back.
+            since = max(r["status_changed_at"] for r in group)
+            key = f"scheduled:{when}:{since}:{agent_id}:{source}:{_digest(ids)}"
             try:
                 who = {"actor": "scheduler", "source_ip": "", "now": now}
                 command, new = await _command_for(db, "install", group, key=key, **who)

@@ -289,7 +289,7 @@ async def mark_install_requested(
 async def due_installs(conn: aiosqlite.Connection, now: str, limit: int) -> list[sqlite3.Row]:
     """Scheduled updates whose time has come (the partial index updates_due)."""
     async with conn.execute(
-        "SELECT id, agent_id, source, package, scheduled_for FROM updates "
+        "SELECT id, agent_id, source, package, scheduled_for, status_changed_at FROM updates "
         "WHERE scheduled_for IS NOT NULL AND scheduled_for <= ? AND status = 'scheduled' "
         "ORDER BY scheduled_for, agent_id, source, id LIMIT ?",
         (now, limit),

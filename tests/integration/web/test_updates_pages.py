@@ -418,6 +418,10 @@ def test_scheduled_installs_are_requested_when_due_and_not_before(web: Web) -> N
     assert _run_due(web, at - timedelta(minutes=1)) == 0
     assert _commands(web) == []
     # When due: one command per host, then never again.
+    with web.db() as conn:
+        scheduled_state = conn.execute(
+            "SELECT status_changed_at, id FROM updates WHERE id IN (?, ?, ?)", chosen
+        ).fetchall()
     assert _run_due(web, at + timedelta(seconds=30)) == 2
     assert _run_due(web, at + timedelta(minutes=1)) == 0
     commands = _commands(web)
@@ -436,8 +440,9 @@ def test_scheduled_installs_are_requested_when_due_and_not_before(web: Web) -> N
     # Had the appliance stopped after making the commands but before marking the
     # updates, the next run finds them due again and makes no second command.
     with web.db() as conn:
-        conn.execute(
-            "UPDATE updates SET scheduled_for = ? WHERE id IN (?, ?, ?)", (iso(at), *chosen)
+        conn.executemany(
+            "UPDATE updates SET scheduled_for = ?, status_changed_at = ? WHERE id = ?",
+            [(iso(at), *tuple(row)) for row in scheduled_state],
         )
     assert _run_due(web, at + timedelta(minutes=2)) == 0
     assert len(_commands(web)) == 2
@@ -612,3 +617,28 @@ def test_an_install_already_requested_is_not_requested_again_with_another_key(we
     )
     assert statuses == {"openssl": "scheduled", "curl": "approved"}
     assert fleet.db_rows("SELECT count(*) FROM commands WHERE agent_id = ?", agent_id) == [(1,)]
+
+
+def test_an_update_rescheduled_for_the_same_time_after_a_failure_gets_a_new_command(
+    web: Web,
+) -> None:
+    agent_id = web.seed_agent("again")
+    at = "2026-11-29T02:00:00Z"
+    update_id = web.seed_update(
+        agent_id,
+        "openssl",
+        status="scheduled",
+        scheduled_for=at,
+        status_changed_at="2026-11-28T10:00:00Z",
+    )
+    moment = datetime(2026, 11, 29, 2, 1, tzinfo=UTC)
+    assert _run_due(web, moment) == 1
+    # The install failed; an operator schedules it again for the very same time.
+    with web.db() as conn:
+        conn.execute(
+            "UPDATE updates SET status = 'scheduled', scheduled_for = ?, "
+            "status_changed_at = '2026-11-29T02:30:00Z' WHERE id = ?",
+            (at, update_id),
+        )
+    assert _run_due(web, moment + timedelta(hours=1)) == 1
+    assert len(_commands(web)) == 2
