@@ -8,12 +8,16 @@ without one, its install command exists already.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import json
 import logging
+import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
 
@@ -209,6 +213,29 @@ async def _command_for(
     return answer, created
 
 
+_install_locks: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _one_at_a_time(
+    step: Callable[Concatenate[Database, P], Awaitable[R]],
+) -> Callable[Concatenate[Database, P], Awaitable[R]]:
+    """Requesting installs reads the updates, creates commands and marks the updates, in
+    separate transactions. Only one appliance process serves a data dir (its lock file),
+    so one lock per database makes those steps a unit: two different forms, a form and
+    an API call, or a form and the scheduler cannot both request the same update."""
+
+    @functools.wraps(step)
+    async def locked(db: Database, *args: P.args, **kwargs: P.kwargs) -> R:
+        lock = _install_locks.setdefault(db, asyncio.Lock())
+        async with lock:
+            return await step(db, *args, **kwargs)
+
+    return locked
+
+
+@_one_at_a_time
 async def request(
     db: Database,
     ids: list[int],
@@ -264,6 +291,7 @@ async def request(
     return created
 
 
+@_one_at_a_time
 async def install_now(
     db: Database,
     ids: list[int],
@@ -365,6 +393,7 @@ async def schedule(
     return Decision(changed, [i for i in ids if i not in changed_set], changed)
 
 
+@_one_at_a_time
 async def run_due_installs(db: Database, now: datetime) -> int:
     """The scheduler's step: request the install of every scheduled update whose time
     has come, one command per agent and source. Returns how many commands it created.

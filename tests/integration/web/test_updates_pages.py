@@ -642,3 +642,26 @@ def test_an_update_rescheduled_for_the_same_time_after_a_failure_gets_a_new_comm
         )
     assert _run_due(web, moment + timedelta(hours=1)) == 1
     assert len(_commands(web)) == 2
+
+
+def test_concurrent_install_requests_with_different_keys_make_one_command(web: Web) -> None:
+    agent_id = web.seed_agent("race")
+    update_id = web.seed_update(agent_id, "openssl", status="approved")
+    statuses: list[int] = []
+
+    def install(n: int) -> None:
+        response = web.fleet.api(
+            "POST",
+            "/updates/install",
+            json={"ids": [update_id]},
+            headers={"Idempotency-Key": f"k{n}"},
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=install, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(statuses) == [202] + [409] * 7
+    assert web.fleet.db_rows("SELECT count(*) FROM commands WHERE agent_id = ?", agent_id) == [(1,)]
