@@ -176,8 +176,9 @@ class Appliance:
         await self.db.close()
 
     async def refresh_gauges(self) -> None:
-        self.tunables = await runtime_settings.current(self.db)
-        self.display_zone = await runtime_settings.display_timezone(self.db)
+        values = await runtime_settings.current_all(self.db)  # one read for both
+        self.tunables = runtime_settings.tunables_of(values)
+        self.display_zone = runtime_settings.display_zone_of(values)
         self.limits.apply(self.tunables)
 
     async def _time_out_commands(self) -> None:

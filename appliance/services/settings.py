@@ -201,16 +201,23 @@ async def current_all(db: Database) -> dict[str, Value]:
     return values
 
 
-async def current(db: Database) -> dict[str, int]:
+def tunables_of(values: Mapping[str, Value]) -> dict[str, int]:
     """The whole-number settings (the appliance's tunables: limits, intervals,
-    thresholds) with their effective values."""
-    values = await current_all(db)
+    thresholds) of `current_all`'s answer."""
     return {key: value for key, value in values.items() if isinstance(value, int)}
 
 
-async def display_timezone(db: Database) -> tzinfo:
+def display_zone_of(values: Mapping[str, Value]) -> tzinfo:
     """The zone the web UI shows times in (the `timezone` setting)."""
-    return zone_named(str((await current_all(db))["timezone"]))
+    return zone_named(str(values["timezone"]))
+
+
+async def current(db: Database) -> dict[str, int]:
+    return tunables_of(await current_all(db))
+
+
+async def display_timezone(db: Database) -> tzinfo:
+    return display_zone_of(await current_all(db))
 
 
 def zone_named(name: str) -> tzinfo:
