@@ -8,7 +8,6 @@ from appliance.cli.common import (
     add_json,
     print_json,
     require_database,
-    run_with_database,
     subparser,
 )
 from appliance.services import audit
@@ -33,7 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings({"data_dir": args.data_dir})
     require_database(settings)
-    report = run_with_database(settings, audit.verify_chain)
+    report = audit.verify_chain(settings.database_path)
     if args.json:
         print_json(
             {"ok": report.ok, "rows_checked": report.rows_checked, "problems": report.problems}

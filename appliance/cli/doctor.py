@@ -128,7 +128,7 @@ async def _database_checks(settings: Settings) -> list[Finding]:
     try:
         tunables = await runtime_settings.current(db)
         writable = await health.database_writable(db)
-        chain = await audit.verify_chain(db)
+        chain = audit.verify_chain(settings.database_path)
     finally:
         await db.close()
     disk = health.disk_free(settings.data_dir, tunables["disk_free_min_mb"])

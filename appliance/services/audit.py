@@ -18,7 +18,7 @@ import aiosqlite
 
 from agent.sanitise import sanitise_fields, sanitise_text
 from appliance.store import audit as audit_store
-from appliance.store.database import Database
+from appliance.store.database import Database, connect_sync
 
 
 @dataclass(frozen=True)
@@ -162,24 +162,14 @@ class _ChainWalk:
         return report
 
 
-async def verify_chain(db: Database, max_problems: int = 20) -> ChainReport:
+def verify_chain(database: Path, max_problems: int = 20) -> ChainReport:
     """Walk the whole log and report every row that was edited, removed or inserted.
-    CPU-bound for big logs (about 6 µs a row): the appliance uses `verify_chain_file`
-    in a thread instead; this one is for the CLI."""
-    walk = _ChainWalk(max_problems)
-    async with db.read() as conn:
-        head_id, head_hash = await audit_store.head(conn)
-        async for row in audit_store.iterate(conn):
-            if not walk.feed(row):
-                return walk.report
-    return walk.finish(head_id, head_hash)
 
-
-def verify_chain_file(database: Path, max_problems: int = 20) -> ChainReport:
-    """`verify_chain` on a connection of its own, in one read transaction (a consistent
-    snapshot that does not block writers): safe to run in a worker thread while the
-    appliance serves. Uses the stdlib sqlite3 module, like the serving connections."""
-    conn = audit_store.connect_readonly(database)
+    On a connection of its own, in one read transaction (a consistent snapshot that
+    does not block writers), with the stdlib sqlite3 module like the serving
+    connections. CPU-bound for big logs (about 6 µs a row): the appliance runs it in a
+    worker thread."""
+    conn = connect_sync(database, readonly=True)
     try:
         conn.execute("BEGIN")
         walk = _ChainWalk(max_problems)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from urllib.parse import quote
+from collections.abc import Iterator
 
 import aiosqlite
 
@@ -45,14 +43,6 @@ async def insert(
     )
 
 
-def connect_readonly(database: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(
-        f"file:{quote(str(database.absolute()))}?mode=ro", uri=True, isolation_level=None
-    )
-    conn.row_factory = sqlite3.Row
-    return conn
-
-
 def head_sync(conn: sqlite3.Connection) -> tuple[int, str]:
     row = conn.execute("SELECT last_id, last_hash FROM audit_head").fetchone()
     return (row["last_id"], row["last_hash"]) if row else (0, GENESIS_HASH)
@@ -77,23 +67,6 @@ async def next_id(conn: aiosqlite.Connection) -> int:
     async with conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'") as cur:
         row = await cur.fetchone()
     return (row[0] if row else 0) + 1
-
-
-async def iterate(conn: aiosqlite.Connection, batch: int = 1000) -> AsyncIterator[sqlite3.Row]:
-    """Every row in id order, fetched in batches to keep memory flat."""
-    last = 0
-    while True:
-        async with conn.execute(
-            "SELECT id, at, actor, action, target, source_ip, details, prev_hash, hash "
-            "FROM audit_log WHERE id > ? ORDER BY id LIMIT ?",
-            (last, batch),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        if not rows:
-            return
-        for row in rows:
-            yield row
-        last = rows[-1]["id"]
 
 
 async def recent(

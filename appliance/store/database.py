@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import aiosqlite
 
@@ -24,10 +25,16 @@ CONNECTION_PRAGMAS = (
 )
 
 
+def sqlite_uri(path: Path, mode: str) -> str:
+    """A `file:` URI for `path` opened in `mode` (ro, rw, rwc); the path is quoted, so
+    a '?' or '#' in a directory name cannot be read as URI syntax."""
+    return f"file:{quote(str(path.absolute()))}?mode={mode}"
+
+
 def connect_sync(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """A plain sqlite3 connection with the same pragmas, for CLI tools and tests."""
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        conn = sqlite3.connect(sqlite_uri(path, "ro"), uri=True, isolation_level=None)
     else:
         conn = sqlite3.connect(path, isolation_level=None)
     conn.row_factory = sqlite3.Row

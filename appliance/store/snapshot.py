@@ -19,11 +19,10 @@ import contextlib
 import os
 import sqlite3
 from pathlib import Path
-from urllib.parse import quote
 
 import apsw
 
-from appliance.store.database import BUSY_TIMEOUT_MS
+from appliance.store.database import BUSY_TIMEOUT_MS, sqlite_uri
 
 
 class SnapshotFailed(RuntimeError):
@@ -66,7 +65,7 @@ def _copy_with_sqlite3(source: Path, partial: Path) -> None:
     # Opened read-write on purpose: a read-only handle cannot attach to a WAL database
     # whose -shm file does not exist yet. Nothing is written through it; mode=rw never
     # creates a missing file.
-    src = sqlite3.connect(_uri(source, "rw"), uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    src = sqlite3.connect(sqlite_uri(source, "rw"), uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
     try:
         dest = sqlite3.connect(partial, isolation_level=None)
         try:
@@ -93,7 +92,7 @@ def _copy_with_apsw(src: apsw.Connection, partial: Path) -> None:
 def integrity_problems(path: Path) -> list[str]:
     """PRAGMA integrity_check on a file opened read-only; an empty list means healthy."""
     try:
-        conn = sqlite3.connect(_uri(path, "ro"), uri=True)
+        conn = sqlite3.connect(sqlite_uri(path, "ro"), uri=True)
     except sqlite3.Error as exc:
         return [f"cannot open: {exc}"]
     try:
@@ -103,10 +102,6 @@ def integrity_problems(path: Path) -> list[str]:
     finally:
         conn.close()
     return [] if rows == ["ok"] else rows
-
-
-def _uri(path: Path, mode: str) -> str:
-    return f"file:{quote(str(path.absolute()))}?mode={mode}"
 
 
 def fsync_dir(directory: Path) -> None:

@@ -442,5 +442,5 @@ async def test_everything_above_leaves_an_intact_audit_chain(db: Database) -> No
     token = await api_tokens.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
     await api_tokens.authenticate_api_token(db, token)
     await api_tokens.revoke_api_token(db, 1, actor="cli")
-    report = await audit.verify_chain(db)
+    report = audit.verify_chain(db.path)
     assert report.ok, report.problems
