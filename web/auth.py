@@ -15,6 +15,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
+from appliance.api.agent_protocol import client_ip as client_ip  # the one definition
 from appliance.api.auth import SESSION_COOKIE
 from appliance.services import sessions, setup, users
 from appliance.services.sessions import WebSession
@@ -36,10 +37,6 @@ class RedirectTo(Exception):
     def __init__(self, url: str):
         super().__init__(url)
         self.url = url
-
-
-def client_ip(request: Request) -> str:
-    return request.client.host if request.client else ""
 
 
 def is_https(request: Request) -> bool:
