@@ -41,6 +41,7 @@ class ApplianceClient:
     ):
         self.server = server.rstrip("/")
         self.clock = clock
+        self.timeout = timeout
         self._http = httpx.Client(base_url=self.server, transport=transport, timeout=timeout)
         self.last_headers: httpx.Headers = httpx.Headers()
 
@@ -65,7 +66,14 @@ class ApplianceClient:
             )
         )
 
-    def post_signed(self, path: str, payload: Any, agent_id: str, key: SigningKey) -> Any:
+    def post_signed(
+        self,
+        path: str,
+        payload: Any,
+        agent_id: str,
+        key: SigningKey,
+        timeout: float | None = None,
+    ) -> Any:
         body = canonical_json(payload)
         full_path = f"{API}{path}"
         timestamp = int(self.clock())
@@ -77,6 +85,7 @@ class ApplianceClient:
                 full_path,
                 content=body,
                 headers={"Content-Type": "application/json", **headers.headers()},
+                timeout=timeout if timeout is not None else self.timeout,
             )
         )
 

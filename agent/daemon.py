@@ -7,6 +7,7 @@ reported, and the loop goes on. `cycle()` is one pass and returns how long to sl
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -35,6 +36,7 @@ logger = logging.getLogger("redflag.agent.daemon")
 RUNTIME_FILE = "runtime.json"
 DRAIN_BUDGET_S = 30.0  # per cycle, so check-ins keep their rhythm during a big drain
 SHORT_PAUSE_S = 5.0  # pacing pauses up to this long happen inside the drain
+MIN_HOLD_S = 5.0  # a shorter wait is slept, not spent in a held check-in
 
 
 class AgentDaemon:
@@ -108,6 +110,7 @@ class AgentDaemon:
         )
         self.next_checkin_at = 0.0  # monotonic; 0 means at the first cycle
         self.poll_interval_s = 300
+        self.hold_max_s = 0  # the appliance says in each check-in answer
         self.checkin_failures = 0
         self.drain_wait_until = 0.0
         self.status: dict[str, Any] = state.read_json(state_dir, RUNTIME_FILE) or {}
@@ -134,10 +137,23 @@ class AgentDaemon:
         self._save_status(wait)
         return wait
 
-    def _check_in(self) -> bool:
+    def _check_in(self, hold_s: int = 0) -> bool:
+        """One check-in; with `hold_s`, a held one that the appliance answers as soon
+        as a command for this agent is created. The request then runs in a thread of
+        its own, so that a stop signal does not wait for the hold to end."""
         try:
             reboot = self._isolated("reboot_state", self.host.reboot) or {}
-            outcome = self.session.check_in(self.facts(), self.breaker_states(), reboot)
+            request = functools.partial(
+                self.session.request_check_in,
+                self.facts(),
+                self.breaker_states(),
+                reboot,
+                hold_s,
+            )
+            answer = self._interruptible(request) if hold_s else request()
+            if answer is None:
+                return False  # stopping
+            outcome = self.session.apply_answer(answer)
         except (ApplianceError, httpx.HTTPError, OSError) as exc:
             self.checkin_failures += 1
             self.status["last_error"] = str(exc)[:300]
@@ -145,8 +161,42 @@ class AgentDaemon:
             return False
         self.checkin_failures = 0
         self.poll_interval_s = outcome.poll_interval_s
+        self.hold_max_s = outcome.hold_max_s
         self.status["last_sync_at"] = int(self.clock())
         self.status["last_error"] = None
+        return True
+
+    def _interruptible(self, request: Callable[[], Any]) -> Any:
+        """Run `request` in a thread and wait for it or for the stop signal (looked
+        at every second); None when stopping."""
+        done = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def send() -> None:
+            try:
+                outcome["answer"] = request()
+            except BaseException as exc:  # handed to the waiting thread
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=send, name="held-checkin", daemon=True).start()
+        while not done.wait(1.0):
+            if self.stopping.is_set():
+                return None
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["answer"]
+
+    def hold(self, wait: float) -> bool:
+        """Spend `wait` (the time until the next duty) in a held check-in when the
+        appliance grants holds and the agent is online; False when it cannot."""
+        if self.hold_max_s <= 0 or self.checkin_failures or wait < MIN_HOLD_S:
+            return False
+        hold_s = int(min(wait, self.hold_max_s))
+        checked_in = bool(self._isolated("checkin", self._check_in, hold_s))
+        if not self.stopping.is_set():
+            self.next_checkin_at = self.monotonic() + self._checkin_wait(checked_in)
         return True
 
     def _run_scanner(self, scanner: Scanner) -> None:
@@ -350,7 +400,8 @@ class AgentDaemon:
         log_event(logger, logging.INFO, "agent.started", agent_id=self.session.identity.agent_id)
         while not stopping.is_set():
             wait = self.cycle()
-            stopping.wait(wait)
+            if not self.hold(wait):
+                stopping.wait(wait)
         log_event(logger, logging.INFO, "agent.stopped")
 
 

@@ -424,6 +424,9 @@ class CheckinReport:
     breakers: dict[str, dict[str, Any]] = field(default_factory=dict)
     reboot_required: bool | None = None
     boot_time: str = ""
+    # How long the agent is willing to wait for a command (a held check-in): the
+    # appliance answers early when one is created, else after at most this long.
+    hold_s: int = 0
 
     @classmethod
     def from_json(cls, value: Any) -> CheckinReport:
@@ -440,7 +443,19 @@ class CheckinReport:
             breakers=_breakers(value.get("breakers")),
             reboot_required=_optional_bool(value.get("reboot_required"), "reboot_required"),
             boot_time=_fact(value.get("boot_time"), "boot_time", 40),
+            hold_s=_hold_seconds(value.get("hold_s")),
         )
+
+
+MAX_HOLD_S = 300
+
+
+def _hold_seconds(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_HOLD_S:
+        raise ProtocolError(f"hold_s: whole seconds from 0 to {MAX_HOLD_S}")
+    return value
 
 
 def _optional_bool(value: Any, name: str) -> bool | None:

@@ -37,6 +37,8 @@ class CheckinOutcome:
     rejected: list[CommandRejected] = field(default_factory=list)
     trust_error: str | None = None
     poll_interval_s: int = 300
+    # How long the appliance lets a check-in wait for commands (0: it does not).
+    hold_max_s: int = 0
 
 
 class AgentSession:
@@ -86,18 +88,43 @@ class AgentSession:
         facts: HostFacts,
         breakers: dict[str, Any] | None = None,
         reboot: dict[str, Any] | None = None,
+        hold_s: int = 0,
     ) -> CheckinOutcome:
-        answer = self._post(
+        """Check in and run what the answer brings. With `hold_s`, the appliance may
+        keep the check-in open that long and answer as soon as a command is created."""
+        return self.apply_answer(self.request_check_in(facts, breakers, reboot, hold_s))
+
+    def request_check_in(
+        self,
+        facts: HostFacts,
+        breakers: dict[str, Any] | None = None,
+        reboot: dict[str, Any] | None = None,
+        hold_s: int = 0,
+    ) -> dict[str, Any]:
+        """Only the request (safe to run in another thread while this one waits)."""
+        report: dict[str, Any] = {
+            "machine_fingerprint": facts.machine_fingerprint,
+            "key_set_version": self.trust.key_set_version,
+            "agent_version": facts.agent_version,
+            "breakers": breakers or {},
+            **(reboot or {}),
+        }
+        if hold_s:
+            report["hold_s"] = hold_s
+        return self.client.post_signed(
             "/agent/checkin",
-            {
-                "machine_fingerprint": facts.machine_fingerprint,
-                "key_set_version": self.trust.key_set_version,
-                "agent_version": facts.agent_version,
-                "breakers": breakers or {},
-                **(reboot or {}),
-            },
+            report,
+            self.identity.agent_id,
+            self.key,
+            timeout=self.client.timeout + hold_s,
         )
-        outcome = CheckinOutcome(poll_interval_s=int(answer.get("poll_interval_s") or 300))
+
+    def apply_answer(self, answer: dict[str, Any]) -> CheckinOutcome:
+        """Take in a check-in answer: a newer key set, then each command in order."""
+        outcome = CheckinOutcome(
+            poll_interval_s=int(answer.get("poll_interval_s") or 300),
+            hold_max_s=_whole_seconds(answer.get("hold_max_s")),
+        )
         if answer.get("trust"):
             try:
                 self._save_trust(update(self.trust, answer["trust"]))
@@ -218,3 +245,7 @@ def _pace(headers: httpx.Headers) -> float:
     if remaining >= 1 or rate <= 0:
         return 0.0
     return min(60.0, (1 - remaining) / rate)
+
+
+def _whole_seconds(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

@@ -40,6 +40,10 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Appliance]]:
         appliance = await Appliance.start(settings, metrics)
+        loop = asyncio.get_running_loop()
+        # Called by the server on its stop signal (from a signal handler, hence
+        # threadsafe): held check-ins answer at once instead of holding the stop up.
+        app.state.on_stop_signal = lambda: loop.call_soon_threadsafe(appliance.doorbell.close)
         stopping = asyncio.Event()
         loops = [
             asyncio.create_task(appliance.scheduler.run_forever(stopping), name="scheduler"),

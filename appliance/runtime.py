@@ -6,6 +6,7 @@ import asyncio
 import logging
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta, tzinfo
 
@@ -17,6 +18,7 @@ from appliance.scheduler import Job, Scheduler, every
 from appliance.services import agents, audit, backups, commands, health, updates
 from appliance.services import settings as runtime_settings
 from appliance.services.agent_auth import AgentAuthenticator
+from appliance.services.doorbell import Doorbell
 from appliance.services.keys import KeyService, open_key_service
 from appliance.services.presence import PresenceBuffer
 from appliance.settings import Settings
@@ -55,10 +57,13 @@ class Appliance:
     _audit_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _disk_checked: tuple[bool, float] = (False, 0.0)
     presence: PresenceBuffer = field(init=False)
+    doorbell: Doorbell = field(init=False)
 
     def __post_init__(self) -> None:
         self.agent_auth = AgentAuthenticator(self.db)
         self.presence = PresenceBuffer(self.db)
+        self.doorbell = Doorbell(max_held=0)  # the setting applies in refresh_gauges
+        self.db.subscribe(self._committed)
         self.scheduler = Scheduler(
             self.db,
             jobs=[
@@ -143,6 +148,14 @@ class Appliance:
                         "Event batches refused with 503 because the disk is nearly full",
                         lambda: self.shed_batches,
                     ),
+                    "redflag_held_checkins": (
+                        "Agent check-ins held open now, waiting for a command",
+                        lambda: self.doorbell.held,
+                    ),
+                    "redflag_held_checkins_refused": (
+                        "Check-ins answered at once because the hold cap was reached",
+                        lambda: self.doorbell.refused,
+                    ),
                     "redflag_last_backup_timestamp_seconds": (
                         "Unix time of the newest backup file",
                         self._last_backup_time,
@@ -172,6 +185,7 @@ class Appliance:
         return appliance
 
     async def close(self) -> None:
+        self.doorbell.close()
         await self.scheduler.cancel_running()
         await self.db.close()
 
@@ -180,6 +194,11 @@ class Appliance:
         self.tunables = runtime_settings.tunables_of(values)
         self.display_zone = runtime_settings.display_zone_of(values)
         self.limits.apply(self.tunables)
+        self.doorbell.max_held = self.tunables["held_checkins_max"]
+
+    def _committed(self, topic: str, keys: Iterable[str]) -> None:
+        if topic == commands.COMMANDS_TOPIC:
+            self.doorbell.ring(keys)
 
     async def _time_out_commands(self) -> None:
         timed_out = await commands.enforce_timeouts(self.db, now=utc_now())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from types import FrameType
 
 import uvicorn
 
@@ -11,6 +12,7 @@ from agent.logs import configure_logging, log_event
 from appliance.app import create_app
 from appliance.cli.common import CliError, run_with_database, settings_from, subparser
 from appliance.lockfile import DataDirLock
+from appliance.services.doorbell import raise_file_limit
 from appliance.services.keys import open_key_service
 from appliance.store.migrations import migrate
 
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         run_with_database(
             settings, lambda db: open_key_service(db, settings.key_file, initialise=True)
         )
+        raise_file_limit()  # each held check-in is an open socket
         config = uvicorn.Config(
             create_app(settings),
             host=settings.host,
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             # Live pages hold a response open; a stop must not wait for them to end.
             timeout_graceful_shutdown=5,
         )
-        server = uvicorn.Server(config)
+        server = _Server(config)
         log_event(
             logger,
             logging.INFO,
@@ -77,3 +80,13 @@ def run(args: argparse.Namespace) -> int:
         if not server.started:
             raise CliError("the appliance did not start; the log lines above say why")
     return 0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the app as soon as a stop signal arrives."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        on_stop_signal = getattr(self.config.app.state, "on_stop_signal", None)
+        if on_stop_signal is not None:
+            on_stop_signal()
+        super().handle_exit(sig, frame)

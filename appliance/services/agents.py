@@ -38,6 +38,12 @@ class CheckinAnswer:
     key_set_version: int
     trust: dict[str, Any] | None
     commands: list[dict[str, str]]
+    # The longest check-in hold this appliance grants (0: it does not hold them).
+    hold_max_s: int = 0
+
+    def is_empty(self) -> bool:
+        """Nothing for the agent: a check-in that may be held."""
+        return not self.commands and self.trust is None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -45,6 +51,7 @@ class CheckinAnswer:
             "key_set_version": self.key_set_version,
             "trust": self.trust,
             "commands": self.commands,
+            "hold_max_s": self.hold_max_s,
         }
 
 

@@ -49,6 +49,8 @@ DEFAULT_TIMEOUT_S = 3600
 RETRYABLE = ("failed", "timed_out", "cancelled")
 CANCELLABLE = ("created",)  # once 'sent', the agent may already have the envelope
 _RETRY_PREFIX = "retry-of:"
+# Database.notify topic: new commands for these agents were committed.
+COMMANDS_TOPIC = "commands"
 
 
 class InvalidCommand(ValueError):
@@ -140,6 +142,7 @@ async def create_command(
             now=now,
         )
         row = await commands_store.by_id(conn, command_id)
+    db.notify(COMMANDS_TOPIC, [agent_id])
     return CommandRecord.from_row(row), True
 
 
@@ -301,6 +304,7 @@ async def retry_command(
             now=now,
         )
         row = await commands_store.by_id(conn, new_id)
+    db.notify(COMMANDS_TOPIC, [original["agent_id"]])
     return CommandRecord.from_row(row), True
 
 

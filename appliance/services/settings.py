@@ -141,6 +141,23 @@ SPECS: dict[str, SettingSpec] = {
             "to its own interval or in rapid mode keeps that)",
         ),
         SettingSpec(
+            "checkin_hold_s",
+            50,
+            0,
+            300,
+            "how long an online agent's check-in may wait for a command, so that a new "
+            "command reaches it within seconds (0: agents only poll); keep it below any "
+            "proxy's idle timeout in front of the appliance (nginx: 60 s)",
+        ),
+        SettingSpec(
+            "held_checkins_max",
+            5000,
+            0,
+            1_000_000,
+            "at most this many check-ins wait at once; the others are answered at once "
+            "and their agents poll (the open-files limit caps it too)",
+        ),
+        SettingSpec(
             "logins_per_minute",
             10,
             1,

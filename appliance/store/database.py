@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -54,6 +54,18 @@ class Database:
         self._reader = reader
         self._write_lock = asyncio.Lock()
         self._read_lock = asyncio.Lock()
+        self._subscribers: list[Callable[[str, Iterable[str]], object]] = []
+
+    def subscribe(self, callback: Callable[[str, Iterable[str]], object]) -> None:
+        """Call `callback(topic, keys)` for every `notify` (in this process)."""
+        self._subscribers.append(callback)
+
+    def notify(self, topic: str, keys: Iterable[str]) -> None:
+        """After a commit: tell this process's subscribers what changed, e.g.
+        ("commands", agent ids) wakes the held check-ins of those agents."""
+        keys = list(keys)
+        for callback in self._subscribers:
+            callback(topic, keys)
 
     @classmethod
     async def open(cls, path: Path) -> Database:
