@@ -198,7 +198,7 @@ install_code() {
     say "Installing RedFlag and its dependencies into $venv (this can take a minute)"
     STAGE="$(mktemp -d "${TMPDIR:-/tmp}/redflag-install.XXXXXX")"
     stage_source "$STAGE" "$venv" "$data"
-    if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${STAGE}[appliance]"; then
+    if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${STAGE}"; then
         die "pip could not install RedFlag into $venv (messages above); nothing else was changed"
     fi
     remove_stage

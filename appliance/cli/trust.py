@@ -18,6 +18,7 @@ from appliance.cli.common import (
 from appliance.clock import utc_now
 from appliance.durations import parse_duration
 from appliance.services import tokens
+from appliance.services.agent_commands import AGENT_DOCS, enrol_commands
 from appliance.services.keys import KeyService, open_key_service
 from appliance.settings import Settings, load_settings
 from appliance.store.database import Database
@@ -102,10 +103,14 @@ def run_token(args: argparse.Namespace) -> int:
             print(token)
             if not args.server:
                 print("(use --server URL to print the address your hosts reach this on)")
+            enrol = enrol_commands(server, token)
             print(
                 f"\nseats: {seats or 'unlimited'}, expires {info.expires_at}; it is shown "
-                "only now.\nOn each host, run:\n"
-                f"  redflag-agent register --server {server} --token {token}"
+                "only now.\nOn this host (the agent installed with the appliance):\n"
+                + "".join(f"  {line}\n" for line in enrol.this_host)
+                + f"On other hosts, with the agent installed ({AGENT_DOCS}), as root:\n"
+                + "".join(f"  {line}\n" for line in enrol.other_hosts),
+                end="",
             )
         return 0
     if args.action == "list":

@@ -7,6 +7,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from appliance.services import sessions, setup, users
+from appliance.services.agent_commands import enrol_commands
 from web.auth import (
     SESSION_COOKIE,
     PageError,
@@ -91,7 +92,7 @@ async def setup_submit(request: Request) -> Response:
             "fingerprint": fingerprint,
             "token": token,
             "token_info": info,
-            "command": f"redflag-agent register --server {server_url(request)} --token {token}",
+            "enrol": enrol_commands(server_url(request), token),
         },
     )
     set_session_cookie(request, response, new.cookie_value)

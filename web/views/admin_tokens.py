@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 from appliance.clock import utc_now
 from appliance.durations import parse_duration
 from appliance.services import tokens
+from appliance.services.agent_commands import enrol_commands
 from web.auth import PageError, RedirectTo, client_ip, field_text, form_with_csrf, require_page
 from web.templating import render
 from web.views.account import server_url
@@ -109,7 +110,7 @@ async def create_token(request: Request) -> Response:
         {
             "info": info,
             "token": token,
-            "command": f"redflag-agent register --server {server_url(request)} --token {token}",
+            "enrol": enrol_commands(server_url(request), token),
         },
     )
     response.headers["Cache-Control"] = "no-store"

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from agent import protocol
+from appliance.services.agent_commands import installed_agent
 from tests.integration.web.conftest import PASSWORD, Web, shot
 from tests.support import RunningAppliance
 
@@ -63,8 +64,9 @@ def test_the_wizard_creates_the_admin_shows_the_fingerprint_and_a_token_once(
         assert fingerprint in done.text
         token = TOKEN_IN_PAGE.search(done.text)
         assert token and token.group(0).endswith("." + fingerprint)
-        command = f"redflag-agent register --server {appliance.url} --token {token.group(0)}"
-        assert command in done.text
+        command = f"register --server {appliance.url} --token {token.group(0)}"
+        assert f"{installed_agent()} {command}" in done.text
+        assert f"sudo redflag-agent {command}" in done.text
         # The wizard logged the admin in.
         assert client.get("/").status_code == 200
         tokens = client.get("/api/v1/tokens").json()["tokens"]

@@ -13,6 +13,7 @@ import pytest
 
 from agent.client import ApplianceError
 from appliance.services import settings as runtime_settings
+from appliance.services.agent_commands import installed_agent
 from tests.integration.conftest import host_facts
 from tests.integration.web.conftest import PASSWORD, Web, WebClient, shot
 
@@ -54,7 +55,9 @@ def test_a_new_token_is_shown_once_with_the_agent_command_and_never_in_the_list(
     response, token = create_token(client, seats="3", expires="12h", note="office laptops")
     web.fleet.secrets.append(token.split(".")[0])
     page = response.text
-    assert f"redflag-agent register --server {web.url} --token {token}" in page
+    here = installed_agent()
+    assert f"{here} register --server {web.url} --token {token}\n{here} run" in page
+    assert f"sudo redflag-agent register --server {web.url} --token {token}" in page
     assert 'data-copy="#agent-command"' in page
     assert response.headers["cache-control"] == "no-store"
     listing = client.page("/admin/tokens")
@@ -540,7 +543,7 @@ def test_an_admin_creates_a_token_and_copies_the_agent_command_in_a_browser(
     page.get_by_role("button", name="Create token").click()
     page.wait_for_selector("#agent-command")
     command = page.inner_text("#agent-command").strip()
-    assert command.startswith(f"redflag-agent register --server {web.url} --token rf_reg_")
+    assert command.startswith(f"{installed_agent()} register --server {web.url} --token rf_reg_")
     web.fleet.secrets.append(command.split("--token ")[1].split(".")[0])
     page.get_by_role("button", name="Copy").click()
     page.wait_for_selector("button:has-text('Copied')")

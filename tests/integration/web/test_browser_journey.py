@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from agent.enrol import Identity
+from appliance.services.agent_commands import installed_agent
 from tests.fakes.apt import install_fake_apt, path_with
 from tests.integration.web.conftest import PASSWORD, shot
 from tests.support import RunningAppliance, wait_for
@@ -69,7 +70,7 @@ def test_first_run_to_a_live_install_in_a_real_browser(
     page.click("button:has-text('Create the admin account')")
     page.wait_for_selector("#agent-command")
     assert page.inner_text("#fingerprint").strip()
-    assert page.inner_text("#agent-command").startswith("redflag-agent register --server")
+    assert page.inner_text("#agent-command").startswith(f"{installed_agent()} register --server")
     shot(page, "journey-02-setup-done")
 
     # 2. Log out and in again through the login form.
@@ -91,8 +92,8 @@ def test_first_run_to_a_live_install_in_a_real_browser(
     shot(page, "journey-04-token")
 
     # 4. A real agent registers with exactly that command, then runs with fake apt tools.
-    argv = shlex.split(command)
-    assert argv[:2] == ["redflag-agent", "register"] and argv[3] == url
+    argv = shlex.split(command.splitlines()[0])
+    assert argv[:2] == [str(installed_agent()), "register"] and argv[3] == url
     state_dir = tmp_path / "agent"
     env = {**os.environ, "PATH": path_with(tmp_path / "bin")}
     registered = subprocess.run(
