@@ -57,7 +57,7 @@ install steps are quick once done, and the data is kept).
 System mode (--system, as root) installs RedFlag as a systemd service:
 
   code     $SYSTEM_VENV
-  data     $SYSTEM_DATA (mode 0750, owned by the '$SYSTEM_USER' system user,
+  data     $SYSTEM_DATA (mode 0700, owned by the '$SYSTEM_USER' system user,
            which is created if missing, without a login shell)
   config   $SYSTEM_CONFIG (mode 0750, root:$SYSTEM_USER), with the key that
            encrypts the signing keys, $SYSTEM_KEY_FILE (created once, never replaced)
@@ -233,16 +233,39 @@ EOF
     fi
 }
 
+# The data dir holds password and token hashes and the sealed signing keys: its owner
+# only (0700, files 0600). Earlier releases left it 0755/0644; this tightens it.
+make_private() {
+    local data="$1" key_file="$2"
+    chmod -R go-rwx -- "$data"
+    if [[ -f "$key_file" ]]; then
+        chmod 0600 -- "$key_file"
+    fi
+}
+
+# Where the appliance keeps (or will create) the key file, as `serve` will resolve it.
+key_file_of() {
+    "$1/bin/python" -c 'from appliance.settings import load_settings; print(load_settings({}).key_file)'
+}
+
 user_install() {
-    local venv="$1" data="$2" host="$3" port="$4" start="$5" url
+    local venv="$1" data="$2" host="$3" port="$4" start="$5" url key_file
     require_python "$PYTHON"
     install_code "$venv" "$data"
     if [[ -d "$data" ]]; then
-        say "Using the data dir $data (kept as it is)"
+        say "Using the data dir $data (kept as it is; made private to you)"
     else
         say "Creating data dir $data"
         mkdir -p "$data"
     fi
+    key_file="$(key_file_of "$venv")" || die "could not tell where the key file goes (messages above)"
+    make_private "$data" "$key_file"
+    say "The key file that encrypts the signing keys: $key_file"
+    if [[ "$(id -u)" -eq 0 && -z "${REDFLAG_KEY_FILE:-}" ]]; then
+        note "(as root the appliance keeps it in /etc/redflag; set REDFLAG_KEY_FILE to choose)"
+    fi
+    note "Keep a copy of it apart from the backups: without it they cannot be restored"
+    note "with their signing keys (docs/install.md, 'The key file')."
     url="$(url_for "$host" "$port")"
     local start_command=("$venv/bin/redflag-appliance" serve --data-dir "$data" --host "$host" --port "$port")
     if [[ "$start" == "no" ]]; then
@@ -303,9 +326,10 @@ ensure_system_dirs() {
         say "Creating data dir $SYSTEM_DATA"
         mkdir -p "$SYSTEM_DATA"
     fi
-    # Only the directory itself: its contents are data, and stay as they are.
+    # Only the directory itself is chowned: its contents are data, and stay as they
+    # are, except that nobody but the service user may read them (make_private).
     chown "$SYSTEM_USER:$SYSTEM_USER" "$SYSTEM_DATA"
-    chmod 0750 "$SYSTEM_DATA"
+    make_private "$SYSTEM_DATA" "$SYSTEM_KEY_FILE"
     local foreign
     foreign="$(find "$SYSTEM_DATA" -mindepth 1 ! -user "$SYSTEM_USER" -print -quit 2>/dev/null || true)"
     if [[ -n "$foreign" ]]; then

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from appliance import __version__
 from appliance.cli import audit, database, doctor, serve, settings, trust, users
 from appliance.cli.common import EXPECTED_ERRORS, CliError, fail
+from appliance.file_modes import make_new_files_private
 
 DESCRIPTION = """\
 RedFlag appliance: web UI, JSON API, scheduler and embedded SQLite in one process.
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    make_new_files_private()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import apsw
 
+from appliance import file_modes
 from appliance.cli.common import add_json, print_json, subparser
 from appliance.lockfile import lock_holder
 from appliance.services import audit, backups, health
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def diagnose(settings: Settings) -> list[Finding]:
-    findings = [_data_dir(settings)]
+    findings = [_data_dir(settings), _file_modes(settings)]
     if not settings.database_path.exists():
         findings.append(
             Finding(
@@ -86,6 +87,19 @@ def _data_dir(settings: Settings) -> Finding:
     if not os.access(settings.data_dir, os.W_OK):
         return Finding("data_dir", "fail", f"{settings.data_dir} is not writable by this user")
     return Finding("data_dir", "ok", str(settings.data_dir.resolve()))
+
+
+def _file_modes(settings: Settings) -> Finding:
+    shared = file_modes.too_open(settings)
+    if shared:
+        names = ", ".join(str(p) for p in shared[:5]) + (" ..." if len(shared) > 5 else "")
+        return Finding(
+            "file_modes",
+            "fail",
+            f"others may read {names}; make them private: {file_modes.fix_command(shared)} "
+            "(install.sh does it on upgrade)",
+        )
+    return Finding("file_modes", "ok", "data dir 0700; database, backups and key file 0600")
 
 
 def _integrity(settings: Settings) -> Finding:

@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             "appliance.starting",
             f"RedFlag listening on http://{settings.host}:{settings.port}",
             data_dir=str(settings.data_dir),
+            key_file=str(settings.key_file),
         )
         server.run()
         if not server.started:

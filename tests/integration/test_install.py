@@ -15,6 +15,7 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
@@ -248,11 +249,19 @@ def test_user_install_serves_healthz_and_keeps_data_on_rerun(tmp_path: Path) -> 
     before = file_identity(database)
     files_before = sorted(p.name for p in data.iterdir())
 
+    # As an earlier release left them: readable by everyone.
+    data.chmod(0o755)
+    database.chmod(0o644)
     rerun = run_install("--venv", str(venv), "--data-dir", str(data), "--no-start", env=env)
 
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert f"Using the virtual environment in {venv}" in rerun.stdout
-    assert f"Using the data dir {data} (kept as it is)" in rerun.stdout
+    assert f"Using the data dir {data} (kept as it is" in rerun.stdout
+    key_file = tmp_path / "keys" / "master.key"
+    assert f"The key file that encrypts the signing keys: {key_file}" in rerun.stdout
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in data.rglob("*") if p.is_file()} == {0o600}
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert f"{venv}/bin/redflag-appliance serve --data-dir {data}" in rerun.stdout
     assert file_identity(database) == before
     assert sorted(p.name for p in data.iterdir()) == files_before
@@ -495,7 +504,7 @@ def test_system_install_creates_the_service_and_upgrades_after_a_backup(
     assert user[5] == "/var/lib/redflag"
     assert user[6].endswith("nologin")
     assert int(user[2]) < 1000  # a system user
-    assert sandbox.read("stat", "-c", "%a %U %G", "/var/lib/redflag") == "750 redflag redflag"
+    assert sandbox.read("stat", "-c", "%a %U %G", "/var/lib/redflag") == "700 redflag redflag"
     assert sandbox.read("stat", "-c", "%a %U %G", "/etc/redflag") == "750 root redflag"
     assert sandbox.read("stat", "-c", "%a %U", KEY_FILE) == "600 redflag"
     assert sandbox.read("cat", INSTALLED_UNIT) == SHIPPED_UNIT.strip()
