@@ -22,6 +22,7 @@ from agent.enrol import Identity, register
 from agent.facts import collect_host_facts
 from agent.logs import configure_logging
 from agent.outbox import OUTBOX_FILE, Outbox
+from agent.progress import Progress, ScanSummary, plural
 from agent.protocol import ProtocolError, scan_report_updates
 from agent.scanners import configured_scanners
 from agent.session import NotRegistered
@@ -145,14 +146,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_once(args: argparse.Namespace) -> int:
     configure_logging(os.environ.get("REDFLAG_AGENT_LOG_LEVEL", "warning"))
-    daemon = AgentDaemon(state_dir_from(args))
+    daemon = AgentDaemon(state_dir_from(args), progress=Progress(sys.stderr))
     try:
         daemon.cycle()
         last_error = daemon.status.get("last_error")
         delivery_error = daemon.status.get("last_delivery_error")
         depth = daemon.outbox.depth()
+        queued = daemon.outbox.waiting([uuid for _, uuid in daemon.scans if uuid])
     finally:
         daemon.close()
+    for summary, uuid in daemon.scans:
+        print(summary.line("queued" if uuid in queued else "reported"))
     if last_error:
         print(
             f"redflag-agent: check-in failed: {last_error}; {depth} event(s) wait in the outbox",
@@ -166,7 +170,7 @@ def cmd_once(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"checked in; {depth} event(s) still in the outbox")
+    print(f"checked in; {plural(depth, 'event')} still in the outbox")
     return 0
 
 
@@ -178,23 +182,28 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if args.source and not scanners:
         raise ConfigError(f"no scanner {args.source!r} on this host")
     results: dict[str, dict[str, Any]] = {}
+    progress = Progress(None if args.json else sys.stderr)
+    summaries: dict[str, ScanSummary] = {}
     for scanner in scanners:
+        progress.scanning(scanner.name)
         try:
             updates = scanner.scan()
             source = getattr(scanner, "source", scanner.name)
             scan_report_updates({"source": source, "updates": updates})
             results[scanner.name] = {"updates": updates, "error": None}
+            summary = ScanSummary.of(scanner.name, updates, progress.elapsed(scanner.name))
         except Exception as exc:  # one scanner failing never hides the others
-            results[scanner.name] = {"updates": [], "error": f"{type(exc).__name__}: {exc}"}
+            error = f"{type(exc).__name__}: {exc}"
+            results[scanner.name] = {"updates": [], "error": error}
+            summary = ScanSummary(scanner.name, error=error)
+        summaries[scanner.name] = summary
+        progress.scanned(summary)
     if args.json:
         print(json.dumps(results, indent=2))
     elif not results:
         print("no scanner applies to this host")
     for name, result in [] if args.json else results.items():
-        if result["error"]:
-            print(f"{name}: FAILED: {result['error']}")
-            continue
-        print(f"{name}: {len(result['updates'])} update(s)")
+        print(summaries[name].line())
         for update in result["updates"]:
             flags = " [security]" if update.get("security") else ""
             flags += " [held]" if update.get("held") else ""

@@ -27,6 +27,7 @@ from agent.facts import collect_host_facts
 from agent.host_report import HostReporter
 from agent.logs import log_event
 from agent.outbox import OUTBOX_FILE, Outbox, Priority
+from agent.progress import Progress, ScanSummary
 from agent.protocol import HostFacts, ProtocolError, check_package_name, scan_report_updates
 from agent.scanners import Scanner, configured_installers, configured_scanners
 from agent.session import AgentSession
@@ -51,6 +52,7 @@ class AgentDaemon:
         facts: Callable[[], HostFacts] = collect_host_facts,
         config: AgentConfig | None = None,
         scanners: list[Scanner] | None = None,
+        progress: Progress | None = None,
     ):
         self.state_dir = state_dir
         self.config = config or load_config(state_dir)
@@ -115,6 +117,9 @@ class AgentDaemon:
         self.drain_wait_until = 0.0
         self.status: dict[str, Any] = state.read_json(state_dir, RUNTIME_FILE) or {}
         self.stopping = threading.Event()
+        self.progress = progress or Progress()
+        # The scans of the last cycle, with the outbox event that carries each report.
+        self.scans: list[tuple[ScanSummary, str | None]] = []
 
     def close(self) -> None:
         self.session.close()
@@ -127,6 +132,7 @@ class AgentDaemon:
         if self.monotonic() >= self.next_checkin_at:
             checked_in = bool(self._isolated("checkin", self._check_in))
             self.next_checkin_at = self.monotonic() + self._checkin_wait(checked_in)
+        self.scans = []
         if self.clock() >= self.status.get("last_scan_at", 0) + self.config.scan_interval_s:
             self.status["last_scan_at"] = int(self.clock())
             for scanner in self.scanners:
@@ -203,9 +209,14 @@ class AgentDaemon:
         breaker = self.breakers[scanner.name]
         if not breaker.allow():
             return
+        self.progress.scanning(scanner.name)
         try:
             updates = scanner.scan()
         except Exception as exc:
+            failed = ScanSummary(
+                scanner.name, error=str(exc)[:300], seconds=self.progress.elapsed(scanner.name)
+            )
+            self._scanned(failed, None)
             breaker.record_failure(f"{type(exc).__name__}: {exc}")
             self.outbox.add(
                 "scanner.failed",
@@ -232,12 +243,19 @@ class AgentDaemon:
             scan_report_updates(report)  # what the appliance would refuse is not sent
         except ProtocolError as exc:
             error = f"invalid scan results: {exc}"
+            self._scanned(ScanSummary(scanner.name, error=error[:300]), None)
             breaker.record_failure(error)
             payload = {"scanner": scanner.name, "error": error, "breaker": breaker.state}
             self.outbox.add("scanner.failed", payload, Priority.SYSTEM_INFO)
             return
         breaker.record_success()
-        self.outbox.add("scan.report", report, Priority.SCAN_REPORT)
+        queued = self.outbox.add("scan.report", report, Priority.SCAN_REPORT)
+        seconds = self.progress.elapsed(scanner.name)
+        self._scanned(ScanSummary.of(scanner.name, updates, seconds), queued)
+
+    def _scanned(self, summary: ScanSummary, event_uuid: str | None) -> None:
+        self.scans.append((summary, event_uuid))
+        self.progress.scanned(summary)
 
     def _scan_command(self, command: Any) -> dict[str, Any]:
         """Scan now (all sources, or params.source); the reports go through the outbox."""

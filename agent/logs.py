@@ -142,6 +142,9 @@ def _parse_level(level: str) -> int:
         raise ValueError(f"unknown log level {level!r}: use one of {', '.join(levels)}") from None
 
 
+QUIET_LIBRARY_LOGGERS = ("httpx", "httpcore")
+
+
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
     """Send every log record, uvicorn's included, through one JSON-lines handler on
     `stream` (stderr by default). Calling it again replaces the previous setup."""
@@ -158,6 +161,11 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
         uvicorn_logger.setLevel(logging.NOTSET)
+    # httpx logs every request at INFO: one line a check-in is noise, not news. Its
+    # warnings still come through; at DEBUG, everything does.
+    for name in QUIET_LIBRARY_LOGGERS:
+        quiet = logging.NOTSET if threshold <= logging.DEBUG else logging.WARNING
+        logging.getLogger(name).setLevel(quiet)
 
 
 @dataclass

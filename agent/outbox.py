@@ -204,6 +204,16 @@ class Outbox:
         return int(self._conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
     @_locked
+    def waiting(self, uuids: list[str]) -> set[str]:
+        """Which of these events are still queued (not yet acknowledged)."""
+        marks = ",".join("?" for _ in uuids) or "NULL"
+        rows = self._conn.execute(
+            f"SELECT uuid FROM outbox WHERE uuid IN ({marks})",  # noqa: S608 (marks only)
+            uuids,
+        )
+        return {row[0] for row in rows}
+
+    @_locked
     def dead_letters(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = self._conn.execute(
             "SELECT uuid, kind, reason, failed_at FROM dead_letters "
