@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.protocol import Event, ProtocolError
-from agent.sanitise import sanitise_fields, sanitise_text
+from agent.protocol import Event, ProtocolError, payload_to_keep
+from agent.sanitise import sanitise_text
 from appliance.clock import iso
 from appliance.services import updates
 from appliance.store import agents as agents_store
@@ -61,7 +61,7 @@ async def ingest(
         valid = [e for e in valid if e.kind.startswith("command.")]
     async with db.write() as conn:
         for event in valid:
-            payload = sanitise_fields(event.payload, max_chars=65_536)
+            payload = payload_to_keep(event)
             is_new = await events_store.insert_once(
                 conn,
                 uuid=event.uuid,
