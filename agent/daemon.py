@@ -29,6 +29,7 @@ from agent.logs import log_event
 from agent.outbox import OUTBOX_FILE, Outbox, Priority
 from agent.progress import Progress, ScanSummary
 from agent.protocol import HostFacts, ProtocolError, check_package_name, scan_report_updates
+from agent.sanitise import sanitise_output
 from agent.scanners import Scanner, configured_installers, configured_scanners
 from agent.session import AgentSession
 
@@ -426,6 +427,8 @@ class AgentDaemon:
 class OutputStream:
     """Install output to the appliance as it happens, in chunks through the outbox."""
 
+    max_line_chars = 2000
+
     def __init__(
         self,
         outbox: Outbox,
@@ -444,7 +447,9 @@ class OutputStream:
         self.started = time.monotonic()
 
     def line(self, text: str) -> None:
-        self.pending.append(text[:2000])
+        # Cleaned before it is cut: a progress line rewritten by carriage returns keeps
+        # its final state, which comes last.
+        self.pending.append(sanitise_output(text, self.max_line_chars))
         if (
             len(self.pending) >= self.lines_per_chunk
             or time.monotonic() - self.started >= self.seconds_per_chunk

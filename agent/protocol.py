@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from agent.sanitise import sanitise_text
+from agent.sanitise import sanitise_fields, sanitise_text
 
 PROTOCOL_VERSION = 1
 CLOCK_WINDOW_S = 300  # how far an agent's clock may be from the appliance's
@@ -481,6 +482,173 @@ def _breakers(value: Any) -> dict[str, dict[str, Any]]:
     return breakers
 
 
+# --- declared payload shapes ---------------------------------------------------------
+#
+# What a payload holds, field by field, and how big each field may be. A record that
+# fits arrives whole, however deep it nests; a value of the wrong kind or over its bound
+# is refused with its path (our agent never sends one); a field the shape does not name
+# is left out unread, so an unknown one costs nothing and a newer agent is not refused.
+
+
+class Shape:
+    def clean(self, value: Any, where: str) -> Any:
+        """`value` checked against this shape: its text sanitised, undeclared fields
+        left out. Raises ProtocolError naming `where` when it does not fit."""
+        raise NotImplementedError
+
+
+class Text(Shape):
+    def __init__(self, max_chars: int):
+        self.max_chars = max_chars
+
+    def clean(self, value: Any, where: str) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or len(value) > self.max_chars:
+            raise ProtocolError(f"{where}: text of at most {self.max_chars} characters")
+        return sanitise_text(value, self.max_chars)
+
+
+class Number(Shape):
+    def clean(self, value: Any, where: str) -> int | float | None:
+        if value is None:
+            return None
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (isinstance(value, int) and value.bit_length() > 64)
+            or (isinstance(value, float) and not math.isfinite(value))
+        ):
+            raise ProtocolError(f"{where}: a number")
+        return value
+
+
+class Flag(Shape):
+    def clean(self, value: Any, where: str) -> bool | None:
+        if value is not None and not isinstance(value, bool):
+            raise ProtocolError(f"{where}: true, false or null")
+        return value
+
+
+class ListOf(Shape):
+    def __init__(self, item: Shape, max_items: int):
+        self.item = item
+        self.max_items = max_items
+
+    def clean(self, value: Any, where: str) -> list[Any] | None:
+        if value is None:
+            return None
+        if not isinstance(value, list) or len(value) > self.max_items:
+            raise ProtocolError(f"{where}: a list of at most {self.max_items}")
+        return [self.item.clean(item, f"{where}[{index}]") for index, item in enumerate(value)]
+
+
+class Record(Shape):
+    def __init__(self, **fields: Shape):
+        self.fields = fields
+
+    def clean(self, value: Any, where: str) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise ProtocolError(f"{where}: an object")
+        return {
+            name: shape.clean(value[name], f"{where}.{name}")
+            for name, shape in self.fields.items()
+            if name in value
+        }
+
+
+# The bounds are those the agent keeps to (agent/sysinfo.py, agent/smart.py,
+# agent/scanners/reboot.py); tests check that its largest records fit.
+SYSTEM_TEXT_MAX = 200
+SYSTEM_DISKS_MAX = 64
+SYSTEM_INTERFACES_MAX = 32
+SYSTEM_ADDRESSES_MAX = 16
+SMART_DISKS_MAX = 64
+SMART_TEXT_MAX = 120
+SMART_NOTE_MAX = 300
+SMART_REASONS_MAX = 10
+REBOOT_PACKAGES_MAX = 100
+REBOOT_REASON_MAX = 300
+_MOMENT = Text(40)  # ISO-8601 time
+_SYSTEM_TEXT = Text(SYSTEM_TEXT_MAX)
+_SMART_TEXT = Text(SMART_TEXT_MAX)
+
+SYSTEM_INFO = Record(
+    hostname=_SYSTEM_TEXT,
+    os=Record(name=_SYSTEM_TEXT, version=_SYSTEM_TEXT, family=_SYSTEM_TEXT, arch=_SYSTEM_TEXT),
+    kernel=_SYSTEM_TEXT,
+    cpu=Record(model=_SYSTEM_TEXT, cores=Number(), logical=Number()),
+    memory=Record(total_bytes=Number(), available_bytes=Number()),
+    disks=ListOf(
+        Record(
+            mountpoint=_SYSTEM_TEXT,
+            device=_SYSTEM_TEXT,
+            fstype=_SYSTEM_TEXT,
+            total_bytes=Number(),
+            used_bytes=Number(),
+            free_bytes=Number(),
+            percent=Number(),
+        ),
+        SYSTEM_DISKS_MAX,
+    ),
+    boot_time=_MOMENT,
+    uptime_s=Number(),
+    interfaces=ListOf(
+        Record(
+            name=_SYSTEM_TEXT,
+            addresses=ListOf(
+                Record(family=_SYSTEM_TEXT, address=_SYSTEM_TEXT), SYSTEM_ADDRESSES_MAX
+            ),
+        ),
+        SYSTEM_INTERFACES_MAX,
+    ),
+    agent_version=_SYSTEM_TEXT,
+    collected_at=_MOMENT,
+)
+SMART_DISK = Record(
+    device=_SMART_TEXT,
+    type=_SMART_TEXT,
+    protocol=_SMART_TEXT,
+    model=_SMART_TEXT,
+    serial=_SMART_TEXT,
+    capacity_bytes=Number(),
+    health=_SMART_TEXT,
+    assessment=_SMART_TEXT,
+    prefail=Flag(),
+    temperature_c=Number(),
+    power_on_hours=Number(),
+    reallocated_sectors=Number(),
+    pending_sectors=Number(),
+    uncorrectable_sectors=Number(),
+    critical_warning=Number(),
+    media_errors=Number(),
+    percentage_used=Number(),
+    failed_attributes=ListOf(
+        Record(id=Number(), name=_SMART_TEXT, when_failed=_SMART_TEXT, prefailure=Flag()),
+        SMART_REASONS_MAX,
+    ),
+    reasons=ListOf(Text(SMART_NOTE_MAX), SMART_REASONS_MAX),
+    note=Text(SMART_NOTE_MAX),
+)
+REBOOT_STATE = Record(
+    required=Flag(),
+    reason=Text(REBOOT_REASON_MAX),
+    packages=ListOf(Text(128), REBOOT_PACKAGES_MAX),
+    boot_time=_MOMENT,
+    method=Text(40),
+)
+# The `system.info` event (agent/host_report.py): the host, its disks' SMART health and
+# its reboot state.
+SYSTEM_INFO_EVENT = Record(
+    system=SYSTEM_INFO,
+    disks=ListOf(SMART_DISK, SMART_DISKS_MAX),
+    reboot=REBOOT_STATE,
+)
+PAYLOAD_SHAPES: dict[str, Record] = {"system.info": SYSTEM_INFO_EVENT}
+
+
 # --- events ------------------------------------------------------------------------
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -501,6 +669,9 @@ MAX_UPDATES_PER_REPORT = 5000
 
 @dataclass(frozen=True)
 class Event:
+    """One thing an agent reports. `from_json` validates it; the payload of a kind
+    with a declared shape (PAYLOAD_SHAPES) comes back cleaned to that shape."""
+
     uuid: str
     kind: str
     occurred_at: int
@@ -526,6 +697,9 @@ class Event:
             occurred_at = int(value["occurred_at"])
         except (KeyError, TypeError, ValueError):
             raise ProtocolError("occurred_at: unix seconds") from None
+        shape = PAYLOAD_SHAPES.get(kind)
+        if shape is not None:
+            payload = shape.clean(payload, kind)
         event = cls(uuid, kind, occurred_at, payload)
         if kind == "command.ack" and not isinstance(payload.get("command_id"), int):
             raise ProtocolError("command.ack: command_id must be an integer")
@@ -545,6 +719,15 @@ class Event:
         if kind == "scan.report":
             scan_report_updates(payload)  # every record valid, or the event is refused
         return event
+
+
+def payload_to_keep(event: Event) -> dict[str, Any]:
+    """What the appliance stores of an event's payload: a declared shape's payload as
+    `from_json` cleaned it; any other with its text sanitised (line breaks kept, as in
+    tool output) and its nesting and size held to blanket bounds."""
+    if event.kind in PAYLOAD_SHAPES:
+        return event.payload
+    return sanitise_fields(event.payload, max_chars=65_536, line_breaks=True)
 
 
 def scan_report_updates(payload: dict[str, Any]) -> list[UpdateRecord]:

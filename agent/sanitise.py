@@ -1,16 +1,20 @@
 """Make untrusted text safe to log and display: strip terminal escapes and control
-characters, escape line breaks, cap the size and redact secrets. Shared by the agent
-and the appliance, so it depends on the standard library only."""
+characters, escape line breaks (or, for tool output, keep them as the lines a terminal
+shows), cap the size and redact secrets. Shared by the agent and the appliance, so it
+depends on the standard library only."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from itertools import islice
+from typing import NamedTuple
 
 REDACTED = "[REDACTED]"
 FIELD_KEY_MAX_CHARS = 64
+# Blanket bounds for log fields and for payloads without a declared shape; a payload
+# with one (agent/protocol.py PAYLOAD_SHAPES) is bounded by that shape instead.
 MAX_DEPTH = 4
 MAX_ITEMS = 50  # per dict or list
 MAX_VALUES = 200  # per sanitise_fields call, across all nesting levels
@@ -37,6 +41,12 @@ def _neutralising_table() -> dict[int, str | None]:
 
 
 _NEUTRALISE = _neutralising_table()
+# Tool output keeps its line structure: line feeds stay, carriage returns and tabs are
+# rendered the way a terminal shows them (see `sanitise_output`).
+_NEUTRALISE_OUTPUT = {
+    code: mapped for code, mapped in _NEUTRALISE.items() if code not in (9, 10, 13)
+}
+TAB_WIDTH = 8
 # Cleaning shrinks text (escapes go) or grows it (U+202E becomes six characters), so
 # only this many times max_chars is examined: enough to fill the output, bounded cost.
 _WINDOW_FACTOR = 4
@@ -65,7 +75,7 @@ def _neutralise(text: str, max_chars: int) -> tuple[str, int]:
 def _cap(clean: str, unseen: int, max_chars: int) -> str:
     if unseen == 0 and len(clean) <= max_chars:
         return clean
-    return f"{clean[:max_chars]}…[+{len(clean) - max_chars + unseen} chars]"
+    return f"{clean[:max_chars]}…[+{max(0, len(clean) - max_chars) + unseen} chars]"
 
 
 def sanitise_text(value: object, max_chars: int = 2048) -> str:
@@ -73,6 +83,42 @@ def sanitise_text(value: object, max_chars: int = 2048) -> str:
     plus a `…[+N chars]` marker when cut. Only a bounded prefix is ever examined."""
     max_chars = max(0, max_chars)
     return _cap(*_neutralise(_as_text(value), max_chars), max_chars)
+
+
+def sanitise_output(value: object, max_chars: int = 16_000) -> str:
+    """Tool output (install logs and other multi-line text) as a terminal finally shows
+    it, safe to store and display: real line breaks; a line rewritten by carriage
+    returns (progress counters) as it reads at the end, later text over earlier text
+    from the start of the line; tabs as spaces; escapes and every other control
+    character removed as in `sanitise_text`. At most `max_chars` characters plus a
+    `…[+N chars]` marker when cut; only a bounded prefix is ever examined."""
+    max_chars = max(0, max_chars)
+    return _cap(*_terminal_lines(_as_text(value), max_chars), max_chars)
+
+
+def _sanitise_output_and_redact(value: object, max_chars: int) -> str:
+    max_chars = max(0, max_chars)
+    clean, unseen = _terminal_lines(_as_text(value), max_chars)
+    return _cap(redact_secrets(clean), unseen, max_chars)
+
+
+def _terminal_lines(text: str, max_chars: int) -> tuple[str, int]:
+    """Clean a bounded prefix of `text` into lines; return it with the count unseen."""
+    window = text[: max_chars * _WINDOW_FACTOR + _WINDOW_SLACK]
+    clean = _ESCAPE_SEQUENCE.sub("", window).translate(_NEUTRALISE_OUTPUT)
+    return "\n".join(_last_state(line) for line in clean.split("\n")), len(text) - len(window)
+
+
+def _last_state(line: str) -> str:
+    """What is left on screen of one line after its carriage returns. Each one sends
+    the cursor back to column 0, so a later part covers the start of what came before;
+    the parts are read last to first, which keeps the cost linear."""
+    shown = ""
+    for part in reversed(line.split("\r")):
+        part = part.expandtabs(TAB_WIDTH) if "\t" in part else part
+        if len(part) > len(shown):
+            shown += part[len(shown) :]
+    return shown
 
 
 def sanitise_and_redact(value: object, max_chars: int = 2048) -> str:
@@ -144,15 +190,25 @@ def is_sensitive_key(name: str) -> bool:
     return _SENSITIVE_KEY.search(name) is not None
 
 
-def sanitise_fields(fields: Mapping[str, object], max_chars: int = 2048) -> dict[str, object]:
+def sanitise_fields(
+    fields: Mapping[str, object], max_chars: int = 2048, *, line_breaks: bool = False
+) -> dict[str, object]:
     """Return a JSON-serialisable copy of `fields`: keys cleaned and capped, secrets
-    redacted, strings sanitised, nesting and item counts bounded."""
+    redacted, strings sanitised, nesting and item counts bounded. Strings are single
+    lines (for logs), or with `line_breaks` kept as `sanitise_output` keeps them (for
+    stored records whose text may be tool output)."""
     budget = [MAX_VALUES]
-    return _sanitise_mapping(fields, max_chars, MAX_DEPTH, budget)
+    text = _sanitise_output_and_redact if line_breaks else sanitise_and_redact
+    return _sanitise_mapping(fields, _Limits(max_chars, text), MAX_DEPTH, budget)
+
+
+class _Limits(NamedTuple):
+    max_chars: int
+    text: Callable[[object, int], str]
 
 
 def _sanitise_mapping(
-    fields: Mapping[object, object], max_chars: int, depth: int, budget: list[int]
+    fields: Mapping[object, object], limits: _Limits, depth: int, budget: list[int]
 ) -> dict[str, object]:
     clean: dict[str, object] = {}
     for key, value in islice(fields.items(), MAX_ITEMS):
@@ -160,32 +216,32 @@ def _sanitise_mapping(
         if is_sensitive_key(name):
             clean[name] = REDACTED
         else:
-            clean[name] = _sanitise_value(value, max_chars, depth, budget)
+            clean[name] = _sanitise_value(value, limits, depth, budget)
     if len(fields) > MAX_ITEMS:
         clean["…"] = f"[+{len(fields) - MAX_ITEMS} items]"
     return clean
 
 
-def _sanitise_value(value: object, max_chars: int, depth: int, budget: list[int]) -> object:
+def _sanitise_value(value: object, limits: _Limits, depth: int, budget: list[int]) -> object:
     if budget[0] <= 0:
         return "[too many values]"
     budget[0] -= 1
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):  # huge ints cannot even be turned into text
-        return value if value.bit_length() <= 64 else sanitise_text(value, max_chars)
+        return value if value.bit_length() <= 64 else sanitise_text(value, limits.max_chars)
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, Mapping | list | tuple | set | frozenset):
         if depth <= 1:
             return "[nested too deep]"
         if isinstance(value, Mapping):
-            return _sanitise_mapping(value, max_chars, depth - 1, budget)
-        items = [_sanitise_value(v, max_chars, depth - 1, budget) for v in islice(value, MAX_ITEMS)]
+            return _sanitise_mapping(value, limits, depth - 1, budget)
+        items = [_sanitise_value(v, limits, depth - 1, budget) for v in islice(value, MAX_ITEMS)]
         if len(value) > MAX_ITEMS:
             items.append(f"…[+{len(value) - MAX_ITEMS} items]")
         return items
-    return sanitise_and_redact(value, max_chars)
+    return limits.text(value, limits.max_chars)
 
 
 __all__ = [
@@ -194,5 +250,6 @@ __all__ = [
     "redact_secrets",
     "sanitise_and_redact",
     "sanitise_fields",
+    "sanitise_output",
     "sanitise_text",
 ]

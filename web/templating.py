@@ -17,7 +17,7 @@ from jinja2.runtime import Context
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from agent.sanitise import sanitise_text
+from agent.sanitise import sanitise_output, sanitise_text
 from appliance.clock import parse_iso, utc_now
 from appliance.services import settings as runtime_settings
 
@@ -67,11 +67,12 @@ def inert(value: Any) -> str:
 
 
 def inert_lines(value: Any) -> str:
-    """Like `inert`, for multi-line text such as install output: lines are kept."""
+    """Like `inert`, for multi-line text such as install output: lines are kept, each
+    as a terminal last shows it (a line rewritten by carriage returns as it ended)."""
     if value is None:
         return ""
     text = str(value).replace("\\r\\n", "\n").replace("\\n", "\n").replace("\r\n", "\n")
-    return "\n".join(sanitise_text(line, max_chars=10_000) for line in text.split("\n"))
+    return "\n".join(sanitise_output(line, max_chars=10_000) for line in text.split("\n"))
 
 
 @pass_context

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.protocol import Event, ProtocolError
-from agent.sanitise import sanitise_fields, sanitise_text
+from agent.protocol import Event, ProtocolError, payload_to_keep
+from agent.sanitise import sanitise_output, sanitise_text
 from appliance.clock import iso
 from appliance.services import updates
 from appliance.store import agents as agents_store
@@ -61,7 +61,7 @@ async def ingest(
         valid = [e for e in valid if e.kind.startswith("command.")]
     async with db.write() as conn:
         for event in valid:
-            payload = sanitise_fields(event.payload, max_chars=65_536)
+            payload = payload_to_keep(event)
             is_new = await events_store.insert_once(
                 conn,
                 uuid=event.uuid,
@@ -93,7 +93,7 @@ async def _apply(
             payload["command_id"],
             agent_id,
             payload["chunk_no"],
-            sanitise_text(payload["text"], 16_000).replace("\\n", "\n"),
+            sanitise_output(payload["text"], 16_000),
             iso(now),
         )
     elif kind == "command.ack":
@@ -111,7 +111,7 @@ async def _apply(
             status=str(payload["status"]),
             at=iso(now),
             result=json.dumps(clean.get("result")),
-            error=sanitise_text(payload["error"], 2000) if payload.get("error") else None,
+            error=sanitise_output(payload["error"], 2000) if payload.get("error") else None,
         )
         command = await commands_store.by_id(conn, command_id) if finished else None
         if command and command["kind"] == "install":

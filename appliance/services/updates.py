@@ -23,7 +23,7 @@ import aiosqlite
 
 from agent.logs import log_event
 from agent.protocol import scan_report_updates
-from agent.sanitise import sanitise_text
+from agent.sanitise import sanitise_output
 from appliance.clock import iso
 from appliance.services import audit, commands
 from appliance.store import agents as agents_store
@@ -486,9 +486,9 @@ async def record_install_result(
     """An install finished: each package installed or failed, with capped output."""
     params = json.loads(command["params"])
     result = payload.get("result") or {}
-    output = sanitise_text(
+    output = sanitise_output(
         str(result.get("output_tail") or payload.get("error") or ""), MAX_OUTPUT_CHARS
-    ).replace("\\n", "\n")
+    )
     installed = {i.get("package"): i for i in result.get("installed", []) if isinstance(i, dict)}
     # Already at the new version (e.g. installed by hand meanwhile) counts as done.
     unchanged = {str(name) for name in result.get("unchanged", []) if isinstance(name, str)}

@@ -52,6 +52,12 @@ def apt_get(args: list[str]) -> int:
                 .replace(f"[{state['installed'].get(name)}] ", "")
             )
         return 0
+    if "install" in args and state.get("install_output"):
+        replay(state)
+        for name in [n for n in names if n in pending]:
+            state["installed"][name] = state["candidates"][name][0]
+        STATE.write_text(json.dumps(state))
+        return 0
     if "install" in args:
         print(HEADER)
         for name in [n for n in names if n in pending]:
@@ -68,6 +74,26 @@ def apt_get(args: list[str]) -> int:
         return 0
     print("E: fake apt-get does not know " + " ".join(args), file=sys.stderr)
     return 100
+
+
+def replay(state: dict) -> None:
+    """Write the bytes a real `apt-get install` wrote (state "install_output", one of
+    tests/fixtures/apt/*.stdout), a line at a time. With "hold_before", the line that
+    contains it comes a second late (so the agent sends what came before) and the rest
+    waits until the file "go_file" exists (60 s at most): a test can watch it run."""
+    out = sys.stdout.buffer
+    lines = Path(state["install_output"]).read_bytes().split(b"\n")
+    hold = state.get("hold_before", "").encode()
+    for number, line in enumerate(lines):
+        if hold and hold in line:
+            time.sleep(1.2)
+        out.write(line if number == len(lines) - 1 else line + b"\n")
+        out.flush()
+        if hold and hold in line:
+            go = Path(state["go_file"])
+            deadline = time.monotonic() + 60
+            while not go.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
 
 
 def apt_mark(args: list[str]) -> int:

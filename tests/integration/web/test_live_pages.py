@@ -405,6 +405,18 @@ def test_hostile_hostnames_errors_and_output_are_inert_on_the_live_pages(web: We
     assert "Setting up red" in pages[1]
 
 
+def test_output_rewritten_by_carriage_returns_shows_each_line_as_it_ended(web: Web) -> None:
+    command_id = _command(web, web.seed_agent("progress.lan"), "acknowledged")
+    _output(web, command_id, "(Reading 5%\r(Reading 45%\r(Reading done.)\r\nSetting up x\r")
+    viewer = web.logged_in("viewer")
+    pages = [viewer.page(f"/live/commands/{command_id}")]
+    with _stream(viewer, f"/live/commands/{command_id}/stream") as response:
+        pages.append(next(_html_events(response))[1])
+    for html in pages:
+        output = re.search(r'<pre id="command-output">(.*?)</pre>', html, re.S)
+        assert output is not None and output.group(1) == "(Reading done.)\nSetting up x"
+
+
 def test_the_live_page_follows_a_command_in_the_browser_without_reloading(
     web: Web, page: Any
 ) -> None:
