@@ -8,20 +8,25 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route
 
 from appliance.api import (
-    admin,
+    admin_backups,
+    admin_settings,
+    admin_users,
     agent_protocol,
     agents,
     dashboard,
+    docker,
     health,
+    history,
     keys,
+    reference,
     tokens,
     updates,
 )
 from appliance.api import audit as audit_api
 from appliance.api import commands as commands_api
+from appliance.api.endpoints import routes as endpoint_routes
 from appliance.metrics import Metrics, RequestMetricsMiddleware
 from appliance.runtime import Appliance
 from appliance.settings import Settings
@@ -56,70 +61,70 @@ def create_app(settings: Settings) -> Starlette:
             await asyncio.gather(*loops)
             await appliance.close()
 
-    api = "/api/v1"
+    # Each endpoint's path, method, credentials and shapes are declared at its handler
+    # (appliance/api/endpoints.py); the OpenAPI document is made from the same.
     routes = [
-        Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
-        Route("/readyz", health.readyz, methods=["GET"]),
-        Route("/metrics", health.metrics, methods=["GET"]),
-        # Agents (registration is token-authenticated, the rest signed requests).
-        Route(f"{api}/trust", agent_protocol.trust, methods=["GET"]),
-        Route(f"{api}/agents/register", agent_protocol.register, methods=["POST"]),
-        Route(f"{api}/agent/checkin", agent_protocol.checkin, methods=["POST"]),
-        Route(f"{api}/agent/events", agent_protocol.post_events, methods=["POST"]),
-        # Admin API (Bearer API token, or the web session cookie + X-CSRF-Token).
-        Route(f"{api}/dashboard", dashboard.summary, methods=["GET"]),
-        Route(f"{api}/tokens", tokens.list_tokens, methods=["GET"]),
-        Route(f"{api}/tokens", tokens.create_token, methods=["POST"]),
-        Route(f"{api}/tokens/{{token_id:int}}/revoke", tokens.revoke_token, methods=["POST"]),
-        Route(f"{api}/tokens/{{token_id:int}}/uses", admin.token_uses, methods=["GET"]),
-        Route(f"{api}/agents", agents.list_agents, methods=["GET"]),
-        Route(f"{api}/agents/{{agent_id}}", agents.get_agent, methods=["GET"]),
-        Route(f"{api}/agents/{{agent_id}}", agents.delete_agent, methods=["DELETE"]),
-        Route(f"{api}/agents/{{agent_id}}/rebind", agents.rebind, methods=["POST"]),
-        Route(f"{api}/agents/{{agent_id}}/take-over", agents.take_over, methods=["POST"]),
-        Route(f"{api}/agents/{{agent_id}}/tags", agents.add_tag, methods=["POST"]),
-        Route(f"{api}/agents/{{agent_id}}/tags", agents.set_tags, methods=["PUT"]),
-        Route(f"{api}/agents/{{agent_id}}/tags/{{tag}}", agents.remove_tag, methods=["DELETE"]),
-        Route(f"{api}/agents/{{agent_id}}/disable", agents.set_disabled, methods=["POST"]),
-        Route(f"{api}/agents/{{agent_id}}/enable", agents.set_disabled, methods=["POST"]),
-        Route(f"{api}/agents/{{agent_id}}/rapid-mode", agents.rapid_mode, methods=["POST"]),
-        Route(f"{api}/agents/{{agent_id}}/commands", agents.list_commands, methods=["GET"]),
-        Route(f"{api}/agents/{{agent_id}}/commands", agents.create_command, methods=["POST"]),
-        Route(f"{api}/updates", updates.list_updates, methods=["GET"]),
-        *(
-            Route(f"{api}/updates/{action}", updates.decide, methods=["POST"])
-            for action in ("approve", "reject", "ignore")
-        ),
-        *(
-            Route(f"{api}/updates/{kind}", updates.request_commands, methods=["POST"])
-            for kind in ("dry-run", "install")
-        ),
-        Route(f"{api}/updates/schedule", updates.schedule, methods=["POST"]),
-        Route(f"{api}/docker/images", updates.docker_images_list, methods=["GET"]),
-        Route(f"{api}/commands", commands_api.list_commands, methods=["GET"]),
-        Route(f"{api}/commands/{{command_id:int}}", updates.get_command, methods=["GET"]),
-        Route(f"{api}/commands/{{command_id:int}}/retry", commands_api.retry, methods=["POST"]),
-        Route(f"{api}/commands/{{command_id:int}}/cancel", commands_api.cancel, methods=["POST"]),
-        Route(f"{api}/history", updates.history, methods=["GET"]),
-        Route(f"{api}/audit", audit_api.list_entries, methods=["GET"]),
-        Route(f"{api}/audit/verify", audit_api.verify, methods=["GET"]),
-        Route(f"{api}/keys", keys.status, methods=["GET"]),
-        Route(f"{api}/keys/rotate", keys.rotate, methods=["POST"]),
-        Route(f"{api}/keys/{{key_id}}/revoke", keys.revoke, methods=["POST"]),
-        Route(f"{api}/settings", admin.list_settings, methods=["GET"]),
-        Route(f"{api}/settings", admin.change_settings, methods=["POST"]),
-        Route(f"{api}/backups", admin.list_backups, methods=["GET"]),
-        Route(f"{api}/backups", admin.create_backup, methods=["POST"]),
-        Route(f"{api}/backups/{{name}}", admin.download_backup, methods=["GET"]),
-        Route(f"{api}/users", admin.list_users, methods=["GET"]),
-        Route(f"{api}/users", admin.create_user, methods=["POST"]),
-        Route(f"{api}/users/{{username}}/disable", admin.disable_user, methods=["POST"]),
-        Route(f"{api}/users/{{username}}/enable", admin.enable_user, methods=["POST"]),
-        Route(f"{api}/users/{{username}}/password", admin.set_password, methods=["POST"]),
-        Route(f"{api}/api-tokens", admin.list_api_tokens, methods=["GET"]),
-        Route(f"{api}/api-tokens", admin.create_api_token, methods=["POST"]),
-        Route(
-            f"{api}/api-tokens/{{token_id:int}}/revoke", admin.revoke_api_token, methods=["POST"]
+        *endpoint_routes(
+            health.healthz,
+            health.readyz,
+            health.metrics,
+            # Agents (registration is token-authenticated, the rest signed requests).
+            agent_protocol.trust,
+            agent_protocol.register,
+            agent_protocol.checkin,
+            agent_protocol.post_events,
+            # Admin API (Bearer API token, or the web session cookie + X-CSRF-Token).
+            dashboard.summary,
+            tokens.list_tokens,
+            tokens.create_token,
+            tokens.revoke_token,
+            tokens.token_uses,
+            agents.list_agents,
+            agents.get_agent,
+            agents.delete_agent,
+            agents.rebind,
+            agents.take_over,
+            agents.add_tag,
+            agents.set_tags,
+            agents.remove_tag,
+            agents.disable,
+            agents.enable,
+            agents.rapid_mode,
+            agents.list_commands,
+            agents.create_command,
+            updates.list_updates,
+            updates.approve,
+            updates.reject,
+            updates.ignore,
+            updates.dry_run,
+            updates.install,
+            updates.schedule,
+            docker.docker_images_list,
+            commands_api.list_commands,
+            commands_api.get_command,
+            commands_api.retry,
+            commands_api.cancel,
+            history.history,
+            audit_api.list_entries,
+            audit_api.verify,
+            keys.status,
+            keys.rotate,
+            keys.revoke,
+            admin_settings.list_settings,
+            admin_settings.change_settings,
+            admin_backups.list_backups,
+            admin_backups.create_backup,
+            admin_backups.download_backup,
+            admin_users.list_users,
+            admin_users.create_user,
+            admin_users.disable_user,
+            admin_users.enable_user,
+            admin_users.set_password,
+            admin_users.list_api_tokens,
+            admin_users.create_api_token,
+            admin_users.revoke_api_token,
+            # The reference of all of the above.
+            reference.openapi_json,
         ),
         # The web UI (session cookie + CSRF token).
         *web_routes(),

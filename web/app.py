@@ -5,7 +5,17 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from web.views import account, admin, agents, dashboard, docker, history, live, updates
+from web.views import (
+    account,
+    admin,
+    agents,
+    api_docs,
+    dashboard,
+    docker,
+    history,
+    live,
+    updates,
+)
 
 
 def web_routes() -> list[BaseRoute]:
@@ -18,6 +28,7 @@ def web_routes() -> list[BaseRoute]:
         *live.routes,
         *history.routes,
         *admin.routes,
+        *api_docs.routes,
         # Loaded from the installed package, so a wheel install has them too.
         Mount("/static", StaticFiles(packages=[("web", "static")]), name="static"),
     ]

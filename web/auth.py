@@ -15,8 +15,8 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from appliance.api.agent_protocol import client_ip as client_ip  # the one definition
 from appliance.api.auth import SESSION_COOKIE
+from appliance.api.auth import client_ip as client_ip  # the one definition
 from appliance.services import sessions, setup, users
 from appliance.services.sessions import WebSession
 

@@ -15,20 +15,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from agent.protocol import CheckinReport, ProtocolError, RegistrationRequest
+from appliance.api.auth import AGENT_SIGNATURE, PUBLIC, REGISTRATION_TOKEN, client_ip
+from appliance.api.endpoints import API, Failure, endpoint
 from appliance.api.errors import ApiError
+from appliance.api.protocol_shapes import EventBatch, EventsIngested, Registered, TrustBundle
 from appliance.clock import utc_now
 from appliance.ratelimit import RateLimiter
 from appliance.runtime import Appliance
 from appliance.services import agents, enrolment, events, tokens
 from appliance.services.agent_auth import AgentAuthFailed, AgentPrincipal
+from appliance.services.agents import CheckinAnswer
+
+_BAD_BODY = Failure(400, "the body is not valid JSON, or not what agent/protocol.py reads")
 
 
 def _appliance(request: Request) -> Appliance:
     return request.state.appliance
-
-
-def client_ip(request: Request) -> str:
-    return request.client.host if request.client else ""
 
 
 def _limit(limiter: RateLimiter, key: str, message: str) -> None:
@@ -44,12 +46,38 @@ def _json(body: bytes) -> Any:
         raise ApiError(400, "the body is not valid JSON") from None
 
 
+@endpoint(
+    "GET",
+    f"{API}/trust",
+    area="Agent protocol",
+    summary="The trust bundle",
+    requires=PUBLIC,
+    answer=TrustBundle,
+    takes_request=True,
+)
 async def trust(request: Request) -> Response:
     """Public: the root key chain and the current signed key set. Agents check the root
     against the fingerprint in their registration token before believing any of it."""
     return JSONResponse(await _appliance(request).keys.trust_bundle())
 
 
+@endpoint(
+    "POST",
+    f"{API}/agents/register",
+    area="Agent protocol",
+    summary="Register an agent",
+    requires=REGISTRATION_TOKEN,
+    body=RegistrationRequest,
+    answer=Registered,
+    status=201,
+    also={200: "this key was registered before: the same agent"},
+    failures=[_BAD_BODY, Failure(400, "the proof of key possession does not verify")],
+    description=(
+        "Enrol a host (what `redflag-agent register` sends): its new public key, its "
+        "facts and a proof that it holds the private key, with a registration token."
+    ),
+    takes_request=True,
+)
 async def register(request: Request) -> Response:
     appliance = _appliance(request)
     ip = client_ip(request)
@@ -95,6 +123,26 @@ async def _signed(request: Request) -> tuple[AgentPrincipal, bytes]:
     return principal, body
 
 
+@endpoint(
+    "POST",
+    f"{API}/agent/checkin",
+    area="Agent protocol",
+    summary="Check in",
+    requires=AGENT_SIGNATURE,
+    body=CheckinReport,
+    answer=CheckinAnswer,
+    failures=[
+        _BAD_BODY,
+        Failure(401, "the agent is not registered (any more); register it again"),
+        Failure(429, "check-ins too frequent; `Retry-After` says when"),
+    ],
+    description=(
+        "The agent's heartbeat and state; the answer carries its signed commands (each a "
+        "`SignedDocument` envelope), its poll interval and, when it is behind, the "
+        "current trust bundle."
+    ),
+    takes_request=True,
+)
 async def checkin(request: Request) -> Response:
     principal, body = await _signed(request)
     appliance = _appliance(request)
@@ -139,6 +187,25 @@ async def _disconnect(request: Request) -> None:
         pass
 
 
+@endpoint(
+    "POST",
+    f"{API}/agent/events",
+    area="Agent protocol",
+    summary="Send outbox events",
+    requires=AGENT_SIGNATURE,
+    body=EventBatch,
+    answer=EventsIngested,
+    failures=[
+        _BAD_BODY,
+        Failure(413, "more than 500 events in one batch"),
+        Failure(429, "batches too frequent; `Retry-After` says when"),
+    ],
+    description=(
+        "A batch of the agent's outbox events (scan reports, command output and results, "
+        "system info). Ingest is idempotent on each event's UUID."
+    ),
+    takes_request=True,
+)
 async def post_events(request: Request) -> Response:
     principal, body = await _signed(request)
     _limit(_appliance(request).limits.events, principal.agent_id, "event batches too frequent")

@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
+import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 logger = logging.getLogger("redflag.http")
+
+
+class FieldError(msgspec.Struct):
+    """What is wrong with one input: a body field (`ids[3]`), a query parameter or a
+    header."""
+
+    field: str
+    message: str
+
+
+class ErrorAnswer(msgspec.Struct):
+    """Every error of the API has this shape; `status` repeats the HTTP status."""
+
+    ok: Literal[False]
+    error: str
+    errors: list[FieldError]
+    status: int
 
 
 class ApiError(Exception):
@@ -33,11 +52,13 @@ def error_response(
     error: str,
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    return JSONResponse(
-        {"ok": False, "error": error, "errors": errors or [], "status": status},
+) -> Response:
+    answer = ErrorAnswer(False, error, [FieldError(**e) for e in errors or []], status)
+    return Response(
+        msgspec.json.encode(answer),
         status_code=status,
         headers=headers,
+        media_type="application/json",
     )
 
 

@@ -1,64 +1,154 @@
-"""Admin JSON API: registration tokens."""
+"""Admin JSON API: registration tokens, which let new agents register."""
 
 from __future__ import annotations
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from dataclasses import asdict
+from typing import Annotated, Any, Literal, TypeVar
 
-from appliance.api.agent_protocol import client_ip
-from appliance.api.auth import require_role
+from msgspec import Meta
+
+from appliance.api.auth import ADMIN
+from appliance.api.endpoints import API, Call, Done, Failure, Reply, Shape, endpoint
 from appliance.api.errors import ApiError
-from appliance.api.payload import json_object, optional_int, optional_str
+from appliance.api.payload import duration
 from appliance.clock import utc_now
-from appliance.durations import parse_duration
 from appliance.services import tokens
+from appliance.services.tokens import TokenUse
+
+T = TypeVar("T", bound=Shape)
 
 
-async def list_tokens(request: Request) -> Response:
-    await require_role(request, "admin")
-    now = utc_now()
-    found = await tokens.list_tokens(request.state.appliance.db)
-    return JSONResponse({"tokens": [t.as_json(now) for t in found]})
+class RegistrationToken(Shape):
+    """A registration token (never its secret, which only its creation answer holds)."""
+
+    id: int
+    note: str
+    seats_total: Annotated[int | None, Meta(description="null: unlimited.")]
+    seats_used: int
+    created_at: str
+    created_by: str
+    expires_at: str | None
+    revoked_at: str | None
+    state: Literal["active", "expired", "used up", "revoked"]
 
 
-async def create_token(request: Request) -> Response:
-    principal = await require_role(request, "admin")
-    body = await json_object(request)
-    expires = optional_str(body, "expires")
-    try:
-        expires_in = parse_duration(expires) if expires else None
-    except ValueError as exc:
-        raise ApiError(422, "invalid input", [{"field": "expires", "message": str(exc)}]) from None
-    appliance = request.state.appliance
-    try:
-        token, info = await tokens.create_token(
-            appliance.db,
-            root_fingerprint=await appliance.keys.root_fingerprint(),
-            seats=optional_int(body, "seats"),
-            expires_in=expires_in,
-            note=optional_str(body, "note") or "",
-            actor=f"user:{principal.username}",
-            source_ip=client_ip(request),
-        )
-    except tokens.InvalidTokenRequest as exc:
-        field, _, message = str(exc).partition(": ")
-        raise ApiError(422, "invalid input", [{"field": field, "message": message}]) from None
-    return JSONResponse(
-        {"token": token, **info.as_json(utc_now())},
-        status_code=201,
-        headers={"Cache-Control": "no-store"},  # the token is in no other answer
+def _token(info: tokens.TokenInfo, shape: type[T], **more: Any) -> T:
+    return shape(**asdict(info), state=info.state(utc_now()), **more)
+
+
+class RegistrationTokens(Shape):
+    tokens: list[RegistrationToken]
+
+
+@endpoint(
+    "GET",
+    f"{API}/tokens",
+    area="Registration tokens",
+    summary="List registration tokens",
+    requires=ADMIN,
+    answer=RegistrationTokens,
+)
+async def list_tokens(call: Call) -> RegistrationTokens:
+    """Every registration token, with its seats and state."""
+    found = await tokens.list_tokens(call.db)
+    return RegistrationTokens(tokens=[_token(t, RegistrationToken) for t in found])
+
+
+class NewRegistrationToken(Shape):
+    seats: Annotated[int | None, Meta(description="How many agents may use it; default 1.")] = None
+    expires: (
+        Annotated[str, Meta(max_length=200, description="e.g. `24h`, `7d`; default 24h.")] | None
+    ) = None
+    note: Annotated[str, Meta(max_length=200, description="What it is for.")] | None = None
+
+
+class RegistrationTokenCreated(RegistrationToken):
+    """The new token: `token` is shown in this answer only."""
+
+    token: Annotated[str, Meta(description="`rf_reg_<secret>.<root key fingerprint>`")]
+
+
+@endpoint(
+    "POST",
+    f"{API}/tokens",
+    area="Registration tokens",
+    summary="Make a registration token",
+    requires=ADMIN,
+    body=NewRegistrationToken,
+    answer=RegistrationTokenCreated,
+    status=201,
+    failures=[
+        Failure(422, "expires is not a duration such as `24h`"),
+        Failure(
+            422,
+            "seats, expires or note out of range",
+            when=tokens.InvalidTokenRequest,
+            field="{exc.field}",
+            message="{exc.message}",
+        ),
+    ],
+    example={"seats": 5, "expires": "24h", "note": "office laptops"},
+)
+async def create_token(call: Call) -> Reply:
+    """A token for `redflag-agent register --token ...`. It carries the fingerprint of
+    the appliance's root key, so that agents verify the appliance on first contact."""
+    body: NewRegistrationToken = call.body
+    token, info = await tokens.create_token(
+        call.db,
+        root_fingerprint=await call.appliance.keys.root_fingerprint(),
+        seats=body.seats,
+        expires_in=duration(body.expires, "expires"),
+        note=body.note or "",
+        actor=call.actor,
+        source_ip=call.source_ip,
     )
+    created = _token(info, RegistrationTokenCreated, token=token)
+    return Reply(created, status=201, headers={"Cache-Control": "no-store"})
 
 
-async def revoke_token(request: Request) -> Response:
-    principal = await require_role(request, "admin")
-    token_id = request.path_params["token_id"]
+class TokenRevoked(Done):
+    revoked: int
+
+
+@endpoint(
+    "POST",
+    f"{API}/tokens/{{token_id:int}}/revoke",
+    area="Registration tokens",
+    summary="Revoke a registration token",
+    requires=ADMIN,
+    answer=TokenRevoked,
+    failures=[Failure(404, "no such token, or it is revoked already")],
+)
+async def revoke_token(call: Call) -> TokenRevoked:
+    """No agent can register with it any more; agents that did stay registered."""
+    token_id = call.path("token_id")
     revoked = await tokens.revoke_token(
-        request.state.appliance.db,
-        token_id,
-        actor=f"user:{principal.username}",
-        source_ip=client_ip(request),
+        call.db, token_id, actor=call.actor, source_ip=call.source_ip
     )
     if not revoked:
         raise ApiError(404, f"no active token {token_id}")
-    return JSONResponse({"ok": True, "revoked": token_id})
+    return TokenRevoked(revoked=token_id)
+
+
+class TokenUses(Shape):
+    """A token and the registrations made with it (the newest 1,000)."""
+
+    token: RegistrationToken
+    uses: list[TokenUse]
+
+
+@endpoint(
+    "GET",
+    f"{API}/tokens/{{token_id:int}}/uses",
+    area="Registration tokens",
+    summary="Who registered with a token",
+    requires=ADMIN,
+    answer=TokenUses,
+    failures=[Failure(404, "no such token", when=tokens.TokenNotFound)],
+)
+async def token_uses(call: Call) -> TokenUses:
+    """Each agent registered with the token: when, from which address."""
+    token_id = call.path("token_id")
+    info = await tokens.get_token(call.db, token_id)
+    uses = await tokens.token_uses(call.db, token_id)
+    return TokenUses(token=_token(info, RegistrationToken), uses=uses)

@@ -2,153 +2,300 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+import msgspec
+from msgspec import Meta
 
-from appliance.api.agent_protocol import client_ip
-from appliance.api.auth import require_role
-from appliance.api.errors import ApiError
-from appliance.api.payload import client_idempotency_key, json_object
-from appliance.clock import parse_iso, utc_now
-from appliance.services import docker_images, updates
-from appliance.services.commands import CommandRecord
-from appliance.store import commands as commands_store
-from appliance.store import updates as updates_store
+from appliance.api.auth import OPERATOR, VIEWER
+from appliance.api.endpoints import API, Call, Done, Failure, Reply, Shape, endpoint
+from appliance.api.payload import invalid_input
+from appliance.clock import utc_now
+from appliance.services import updates
+
+MAX_IDS = 5000
+MAX_UNKNOWN_NAMED = 100
+Severity = Literal["critical", "important", "moderate", "low", "unknown"]
+UpdateStatus = Literal[
+    "pending",
+    "approved",
+    "rejected",
+    "scheduled",
+    "installing",
+    "installed",
+    "failed",
+    "ignored",
+    "resolved",
+]
+UpdateIdList = Annotated[
+    list[int],
+    Meta(min_length=1, max_length=MAX_IDS, description="1-5000 update ids (`GET /updates`)."),
+]
+
+
+class Update(Shape):
+    """One pending (or decided, installed...) update of one package on one agent."""
+
+    id: int
+    agent_id: str
+    hostname: str
+    source: Annotated[str, Meta(description="apt, dnf, docker, winget, windows_update...")]
+    package: str
+    arch: str
+    current_version: str
+    available_version: str
+    origin: str
+    severity: Severity
+    security: bool
+    advisories: Annotated[list[str], Meta(description="CVE or advisory ids.")]
+    size_bytes: int | None
+    reboot_required: bool
+    details: Annotated[dict[str, Any], Meta(description="Source-specific facts.")]
+    status: UpdateStatus
+    status_changed_at: str
+    status_changed_by: str
+    first_seen_at: str
+    last_seen_at: str
+    scheduled_for: Annotated[str | None, Meta(description="UTC time of a scheduled install.")]
+
+
+class UpdateQuery(Shape):
+    agent_id: str = ""
+    agent: Annotated[str, Meta(description="The same as agent_id (its older name).")] = ""
+    source: str = ""
+    package: str = ""
+    severity: Severity | Literal[""] = ""
+    status: UpdateStatus | Literal[""] = ""
+    tag: Annotated[str, Meta(description="Only agents with this tag.")] = ""
+    text: Annotated[str, Meta(description="A part of the package name or hostname.")] = ""
+    security: Annotated[bool | None, Meta(description="Only security updates, or none.")] = None
+    limit: Annotated[int, Meta(ge=1, le=500)] = 100
+    offset: Annotated[int, Meta(ge=0)] = 0
+
+
+class UpdateList(Shape):
+    """One page of updates, and how many match in all."""
+
+    updates: list[Update]
+    total: int
+    limit: int
+    offset: int
+
+
+class UpdateIds(Shape):
+    ids: UpdateIdList
+
+
+class ScheduleRequest(Shape):
+    ids: UpdateIdList
+    at: Annotated[
+        datetime,
+        Meta(description="When to install, within a year: RFC 3339 with its offset."),
+    ]
+
+
+class Decided(Done):
+    """Which updates changed; asking again changes nothing (a double click is harmless)."""
+
+    changed: list[int]
+    unchanged: Annotated[
+        list[int], Meta(description="Already decided, or not in a state this decision applies to.")
+    ]
+
+
+class RequestedCommand(Shape):
+    """One command: one agent's updates of one source."""
+
+    command_id: int
+    agent_id: str
+    source: str
+    packages: list[str]
+    update_ids: list[int]
+
+
+class CommandsRequested(Done):
+    """The commands that will carry out the request, one per agent and source."""
+
+    commands: list[RequestedCommand]
+
 
 _FILTERS = ("agent_id", "source", "package", "severity", "status", "tag", "text")
+_UNKNOWN = Failure(422, "an id names no update; `errors` names each (`ids[3]`)")
 
 
-def _ids(body: dict[str, Any]) -> list[int]:
-    ids = body.get("ids")
-    if (
-        not isinstance(ids, list)
-        or not ids
-        or len(ids) > 5000
-        or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
-    ):
-        raise ApiError(
-            422, "invalid input", [{"field": "ids", "message": "a list of 1-5000 update ids"}]
-        )
+async def _known(call: Call, ids: list[int]) -> list[int]:
+    """The ids, when each names an update; otherwise a 422 naming those that do not.
+    (One removed between this check and the action, with its agent, is left out.)"""
+    unknown = await updates.unknown_ids(call.db, ids)
+    if unknown:
+        missing = set(unknown)
+        named = [
+            (f"ids[{i}]", f"no update has the id {n}") for i, n in enumerate(ids) if n in missing
+        ]
+        if len(named) > MAX_UNKNOWN_NAMED:
+            named = [*named[:MAX_UNKNOWN_NAMED], ("ids", f"{len(named)} ids name no update")]
+        raise invalid_input(*named)
     return ids
 
 
-async def list_updates(request: Request) -> Response:
-    await require_role(request, "viewer")
-    query = request.query_params
-    filters: dict[str, Any] = {k: query[k] for k in _FILTERS if query.get(k)}
-    if query.get("agent") and "agent_id" not in filters:
-        filters["agent_id"] = query["agent"]
-    if "security" in query:
-        filters["security"] = query["security"] in ("1", "true", "yes")
-    try:
-        limit = min(500, max(1, int(query.get("limit", 100))))
-        offset = max(0, int(query.get("offset", 0)))
-    except ValueError:
-        raise ApiError(422, "limit and offset are whole numbers") from None
+@endpoint(
+    "GET",
+    f"{API}/updates",
+    area="Updates",
+    summary="List updates",
+    requires=VIEWER,
+    query=UpdateQuery,
+    answer=UpdateList,
+    example={"status": "pending", "security": True, "limit": 50},
+)
+async def list_updates(call: Call) -> UpdateList:
+    """Updates across the fleet, filtered by any of the parameters, in pages."""
+    query: UpdateQuery = call.query
+    filters: dict[str, Any] = {k: getattr(query, k) for k in _FILTERS if getattr(query, k)}
+    if query.agent and "agent_id" not in filters:
+        filters["agent_id"] = query.agent
+    if query.security is not None:
+        filters["security"] = query.security
     found, total = await updates.list_updates(
-        request.state.appliance.db, filters, limit=limit, offset=offset
+        call.db, filters, limit=query.limit, offset=query.offset
     )
-    return JSONResponse({"updates": found, "total": total, "limit": limit, "offset": offset})
+    listed = msgspec.convert(found, list[Update])
+    return UpdateList(updates=listed, total=total, limit=query.limit, offset=query.offset)
 
 
-async def decide(request: Request) -> Response:
-    """POST /api/v1/updates/{action} with {"ids": [...]}, action approve|reject|ignore."""
-    principal = await require_role(request, "operator")
-    action = request.url.path.rsplit("/", 1)[1]
-    try:
-        decision = await updates.decide(
-            request.state.appliance.db,
-            _ids(await json_object(request)),
-            action,
-            actor=f"user:{principal.username}",
-            source_ip=client_ip(request),
-            now=utc_now(),
-        )
-    except updates.InvalidRequest as exc:
-        raise ApiError(404, str(exc)) from None
-    return JSONResponse({"ok": True, "changed": decision.changed, "unchanged": decision.unchanged})
-
-
-async def request_commands(request: Request) -> Response:
-    """POST /api/v1/updates/dry-run | /install with {"ids": [...]}; Idempotency-Key."""
-    principal = await require_role(request, "operator")
-    kind = {"dry-run": "dry_run", "install": "install"}[request.url.path.rsplit("/", 1)[1]]
-    body = await json_object(request)
-    try:
-        created = await updates.request(
-            request.state.appliance.db,
-            _ids(body),
-            kind,
-            actor=f"user:{principal.username}",
-            source_ip=client_ip(request),
-            now=utc_now(),
-            idempotency_key=client_idempotency_key(request, principal.username),
-        )
-    except updates.InvalidRequest as exc:
-        raise ApiError(409, str(exc)) from None
-    return JSONResponse({"ok": True, "commands": created}, status_code=202)
-
-
-async def schedule(request: Request) -> Response:
-    """POST /api/v1/updates/schedule with {"ids": [...], "at": "2026-12-01T02:00:00Z"}:
-    install them at that time (UTC offset required); pending ones are approved by it."""
-    principal = await require_role(request, "operator")
-    body = await json_object(request)
-    ids = _ids(body)
-    at = body.get("at")
-    try:
-        install_at = parse_iso(at) if isinstance(at, str) and len(at) <= 40 else None
-    except ValueError:
-        install_at = None
-    if install_at is None:
-        raise ApiError(
-            422, "invalid input", [{"field": "at", "message": "an ISO 8601 time with its offset"}]
-        )
-    try:
-        decision = await updates.schedule(
-            request.state.appliance.db,
-            ids,
-            install_at,
-            actor=f"user:{principal.username}",
-            source_ip=client_ip(request),
-            now=utc_now(),
-        )
-    except updates.InvalidRequest as exc:
-        raise ApiError(422, "invalid input", [{"field": "at", "message": str(exc)}]) from None
-    return JSONResponse({"ok": True, "changed": decision.changed, "unchanged": decision.unchanged})
-
-
-async def docker_images_list(request: Request) -> Response:
-    """GET /api/v1/docker/images: image tags with a newer image, and their hosts."""
-    await require_role(request, "viewer")
-    try:
-        limit = min(200, max(1, int(request.query_params.get("limit", 50))))
-        offset = max(0, int(request.query_params.get("offset", 0)))
-    except ValueError:
-        raise ApiError(422, "limit and offset are whole numbers") from None
-    groups, total = await docker_images.image_page(
-        request.state.appliance.db, limit=limit, offset=offset
+async def _decide(call: Call, action: str) -> Decided:
+    ids = await _known(call, call.body.ids)
+    decision = await updates.decide(
+        call.db, ids, action, actor=call.actor, source_ip=call.source_ip, now=utc_now()
     )
-    images = [{**vars(g), "shown": [vars(h) for h in g.shown]} for g in groups]
-    return JSONResponse({"images": images, "total": total, "limit": limit, "offset": offset})
+    return Decided(changed=decision.changed, unchanged=decision.unchanged)
 
 
-async def get_command(request: Request) -> Response:
-    await require_role(request, "viewer")
-    command_id = request.path_params["command_id"]
-    db = request.state.appliance.db
-    async with db.read() as conn:
-        row = await commands_store.by_id(conn, command_id)
-        output = await updates_store.output_of(conn, command_id) if row else []
-    if row is None:
-        raise ApiError(404, "no such command")
-    command = CommandRecord.from_row(row)
-    return JSONResponse({**vars(command), "output": [dict(o) for o in output]})
+def _decision(action: str, summary: str) -> Any:
+    """The declaration of one of the three decisions; they differ in name only."""
+    return endpoint(
+        "POST",
+        f"{API}/updates/{action}",
+        area="Updates",
+        summary=summary,
+        requires=OPERATOR,
+        body=UpdateIds,
+        answer=Decided,
+        failures=[_UNKNOWN],
+        example={"ids": [1, 2]},
+    )
 
 
-async def history(request: Request) -> Response:
-    await require_role(request, "viewer")
-    found = await updates.history(request.state.appliance.db, request.query_params.get("agent_id"))
-    return JSONResponse({"history": found})
+@_decision("approve", "Approve updates")
+async def approve(call: Call) -> Decided:
+    """Approve updates for install (those pending, rejected, ignored or failed)."""
+    return await _decide(call, "approve")
+
+
+@_decision("reject", "Reject updates")
+async def reject(call: Call) -> Decided:
+    """Reject updates (pending or approved); a scheduled install not yet due is called off."""
+    return await _decide(call, "reject")
+
+
+@_decision("ignore", "Ignore updates")
+async def ignore(call: Call) -> Decided:
+    """Ignore updates (pending, approved, rejected or failed); a scheduled install not
+    yet due is called off."""
+    return await _decide(call, "ignore")
+
+
+async def _request(call: Call, kind: str) -> Reply:
+    created = await updates.request(
+        call.db,
+        await _known(call, call.body.ids),
+        kind,
+        actor=call.actor,
+        source_ip=call.source_ip,
+        now=utc_now(),
+        idempotency_key=call.idempotency_key,
+    )
+    commands = msgspec.convert(created, list[RequestedCommand])
+    return Reply(CommandsRequested(commands=commands), status=202)
+
+
+@endpoint(
+    "POST",
+    f"{API}/updates/dry-run",
+    area="Updates",
+    summary="Dry-run updates",
+    requires=OPERATOR,
+    body=UpdateIds,
+    answer=CommandsRequested,
+    status=202,
+    idempotency_key=True,
+    failures=[_UNKNOWN],
+    example={"ids": [1, 2]},
+)
+async def dry_run(call: Call) -> Reply:
+    """Ask each agent what installing these updates would do (what it would remove,
+    too), changing nothing. The agents answer on their next check-in; follow each
+    command with `GET /commands/{command_id}`."""
+    return await _request(call, "dry_run")
+
+
+@endpoint(
+    "POST",
+    f"{API}/updates/install",
+    area="Updates",
+    summary="Install approved updates",
+    requires=OPERATOR,
+    body=UpdateIds,
+    answer=CommandsRequested,
+    status=202,
+    idempotency_key=True,
+    failures=[
+        _UNKNOWN,
+        Failure(
+            409,
+            "an update is not approved, or its install is already requested",
+            when=updates.InvalidRequest,
+        ),
+    ],
+    example={"ids": [1, 2]},
+)
+async def install(call: Call) -> Reply:
+    """Install approved updates now: one command per agent and source. Send an
+    `Idempotency-Key` so that a retried request installs nothing twice."""
+    return await _request(call, "install")
+
+
+@endpoint(
+    "POST",
+    f"{API}/updates/schedule",
+    area="Updates",
+    summary="Schedule an install",
+    requires=OPERATOR,
+    body=ScheduleRequest,
+    answer=Decided,
+    failures=[
+        _UNKNOWN,
+        Failure(
+            422,
+            "`at` has passed, is more than a year ahead or has no UTC offset",
+            when=updates.InvalidRequest,
+            field="at",
+        ),
+    ],
+    example={"ids": [1, 2], "at": "2027-01-15T02:00:00Z"},
+)
+async def schedule(call: Call) -> Decided:
+    """Install these updates at a time: pending, approved, failed and already scheduled
+    ones take it (pending ones are approved by it); the scheduler requests the install
+    once it is due. Scheduling again sets the time again."""
+    body: ScheduleRequest = call.body
+    decision = await updates.schedule(
+        call.db,
+        await _known(call, body.ids),
+        body.at,
+        actor=call.actor,
+        source_ip=call.source_ip,
+        now=utc_now(),
+    )
+    return Decided(changed=decision.changed, unchanged=decision.unchanged)

@@ -85,6 +85,8 @@ async def list_page(db: Database, query: AgentListQuery) -> AgentListPage:
         {
             **dict(row),
             "disabled": bool(row["disabled"]),
+            "hardware_changed": bool(row["hardware_changed"]),
+            "reboot_required": bool(row["reboot_required"]),
             "tags": tags.get(row["id"], []),
             "attention": attention.get(row["id"], []),
         }

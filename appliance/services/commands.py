@@ -212,6 +212,27 @@ async def list_for_agent(db: Database, agent_id: str) -> list[CommandRecord]:
         return [CommandRecord.from_row(r) for r in await commands_store.for_agent(conn, agent_id)]
 
 
+@dataclass(frozen=True)
+class OutputChunk:
+    """A piece of a command's output, as the agent sent it."""
+
+    chunk_no: int
+    text: str
+    created_at: str
+
+
+async def command_with_output(
+    db: Database, command_id: int
+) -> tuple[CommandRecord, list[OutputChunk]]:
+    """One command and all of its output, read in one snapshot."""
+    async with db.read() as conn:
+        row = await commands_store.by_id(conn, command_id)
+        output = await updates_store.output_of(conn, command_id) if row else []
+    if row is None:
+        raise CommandNotFound(f"no command {command_id}")
+    return CommandRecord.from_row(row), [OutputChunk(**dict(o)) for o in output]
+
+
 async def enforce_timeouts(db: Database, *, now: datetime) -> list[int]:
     """The scheduler's step: re-send what is safe to repeat, time out the rest."""
     async with db.write() as conn:

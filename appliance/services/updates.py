@@ -131,6 +131,13 @@ async def updates_page(
     )
 
 
+async def unknown_ids(db: Database, ids: list[int]) -> list[int]:
+    """The ids that name no update (never did, or went with their agent), in order."""
+    async with db.read() as conn:
+        existing = await updates_store.existing_ids(conn, ids)
+    return [i for i in dict.fromkeys(ids) if i not in existing]
+
+
 async def decide(
     db: Database, ids: list[int], action: str, *, actor: str, source_ip: str, now: datetime
 ) -> Decision:

@@ -229,6 +229,15 @@ async def set_status(
         return [row[0] for row in await cursor.fetchall()]
 
 
+async def existing_ids(conn: aiosqlite.Connection, ids: list[int]) -> set[int]:
+    marks = ",".join("?" for _ in ids) or "NULL"
+    async with conn.execute(
+        f"SELECT id FROM updates WHERE id IN ({marks})",  # noqa: S608
+        ids,
+    ) as cursor:
+        return {row[0] for row in await cursor.fetchall()}
+
+
 async def ids_in_status(conn: aiosqlite.Connection, ids: list[int], status: str) -> list[int]:
     marks = ",".join("?" for _ in ids) or "NULL"
     async with conn.execute(
