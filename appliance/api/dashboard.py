@@ -14,6 +14,10 @@ async def summary(request: Request) -> Response:
     await require_role(request, "viewer")
     appliance = request.state.appliance
     found = await dashboard_service.dashboard(
-        appliance.db, appliance.settings, appliance.tunables, now=utc_now()
+        appliance.db,
+        appliance.settings,
+        appliance.tunables,
+        now=utc_now(),
+        zone=appliance.display_zone,
     )
     return JSONResponse(found.as_json())

@@ -17,7 +17,11 @@ async def dashboard(request: Request) -> Response:
     await require_page(request, "viewer")
     appliance = request.state.appliance
     summary = await dashboard_service.dashboard(
-        appliance.db, appliance.settings, appliance.tunables, now=utc_now()
+        appliance.db,
+        appliance.settings,
+        appliance.tunables,
+        now=utc_now(),
+        zone=appliance.display_zone,
     )
     return render(
         request,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime, tzinfo
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from appliance.clock import utc_now
 from appliance.services import dry_runs, updates, users
+from appliance.services import settings as runtime_settings
 from web.auth import PageError, client_ip, field_text, form_with_csrf, require_page
 from web.templating import render
 
@@ -190,14 +191,19 @@ def read_form_key(form: FormData) -> str:
         raise PageError(400, "The form is incomplete; reload the page and try again.") from None
 
 
-def _install_time(text: str) -> datetime | None:
-    """A datetime-local value ("2026-12-01T02:00", seconds optional), read as UTC."""
+def _install_time(text: str, zone: tzinfo) -> datetime:
+    """A datetime-local value ("2026-12-01T02:00", seconds optional): a wall-clock time
+    in the display zone, as the UTC moment it happens. ValueError says what is wrong."""
     for pattern in ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"):
         try:
-            return datetime.strptime(text, pattern).replace(tzinfo=UTC)
+            wall = datetime.strptime(text, pattern)
         except ValueError:
             continue
-    return None
+        try:
+            return runtime_settings.utc_of_wall_time(wall, zone)
+        except runtime_settings.NoSuchLocalTime as exc:
+            raise ValueError(f"{exc}; choose another time.") from None
+    raise ValueError(f"Give the date and time ({zone}) to install at.")
 
 
 async def bulk(request: Request) -> Response:
@@ -210,12 +216,15 @@ async def bulk(request: Request) -> Response:
         raise PageError(400, "Choose one of the buttons under the table.")
     ids, key = _ids(form), read_form_key(form)
     install_at_text = field_text(form, "install_at", 40)
-    install_at = _install_time(install_at_text) if action == "schedule" else None
+    install_at = None
     errors = {}
     if not ids:
         errors["ids"] = "Select at least one update first."
-    if action == "schedule" and install_at is None:
-        errors["install_at"] = "Give the date and time (UTC) to install at."
+    if action == "schedule":
+        try:
+            install_at = _install_time(install_at_text, request.state.appliance.display_zone)
+        except ValueError as exc:
+            errors["install_at"] = str(exc)
     db = request.state.appliance.db
     who = {"actor": f"user:{web_session.principal.username}", "source_ip": client_ip(request)}
     _, shown = _filters(request.query_params)

@@ -412,7 +412,7 @@ def test_scheduled_installs_are_requested_when_due_and_not_before(web: Web) -> N
     assert {tuple(r) for r in rows} == {("scheduled", iso(at))}
     assert "updates.scheduled" in _audit_actions(web)
     listed = operator.page("/updates?status=scheduled")
-    assert f"for {iso(at).replace('T', ' ').replace('Z', ' UTC')}" in listed
+    assert f'for <time datetime="{iso(at)}">{at:%Y-%m-%d %H:%M} UTC</time>' in listed
 
     # Before the time: nothing.
     assert _run_due(web, at - timedelta(minutes=1)) == 0
