@@ -85,6 +85,13 @@ def inert_lines(value: Any) -> str:
     return "\n".join(sanitise_text(line, max_chars=10_000) for line in text.split("\n"))
 
 
+def update_status(status: str, scheduled_for: str | None = None) -> str:
+    """An update's status in a person's words. The store's 'scheduled' covers two
+    cases: waiting for a set install time (scheduled), and an install command that
+    exists already and waits for its agent (queued), as after "install now"."""
+    return "queued" if status == "scheduled" and not scheduled_for else status
+
+
 @pass_context
 def local(context: Context, value: str | None) -> str:
     """A stored UTC time as wall-clock time in the display zone (the `timezone`
@@ -100,7 +107,13 @@ def local(context: Context, value: str | None) -> str:
 
 
 environment.filters.update(
-    ago=ago, size=size, inert=inert, inert_lines=inert_lines, local=local, counted=counted
+    ago=ago,
+    size=size,
+    inert=inert,
+    inert_lines=inert_lines,
+    local=local,
+    counted=counted,
+    update_status=update_status,
 )
 
 

@@ -18,7 +18,7 @@ from appliance.clock import utc_now
 from appliance.services import dry_runs, updates, users
 from appliance.services import settings as runtime_settings
 from web.auth import PageError, client_ip, field_text, form_with_csrf, require_page
-from web.templating import render
+from web.templating import counted, render
 
 PER_PAGE = 100
 MAX_IDS = 5000
@@ -26,11 +26,12 @@ ACTIONS = ("approve", "reject", "ignore", "dry_run", "install", "schedule")
 DECIDED = {"approve": "approved", "reject": "rejected", "ignore": "ignored"}
 STATUS_CHOICES = {"open": updates.NEEDS_WORK, "all": None} | {s: s for s in updates.STATUSES}
 NOTICES = {
-    "approved": "{n} selected updates are approved.",
-    "rejected": "{n} selected updates are rejected.",
-    "ignored": "{n} selected updates are ignored.",
-    "scheduled": "{n} updates are scheduled; the install is requested when the time comes.",
-    "install_requested": "Install requested: {n} commands wait for their agents' next check-in.",
+    "approved": "Approved: {updates}.",
+    "rejected": "Rejected: {updates}.",
+    "ignored": "Ignored: {updates}.",
+    "scheduled": "Scheduled: {updates}; the install is requested when the time comes.",
+    # Made commands are followed on the live pages; the list says only when none was.
+    "install_requested": "Install requested: {commands}; follow them on the Live page.",
 }
 NOTHING = {
     "approved": "None of the selected updates could be approved (installed or underway).",
@@ -109,11 +110,15 @@ def _notice(query: QueryParams) -> tuple[str, bool]:
     n = count_param(query, "n")
     if n == 0:
         return NOTHING[key], True
-    message = NOTICES[key].format(n=n)
-    skipped = count_param(query, "skipped")
-    if skipped:
-        message += f" {skipped} of the selected could not be installed now."
-    return message, False
+    words = {"updates": counted(n, "selected update"), "commands": counted(n, "command")}
+    return NOTICES[key].format(**words), False
+
+
+def skipped_words(skipped: int) -> str:
+    """The sentence after an install notice about selected updates left out."""
+    if not skipped:
+        return ""
+    return f" {skipped:,} of the selected updates could not be installed now."
 
 
 def can_act(request: Request) -> bool:
@@ -237,12 +242,7 @@ async def bulk(request: Request) -> Response:
         installing = await updates.install_now(
             db, ids, now=utc_now(), idempotency_key=updates.idempotency_base(key, ids), **who
         )
-        return _redirect(
-            back,
-            notice="install_requested",
-            n=len(installing.commands),
-            skipped=len(installing.skipped),
-        )
+        return _follow_install(back, installing)
     if not errors and action == "dry_run":
         created = await updates.request(
             db,
@@ -264,6 +264,18 @@ async def bulk(request: Request) -> Response:
     return await _list_page(
         request, errors=errors, selected=set(ids), install_at=install_at_text, status=422
     )
+
+
+def _follow_install(back: str, installing: updates.InstallRequest) -> Response:
+    """Where to follow an install: one command's own live page, the live page for
+    several (one per host and source), or back to the list when nothing was made."""
+    made, skipped = [c["command_id"] for c in installing.commands], len(installing.skipped)
+    notice = {"notice": "install_requested", **({"skipped": skipped} if skipped else {})}
+    if len(made) == 1:
+        return RedirectResponse(f"/live/commands/{made[0]}?{urlencode(notice)}", 303)
+    if made:
+        return RedirectResponse(f"/live?{urlencode({**notice, 'n': len(made)})}", 303)
+    return _redirect(back, notice="install_requested", n=0, skipped=skipped)
 
 
 def _redirect(back: str, **notice: Any) -> Response:
