@@ -55,8 +55,11 @@ def _distance(seconds: float) -> str:
     raise AssertionError("the last unit has no limit")  # pragma: no cover
 
 
-def counted(n: int, singular: str, plural: str = "") -> str:
-    """'1 command', '2 commands', '1,234 entries' (with `plural` for irregular nouns)."""
+def counted(n: Any, singular: str, plural: str = "") -> str:
+    """'1 command', '2 commands', '1,234 entries' (with `plural` for irregular nouns).
+    What is not a whole number (an agent's report may say anything) is shown inert."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        return f"{inert(n)} {plural or singular + 's'}"
     return f"{n:,} {singular if n == 1 else plural or singular + 's'}"
 
 

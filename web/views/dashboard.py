@@ -40,7 +40,7 @@ def charts(daily: dashboard_service.DailySeries) -> list[Chart]:
             "chart-updates",
             "New updates per day",
             daily.days,
-            Series("Updates first seen", "line", daily.updates_first_seen),
+            Series("Updates first seen", "line", daily.updates_first_seen, one="update first seen"),
         ),
         bar_chart(
             "chart-installs",

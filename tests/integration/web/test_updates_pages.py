@@ -387,7 +387,8 @@ def test_dry_run_results_show_removals_first_and_marked(web: Web) -> None:
     removal = re.search(r'<tr class="removal">\s*<td[^>]*>libold1', page)
     assert removal, page
     assert page.index("Removed (1)") < page.index("Upgraded (1)") < page.index("Newly installed")
-    assert "Installing would remove or downgrade 1 package" in page
+    assert "Installing would remove or downgrade 1 package:" in page
+    assert "This removes or downgrades 1 package. Install anyway?" in page
     assert '<tr class="removal">' not in page[page.index("Upgraded (1)") :]
     assert 'http-equiv="refresh"' not in page  # finished: no more reloading
     # "Install these" approves and installs exactly what the dry run looked at.

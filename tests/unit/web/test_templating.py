@@ -63,6 +63,12 @@ def test_counted_nouns_agree_with_their_number(n: int, words: str) -> None:
     assert counted(n, "command") == words
 
 
+def test_counted_shows_an_agents_odd_value_inert() -> None:
+    assert counted("\x1b[31m4", "core") == "4 cores"
+    html = environment.from_string('{{ n|counted("core") }}').render(n="<b>4</b>")
+    assert html == "&lt;b&gt;4&lt;/b&gt; cores"
+
+
 def test_counted_takes_an_irregular_plural() -> None:
     assert counted(1, "entry", "entries") == "1 entry"
     assert counted(10, "entry", "entries") == "10 entries"
