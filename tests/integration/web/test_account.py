@@ -72,6 +72,20 @@ def test_the_wizard_creates_the_admin_shows_the_fingerprint_and_a_token_once(
     assert _admins(appliance) == ["root"]
 
 
+def test_the_wizard_login_counts_as_the_admins_last_login(appliance: RunningAppliance) -> None:
+    with httpx.Client(base_url=appliance.url) as client:
+        assert _wizard(client, "root").status_code == 200
+        users_page = client.get("/admin/users").text
+    row = users_page.split('"wrap-anywhere">root <small>(you)', 1)[1].split("</tr>", 1)[0]
+    assert "never" not in row and "s ago</time>" in row
+    conn = sqlite3.connect(appliance.data_dir / "redflag.db")
+    try:
+        (last_login,) = conn.execute("SELECT last_login_at FROM users").fetchone()
+    finally:
+        conn.close()
+    assert last_login is not None
+
+
 def test_the_wizard_cannot_be_replayed_once_an_admin_exists(appliance: RunningAppliance) -> None:
     with (
         httpx.Client(base_url=appliance.url) as first,
