@@ -11,6 +11,7 @@ from appliance.services import dashboard as dashboard_service
 from web.auth import require_page
 from web.charts import Chart, Series, bar_chart, line_chart
 from web.templating import render
+from web.views.account import server_url
 
 
 async def dashboard(request: Request) -> Response:
@@ -30,6 +31,7 @@ async def dashboard(request: Request) -> Response:
             "d": summary,
             "charts": charts(summary.daily),
             "reasons": dashboard_service.ATTENTION_REASONS,
+            "server_url": server_url(request),
         },
     )
 

@@ -92,6 +92,10 @@ def test_with_no_agents_the_dashboard_says_how_to_add_one(web: Web) -> None:
     html = web.logged_in("admin").page("/")
     assert "No agents yet" in html
     assert '<a href="/admin/tokens">Tokens</a>' in html
+    # The command that adds a host, as the token page shows it; there is no "install
+    # command" to look for.
+    assert f"redflag-agent register --server {web.url} --token" in html
+    assert "install command" not in html
     # A viewer cannot create tokens: the page says whom to ask instead of a dead link.
     viewer_html = web.logged_in("viewer").page("/")
     assert "ask an admin for a registration token" in viewer_html
