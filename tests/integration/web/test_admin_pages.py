@@ -189,7 +189,10 @@ def test_a_backup_is_taken_listed_and_downloaded_and_both_are_audited(web: Web) 
     made = client.submit("/admin/backups", {})
     assert made.headers["location"] == "/admin/backups?notice=created"
     page = client.page("/admin/backups?notice=created")
-    (name,) = re.findall(r'href="/admin/backups/(redflag-[0-9TZ]+\.db)"', page)
+    (name,) = re.findall(r'href="/admin/backups/(redflag-manual-[0-9TZ]+\.db)"', page)
+    # Taken with "Back up now": labelled so, not as a scheduled one.
+    row = page.split(name, 2)[2].split("</tr>", 1)[0]
+    assert "<td>on request</td>" in row and "scheduled" not in row
     assert "redflag-appliance restore" in page
     download = client.get(f"/admin/backups/{name}")
     assert download.status_code == 200
@@ -480,7 +483,9 @@ def test_the_backups_api_lists_creates_and_downloads(web: Web) -> None:
     made = api("POST", "/backups")
     assert made.status_code == 201, made.text
     name = made.json()["name"]
-    assert [b["name"] for b in api("GET", "/backups").json()["backups"]] == [name]
+    assert [(b["name"], b["kind"]) for b in api("GET", "/backups").json()["backups"]] == [
+        (name, "manual")
+    ]
     download = api("GET", f"/backups/{name}")
     assert download.status_code == 200 and download.content.startswith(b"SQLite format 3")
 
