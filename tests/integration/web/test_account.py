@@ -277,6 +277,18 @@ def test_pages_and_api_answers_carry_the_security_headers(web: Web) -> None:
     assert "<script>" not in client.get("/").text  # no inline script anywhere
 
 
+def test_every_page_has_an_icon_served_with_its_type_and_a_long_cache(web: Web) -> None:
+    anonymous = web.client()  # the login page asks for it too: no login needed
+    icon = anonymous.get("/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"] == "image/x-icon"
+    assert "max-age=604800" in icon.headers["cache-control"]
+    assert icon.content.startswith(b"\x00\x00\x01\x00")  # an ICO file
+    assert icon.headers["x-content-type-options"] == "nosniff"
+    for html in (anonymous.get("/login").text, web.logged_in("viewer").page("/")):
+        assert '<link rel="icon" href="/favicon.ico">' in html
+
+
 def test_the_login_page_works_in_a_real_browser_with_the_keyboard(web: Web, page: Any) -> None:
     page.goto(web.url + "/agents")
     assert "/login" in page.url
