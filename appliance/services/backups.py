@@ -15,6 +15,7 @@ from pathlib import Path
 
 import apsw
 
+from agent.sanitise import sanitise_text
 from appliance.lockfile import DataDirLock
 from appliance.services import audit
 from appliance.settings import Settings
@@ -22,6 +23,7 @@ from appliance.store.database import Database
 from appliance.store.migrations import (
     Migration,
     MigrationError,
+    NotARedFlagDatabase,
     load_migrations,
     plan_migrations,
 )
@@ -174,6 +176,12 @@ def verify_backup(path: Path, migrations: list[Migration] | None = None) -> int:
     conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
     try:
         plan = plan_migrations(conn, migrations)
+    except NotARedFlagDatabase:
+        # Its message tells `serve` to check --data-dir; here the file is what is wrong.
+        tables = ", ".join(_table_names(conn)[:5])
+        raise InvalidBackup(
+            f"{path}: is not a RedFlag backup: an SQLite file of something else (tables: {tables})"
+        ) from None
     except MigrationError as exc:
         raise InvalidBackup(f"{path}: {exc}") from exc
     except apsw.Error as exc:
@@ -181,8 +189,16 @@ def verify_backup(path: Path, migrations: list[Migration] | None = None) -> int:
     finally:
         conn.close()
     if plan.database_is_empty:
-        raise InvalidBackup(f"{path}: not a RedFlag database (it is empty)")
+        raise InvalidBackup(f"{path}: is not a RedFlag backup: an empty SQLite file")
     return plan.current_version
+
+
+def _table_names(conn: apsw.Connection) -> list[str]:
+    rows = conn.execute(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "ORDER BY name"
+    )
+    return [sanitise_text(row[0], max_chars=60) for row in rows]
 
 
 def restore_backup(
