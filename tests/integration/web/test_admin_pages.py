@@ -204,6 +204,17 @@ def test_a_backup_is_taken_listed_and_downloaded_and_both_are_audited(web: Web) 
     ]
 
 
+def test_the_restore_steps_fit_how_this_appliance_runs(web: Web) -> None:
+    # The test starts the appliance itself, as a person would in a terminal.
+    section = web.logged_in("admin").page("/admin/backups").split('id="restore"', 1)[1]
+    data_dir = web.fleet.appliance.data_dir.resolve()
+    assert "This appliance was started by hand, not by systemd" in section
+    assert "systemctl" not in section.split("<details", 1)[0]
+    assert f"restore {data_dir}/backups/FILE.db --data-dir {data_dir}" in section
+    assert "Ctrl-C" in section
+    assert "docs/backup-restore.md" in section
+
+
 @pytest.mark.parametrize(
     "name",
     ["..%2Fredflag.db", "redflag.db", "..%2F..%2Fkeys%2Fmaster.key", "%2e%2e%2fredflag.db"],
