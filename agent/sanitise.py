@@ -134,6 +134,10 @@ _SENSITIVE_WORD = (
     r"|private[_-]?key"
 )
 _SENSITIVE_KEY = re.compile(_SENSITIVE_WORD, re.IGNORECASE)
+# The id of a secret (`token_id`, `api_token_ids`, `tokenId`) names which one, and is
+# no secret itself: the audit log must show which token registered an agent.
+_IDENTIFIER_SUFFIX = r"(?:[_.-](?i:ids?)|(?<=[a-z])(?:Ids?|IDs?))"
+_IDENTIFIER_KEY = re.compile(rf"{_IDENTIFIER_SUFFIX}$")
 _PEM_PRIVATE_KEY = re.compile(
     r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----"
     r"(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*)",  # unterminated: to the end
@@ -146,7 +150,8 @@ _COOKIE_HEADER = re.compile(
 # A key containing a sensitive word, a separator, then a quoted or bare value. The
 # lookahead is tried once per word, so the scan stays linear.
 _KEY_VALUE = re.compile(
-    rf"(?<![\w.-])(?=[\w.-]*?(?:{_SENSITIVE_WORD}))[\w.-]++"
+    rf"(?<![\w.-])(?=[\w.-]*?(?:{_SENSITIVE_WORD}))(?![\w.-]*?(?-i:{_IDENTIFIER_SUFFIX})"
+    r"(?![\w.-]))[\w.-]++"
     r"(?P<sep>(?:\\?[\"'])?\s*[:=]\s*)"
     r"(?P<value>\\\"(?:[^\\]|\\(?!\"))*+(?:\\\")?"
     r"|\"(?:[^\"\\]|\\.)*+\"?"
@@ -187,7 +192,7 @@ def redact_secrets(text: str) -> str:
 
 def is_sensitive_key(name: str) -> bool:
     """Whether a field called `name` holds a secret (password, token, cookie, ...)."""
-    return _SENSITIVE_KEY.search(name) is not None
+    return _SENSITIVE_KEY.search(name) is not None and not _IDENTIFIER_KEY.search(name)
 
 
 def sanitise_fields(

@@ -241,7 +241,7 @@ class Appliance:
         return health.ReadinessReport(checks, jobs)
 
     async def run_scheduled_backup(self) -> None:
-        path = await asyncio.to_thread(backups.create_backup, self.settings)
+        path = await asyncio.to_thread(backups.create_backup, self.settings, scheduled=True)
         keep = (await runtime_settings.current(self.db))["backup_retention"]
         removed = await asyncio.to_thread(backups.prune_backups, self.settings, keep)
         log_event(logger, logging.INFO, "backup.created", path=str(path), pruned=len(removed))

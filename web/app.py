@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute, Mount
+from importlib.resources import files
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from web.views import (
@@ -17,6 +21,18 @@ from web.views import (
     updates,
 )
 
+FAVICON = files("web") / "static" / "favicon.ico"
+
+
+async def favicon(request: Request) -> Response:
+    """Browsers ask every site for /favicon.ico; a 404 on each page fills logs and
+    consoles. It changes only with a release, so browsers may keep it a week."""
+    return FileResponse(
+        str(FAVICON),
+        media_type="image/x-icon",
+        headers={"Cache-Control": "public, max-age=604800"},
+    )
+
 
 def web_routes() -> list[BaseRoute]:
     return [
@@ -29,6 +45,7 @@ def web_routes() -> list[BaseRoute]:
         *history.routes,
         *admin.routes,
         *api_docs.routes,
+        Route("/favicon.ico", favicon, methods=["GET", "HEAD"]),
         # Loaded from the installed package, so a wheel install has them too.
         Mount("/static", StaticFiles(packages=[("web", "static")]), name="static"),
     ]

@@ -11,10 +11,13 @@ from datetime import date
 
 WIDTH = 600
 HEIGHT = 150
-LEFT = 34  # room for the y-axis labels
+# Room for the labels at the largest font the stylesheet gives them (27 units, on a chart
+# drawn 260-330 px wide, as on a phone): a y-axis number of four characters
+# (`axis_number`) and the day labels.
+LEFT = 72
 RIGHT = WIDTH - 4
-TOP = 10
-BOTTOM = HEIGHT - 22  # room for the day labels
+TOP = 16  # half a label's height: the top number is centred on the top line
+BOTTOM = HEIGHT - 36
 BAR_FILL = 0.8  # a bar's share of its day's slot
 
 
@@ -23,6 +26,11 @@ class Series:
     name: str
     css_class: str  # the bars' or the line's class: "bar", "bar failed", "line"
     values: list[int]
+    one: str = ""  # the name for exactly one, when it differs: "update first seen"
+
+    def amount(self, value: int) -> str:
+        """'1 update first seen', '3 updates first seen', '2 installed'."""
+        return f"{value} {self.one if value == 1 and self.one else self.name.lower()}"
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,7 @@ class Label:
     y: float
     text: str
     anchor: str = "middle"  # SVG text-anchor: start, middle, end
+    centred: bool = False  # vertically centred on `y` (the y-axis numbers), not sitting on it
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,15 @@ def nice_ceiling(value: float) -> int:
     return int(10 * magnitude)  # pragma: no cover - the loop always returns
 
 
+def axis_number(value: int) -> str:
+    """A y-axis end in at most four characters: 5000, 10k, 200k, 5M (`nice_ceiling`
+    gives 1, 2 or 5 times a power of ten)."""
+    for limit, divisor, suffix in ((10**4, 1, ""), (10**6, 10**3, "k"), (10**9, 10**6, "M")):
+        if value < limit:
+            return f"{value // divisor}{suffix}"
+    return f"{value // 10**9}G"
+
+
 def day_label(day: str) -> str:
     """'2026-11-28' -> 'Nov 28'; anything else as it is."""
     try:
@@ -114,7 +132,7 @@ def bar_chart(chart_id: str, title: str, days: list[str], series: list[Series]) 
                     width=_round(slot * BAR_FILL),
                     height=_round(height),
                     css_class=s.css_class,
-                    label=f"{day_label(day)}: {value} {s.name.lower()}",
+                    label=f"{day_label(day)}: {s.amount(value)}",
                 )
             )
     return _chart(chart_id, title, days, series, y_max, bars=bars)
@@ -129,7 +147,7 @@ def line_chart(chart_id: str, title: str, days: list[str], series: Series) -> Ch
         Point(
             x=_round(LEFT + i * slot + slot / 2),
             y=_round(BOTTOM - value / y_max * (BOTTOM - TOP)),
-            label=f"{day_label(day)}: {value} {series.name.lower()}",
+            label=f"{day_label(day)}: {series.amount(value)}",
         )
         for i, (day, value) in enumerate(zip(days, series.values, strict=True))
     ]
@@ -154,8 +172,8 @@ def _chart(
         if any(s.values[i] for s in series)
     ]
     labels = [
-        Label(LEFT - 4, TOP + 4, str(y_max), "end"),
-        Label(LEFT - 4, BOTTOM, "0", "end"),
+        Label(LEFT - 6, TOP, axis_number(y_max), "end", centred=True),
+        Label(LEFT - 6, BOTTOM, "0", "end", centred=True),
     ]
     if days:
         labels.append(Label(LEFT, HEIGHT - 6, day_label(days[0]), "start"))
@@ -184,7 +202,7 @@ def _describe(days: list[str], series: list[Series], rows: list[tuple[str, list[
     span = f"{day_label(days[0])} to {day_label(days[-1])}"
     if not rows:
         return f"Nothing from {span}."
-    totals = ", ".join(f"{sum(s.values)} {s.name.lower()}" for s in series)
+    totals = ", ".join(s.amount(sum(s.values)) for s in series)
     busiest_day, busiest = max(rows, key=lambda row: sum(row[1]))
     return f"From {span}: {totals}. Busiest day {day_label(busiest_day)} with {sum(busiest)}."
 

@@ -3,6 +3,7 @@ autoescaped, and a few filters turn stored values into words."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,22 +32,35 @@ environment = Environment(
 
 
 def ago(value: str | datetime | None, now: datetime | None = None) -> str:
-    """'3 min ago', 'in 2 h', or 'never'."""
+    """'3 min ago', 'in 2 h', or 'never': the distance rounded to the nearest whole
+    unit, so that a token valid for 2 h, created a moment ago, expires "in 2 h"."""
     if not value:
         return "never"
     moment = parse_iso(value) if isinstance(value, str) else value
     seconds = ((now or utc_now()) - moment).total_seconds()
     future = seconds < 0
-    seconds = abs(seconds)
-    if seconds < 60:
-        text = f"{int(seconds)} s"
-    elif seconds < 3600:
-        text = f"{int(seconds // 60)} min"
-    elif seconds < 86400:
-        text = f"{int(seconds // 3600)} h"
-    else:
-        text = f"{int(seconds // 86400)} d"
+    text = _distance(abs(seconds))
     return f"in {text}" if future else f"{text} ago"
+
+
+# (unit, its length in seconds, how many of it make the next unit)
+_UNITS = (("s", 1, 60), ("min", 60, 60), ("h", 3600, 24), ("d", 86400, None))
+
+
+def _distance(seconds: float) -> str:
+    for unit, length, next_after in _UNITS:
+        amount = math.floor(seconds / length + 0.5)  # half up, not to even
+        if next_after is None or amount < next_after:
+            return f"{amount} {unit}"
+    raise AssertionError("the last unit has no limit")  # pragma: no cover
+
+
+def counted(n: Any, singular: str, plural: str = "") -> str:
+    """'1 command', '2 commands', '1,234 entries' (with `plural` for irregular nouns).
+    What is not a whole number (an agent's report may say anything) is shown inert."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        return f"{inert(n)} {plural or singular + 's'}"
+    return f"{n:,} {singular if n == 1 else plural or singular + 's'}"
 
 
 def size(value: int | float | None) -> str:
@@ -75,6 +89,13 @@ def inert_lines(value: Any) -> str:
     return "\n".join(sanitise_output(line, max_chars=10_000) for line in text.split("\n"))
 
 
+def update_status(status: str, scheduled_for: str | None = None) -> str:
+    """An update's status in a person's words. The store's 'scheduled' covers two
+    cases: waiting for a set install time (scheduled), and an install command that
+    exists already and waits for its agent (queued), as after "install now"."""
+    return "queued" if status == "scheduled" and not scheduled_for else status
+
+
 @pass_context
 def local(context: Context, value: str | None) -> str:
     """A stored UTC time as wall-clock time in the display zone (the `timezone`
@@ -89,7 +110,15 @@ def local(context: Context, value: str | None) -> str:
     return runtime_settings.local_time(moment, zone)
 
 
-environment.filters.update(ago=ago, size=size, inert=inert, inert_lines=inert_lines, local=local)
+environment.filters.update(
+    ago=ago,
+    size=size,
+    inert=inert,
+    inert_lines=inert_lines,
+    local=local,
+    counted=counted,
+    update_status=update_status,
+)
 
 
 def render(

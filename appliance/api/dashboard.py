@@ -66,6 +66,10 @@ async def summary(call: Call) -> Dashboard:
     """What the dashboard page shows, as numbers."""
     appliance = call.appliance
     found = await dashboard_service.dashboard(
-        appliance.db, appliance.settings, appliance.tunables, now=utc_now()
+        appliance.db,
+        appliance.settings,
+        appliance.tunables,
+        now=utc_now(),
+        zone=appliance.display_zone,
     )
     return msgspec.convert(found.as_json(), Dashboard)

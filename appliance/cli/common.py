@@ -94,6 +94,21 @@ def print_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
+def command_group(
+    commands: argparse._SubParsersAction, name: str, summary: str, description: str, epilog: str
+) -> argparse._SubParsersAction:
+    """A command whose actions are subcommands of their own, each with its own help
+    and --data-dir (`subparser` adds them)."""
+    parser = commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+
 def subparser(
     commands: argparse._SubParsersAction, name: str, summary: str, description: str, epilog: str
 ) -> argparse.ArgumentParser:

@@ -158,7 +158,9 @@ async def _database_checks(settings: Settings) -> list[Finding]:
 
 
 def _backups(settings: Settings) -> Finding:
-    found = [b for b in backups.list_backups(settings) if b.kind in ("scheduled", "manual")]
+    found = [
+        b for b in backups.list_backups(settings) if b.kind in (*backups.REGULAR_KINDS, "other")
+    ]
     if not found:
         return Finding("backups", "warn", "no backup yet; 'redflag-appliance backup' makes one")
     age_h = (datetime.now(UTC) - found[0].modified_at).total_seconds() / 3600

@@ -11,6 +11,7 @@ from agent.protocol import b64encode
 from appliance.cli.common import (
     CliError,
     add_json,
+    command_group,
     print_json,
     run_with_database,
     subparser,
@@ -25,25 +26,7 @@ from appliance.store.database import Database
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = subparser(
-        commands,
-        "token",
-        "registration tokens for agents",
-        "Create, list and revoke registration tokens. A token is printed once and stored\n"
-        "only as a hash; it carries the fingerprint of the appliance's root key, so an\n"
-        "agent verifies the appliance before it trusts it.",
-        "examples:\n  redflag-appliance token create --seats 10 --expires 24h --note 'rack 2'\n"
-        "  redflag-appliance token list\n  redflag-appliance token revoke 3",
-    )
-    parser.add_argument("action", choices=["create", "list", "revoke"])
-    parser.add_argument("token_id", nargs="?", type=int, help="token id (for revoke)")
-    parser.add_argument("--seats", type=int, help="how many agents may use it (default 1)")
-    parser.add_argument("--unlimited", action="store_true", help="no seat limit")
-    parser.add_argument("--expires", default="24h", help="lifetime, e.g. 90m, 24h, 7d")
-    parser.add_argument("--note", default="", help="what it is for")
-    parser.add_argument("--server", help="appliance URL to print in the agent command")
-    add_json(parser)
-    parser.set_defaults(handler=run_token)
+    _register_token(commands)
 
     parser = subparser(
         commands,
@@ -64,6 +47,61 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--overlap", default="7d", help="how long the old key stays valid")
     add_json(parser)
     parser.set_defaults(handler=run_keys)
+
+
+def _register_token(commands: argparse._SubParsersAction) -> None:
+    group = command_group(
+        commands,
+        "token",
+        "registration tokens for agents",
+        "Create, list and revoke registration tokens. A token is printed once and stored\n"
+        "only as a hash; it carries the fingerprint of the appliance's root key, so an\n"
+        "agent verifies the appliance before it trusts it.",
+        "examples:\n  redflag-appliance token create --seats 10 --expires 24h --note 'rack 2'\n"
+        "  redflag-appliance token list\n  redflag-appliance token revoke 3",
+    )
+    parser = subparser(
+        group,
+        "create",
+        "make a registration token and print it once",
+        "Make a token that lets --seats hosts register within --expires, and print it\n"
+        "once with the command to run on each host. Give --server the address your\n"
+        "hosts reach the appliance at, so the printed command is ready to paste.",
+        "examples:\n  redflag-appliance token create --seats 10 --expires 24h --note 'rack 2'\n"
+        "  redflag-appliance token create --unlimited --expires 7d "
+        "--server https://redflag.lan:8080",
+    )
+    parser.add_argument("--seats", type=int, help="how many hosts may use it (default 1)")
+    parser.add_argument("--unlimited", action="store_true", help="no limit on hosts")
+    parser.add_argument(
+        "--expires", default="24h", help="lifetime, e.g. 90m, 24h, 7d (default 24h)"
+    )
+    parser.add_argument("--note", default="", help="what it is for, shown in lists")
+    parser.add_argument("--server", help="appliance URL to print in the agent command")
+    add_json(parser)
+    parser.set_defaults(handler=run_token)
+
+    parser = subparser(
+        group,
+        "list",
+        "show every registration token",
+        "Show every token (never the token itself): its id, whether it is active, used\n"
+        "up, expired or revoked, how many hosts used it, when it expires, and its note.",
+        "examples:\n  redflag-appliance token list\n  redflag-appliance token list --json",
+    )
+    add_json(parser)
+    parser.set_defaults(handler=run_token)
+
+    parser = subparser(
+        group,
+        "revoke",
+        "revoke a registration token",
+        "Revoke a token by its id (see 'token list'): no host can register with it from\n"
+        "then on. Hosts that registered with it stay registered.",
+        "examples:\n  redflag-appliance token revoke 3",
+    )
+    parser.add_argument("token_id", type=int, metavar="TOKEN_ID", help="the token's id")
+    parser.set_defaults(handler=run_token)
 
 
 def _run(settings: Settings, work: Callable[[Database, KeyService], Awaitable[Any]]) -> Any:
@@ -125,8 +163,6 @@ def run_token(args: argparse.Namespace) -> int:
                 f"{info.expires_at or 'never':<21} {info.note}"
             )
         return 0
-    if args.token_id is None:
-        raise CliError("usage: redflag-appliance token revoke TOKEN_ID", 2)
     revoked = _run(settings, lambda db, _k: tokens.revoke_token(db, args.token_id, actor="cli"))
     if not revoked:
         raise CliError(f"no active token {args.token_id}; 'token list' shows them")

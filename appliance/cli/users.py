@@ -15,6 +15,7 @@ from typing import TypeVar
 from appliance.cli.common import (
     CliError,
     add_json,
+    command_group,
     print_json,
     run_with_database,
     subparser,
@@ -45,7 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _register_user(commands: argparse._SubParsersAction) -> None:
-    group = _group(
+    group = command_group(
         commands,
         "user",
         "manage dashboard users",
@@ -92,7 +93,7 @@ def _register_user(commands: argparse._SubParsersAction) -> None:
 
 
 def _register_api_token(commands: argparse._SubParsersAction) -> None:
-    group = _group(
+    group = command_group(
         commands,
         "api-token",
         "manage API tokens for the admin JSON API",
@@ -257,20 +258,6 @@ def run_api_token_revoke(args: argparse.Namespace) -> int:
     token = _with_database(args, lambda db: api_tokens.revoke_api_token(db, args.id, actor="cli"))
     print(f"revoked API token {token.id} ({token.name!r} of {token.username})")
     return 0
-
-
-def _group(
-    commands: argparse._SubParsersAction, name: str, summary: str, description: str, epilog: str
-) -> argparse._SubParsersAction:
-    """A command whose actions are subcommands of their own, each with --data-dir."""
-    parser = commands.add_parser(
-        name,
-        help=summary,
-        description=description,
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    return parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
 
 def _add_password_stdin(parser: argparse.ArgumentParser) -> None:

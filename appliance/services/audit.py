@@ -35,6 +35,8 @@ class AuditEntry:
 @dataclass
 class ChainReport:
     rows_checked: int = 0
+    # The newest entry when the check began: entries after it were not checked.
+    head_id: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -174,6 +176,7 @@ def verify_chain(database: Path, max_problems: int = 20) -> ChainReport:
         conn.execute("BEGIN")
         walk = _ChainWalk(max_problems)
         head_id, head_hash = audit_store.head_sync(conn)
+        walk.report.head_id = head_id
         for row in audit_store.iterate_sync(conn):
             if not walk.feed(row):
                 return walk.report
@@ -216,6 +219,7 @@ class AuditPage:
     entries: list[AuditEntry]
     page: int
     has_next: bool
+    newest_id: int = 0  # the newest entry of the whole log, whatever the filters
 
 
 async def search(db: Database, query: AuditQuery) -> AuditPage:
@@ -228,6 +232,7 @@ async def search(db: Database, query: AuditQuery) -> AuditPage:
             limit=PAGE_SIZE + 1,
             offset=(query.page - 1) * PAGE_SIZE,
         )
+        newest_id, _ = await audit_store.head(conn)
     entries = [
         AuditEntry(
             r["id"],
@@ -240,7 +245,7 @@ async def search(db: Database, query: AuditQuery) -> AuditPage:
         )
         for r in rows[:PAGE_SIZE]
     ]
-    return AuditPage(entries, query.page, has_next=len(rows) > PAGE_SIZE)
+    return AuditPage(entries, query.page, has_next=len(rows) > PAGE_SIZE, newest_id=newest_id)
 
 
 def _details(text: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import apsw
 
+from agent.sanitise import sanitise_text
 from appliance.lockfile import DataDirLock
 from appliance.services import audit
 from appliance.settings import Settings
@@ -22,12 +23,17 @@ from appliance.store.database import Database
 from appliance.store.migrations import (
     Migration,
     MigrationError,
+    NotARedFlagDatabase,
     load_migrations,
     plan_migrations,
 )
 from appliance.store.snapshot import fsync_dir, integrity_problems, write_snapshot
 
 SCHEDULED_PREFIX = "redflag-"
+MANUAL_PREFIX = "redflag-manual-"
+# Kinds the retention count covers: the scheduled job's and those asked for by a person
+# ("Back up now", `redflag-appliance backup` without --output).
+REGULAR_KINDS = ("scheduled", "manual")
 
 
 class InvalidBackup(ValueError):
@@ -41,7 +47,7 @@ class BackupNotFound(LookupError):
 @dataclass(frozen=True)
 class BackupFile:
     path: Path
-    kind: str  # scheduled, manual, pre-migrate, pre-restore
+    kind: str  # scheduled, manual (asked for), other (kept by hand), pre-migrate, pre-restore
     size_bytes: int
     modified_at: datetime
 
@@ -57,11 +63,16 @@ def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
-def create_backup(settings: Settings, output: Path | None = None) -> Path:
-    """Write a verified snapshot of the live database; safe while the appliance serves."""
+def create_backup(
+    settings: Settings, output: Path | None = None, *, scheduled: bool = False
+) -> Path:
+    """Write a verified snapshot of the live database; safe while the appliance serves.
+    Without `output` it goes to the backups dir, named for who asked: the scheduled
+    job or a person."""
     if not settings.database_path.exists():
         raise FileNotFoundError(f"no database at {settings.database_path}")
-    target = output or settings.backups_dir / f"{SCHEDULED_PREFIX}{_stamp()}.db"
+    prefix = SCHEDULED_PREFIX if scheduled else MANUAL_PREFIX
+    target = output or settings.backups_dir / f"{prefix}{_stamp()}.db"
     if target.exists():
         raise FileExistsError(f"{target} already exists; choose another --output")
     return write_snapshot(settings.database_path, target)
@@ -74,14 +85,23 @@ def list_backups(settings: Settings) -> list[BackupFile]:
     for path in settings.backups_dir.glob("*.db"):
         stat = path.stat()
         name = path.name
-        kind = next(
-            (k for k in ("pre-migrate", "pre-restore") if name.startswith(k)),
-            "scheduled" if name.startswith(SCHEDULED_PREFIX) else "manual",
-        )
+        kind = _kind_of(name)
         found.append(
             BackupFile(path, kind, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
         )
     return sorted(found, key=lambda b: b.modified_at, reverse=True)
+
+
+def _kind_of(name: str) -> str:
+    for prefix, kind in (
+        ("pre-migrate", "pre-migrate"),
+        ("pre-restore", "pre-restore"),
+        (MANUAL_PREFIX, "manual"),
+        (SCHEDULED_PREFIX, "scheduled"),
+    ):
+        if name.startswith(prefix):
+            return kind
+    return "other"
 
 
 def find_backup(settings: Settings, name: str) -> BackupFile:
@@ -99,7 +119,7 @@ async def create_backup_now(
 ) -> BackupFile:
     """A backup asked for by an admin: written in a thread (the snapshot goes through
     `sqlite3`, which the serving process may use; see appliance/store/snapshot.py),
-    then audited. It is named like a scheduled one, so retention applies to it."""
+    then audited. Retention counts it with the scheduled ones."""
     path = await asyncio.to_thread(create_backup, settings)
     backup = find_backup(settings, path.name)
     async with db.write() as conn:
@@ -130,11 +150,12 @@ async def record_download(
 
 
 def prune_backups(settings: Settings, keep: int) -> list[Path]:
-    """Delete the oldest scheduled backups beyond `keep`. Snapshots taken before a
-    migration or a restore are never pruned automatically."""
-    scheduled = [b for b in list_backups(settings) if b.kind == "scheduled"]
+    """Delete the oldest regular backups (scheduled or asked for) beyond `keep`.
+    Snapshots taken before a migration or a restore, and files put there by hand, are
+    never pruned automatically."""
+    regular = [b for b in list_backups(settings) if b.kind in REGULAR_KINDS]
     removed = []
-    for backup in scheduled[keep:]:
+    for backup in regular[keep:]:
         backup.path.unlink(missing_ok=True)
         removed.append(backup.path)
     return removed
@@ -155,6 +176,12 @@ def verify_backup(path: Path, migrations: list[Migration] | None = None) -> int:
     conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
     try:
         plan = plan_migrations(conn, migrations)
+    except NotARedFlagDatabase:
+        # Its message tells `serve` to check --data-dir; here the file is what is wrong.
+        tables = ", ".join(_table_names(conn)[:5])
+        raise InvalidBackup(
+            f"{path}: is not a RedFlag backup: an SQLite file of something else (tables: {tables})"
+        ) from None
     except MigrationError as exc:
         raise InvalidBackup(f"{path}: {exc}") from exc
     except apsw.Error as exc:
@@ -162,8 +189,16 @@ def verify_backup(path: Path, migrations: list[Migration] | None = None) -> int:
     finally:
         conn.close()
     if plan.database_is_empty:
-        raise InvalidBackup(f"{path}: not a RedFlag database (it is empty)")
+        raise InvalidBackup(f"{path}: is not a RedFlag backup: an empty SQLite file")
     return plan.current_version
+
+
+def _table_names(conn: apsw.Connection) -> list[str]:
+    rows = conn.execute(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "ORDER BY name"
+    )
+    return [sanitise_text(row[0], max_chars=60) for row in rows]
 
 
 def restore_backup(

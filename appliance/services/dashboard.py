@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from appliance.clock import iso
@@ -115,8 +115,19 @@ class DiskStatus:
 
 
 @dataclass(frozen=True)
+class Day:
+    """A calendar day in the display zone and the UTC moments it starts and ends at:
+    23 or 25 hours apart on the day the clocks change."""
+
+    day: str  # 'YYYY-MM-DD'
+    starts: str
+    ends: str
+
+
+@dataclass(frozen=True)
 class DailySeries:
-    """One value per day for `days` (UTC dates, oldest first), one list per series."""
+    """One value per day for `days` (dates in the display zone, oldest first), one list
+    per series."""
 
     days: list[str]
     updates_first_seen: list[int]
@@ -160,11 +171,33 @@ class Dashboard:
         return body
 
 
+def local_days(now: datetime, zone: tzinfo, count: int) -> list[Day]:
+    """The last `count` calendar days in `zone` up to and including today, oldest first."""
+    today = now.astimezone(zone).date()
+    dates = [today - timedelta(days=n) for n in range(count - 1, -1, -1)]
+    return [
+        Day(day.isoformat(), _midnight(day, zone), _midnight(day + timedelta(days=1), zone))
+        for day in dates
+    ]
+
+
+def _midnight(day: date, zone: tzinfo) -> str:
+    """When `day` begins in `zone`, as stored UTC text (where a DST change skips
+    midnight, the day begins when the clocks jump)."""
+    return iso(datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC))
+
+
 async def dashboard(
-    db: Database, settings: Settings, tunables: dict[str, int], *, now: datetime
+    db: Database,
+    settings: Settings,
+    tunables: dict[str, int],
+    *,
+    now: datetime,
+    zone: tzinfo = UTC,
 ) -> Dashboard:
-    """Everything the dashboard shows, as of `now`."""
-    days = [(now - timedelta(days=n)).strftime("%Y-%m-%d") for n in range(CHART_DAYS - 1, -1, -1)]
+    """Everything the dashboard shows, as of `now`; chart days are days in `zone`."""
+    days = local_days(now, zone, CHART_DAYS)
+    bounds = [(d.day, d.starts, d.ends) for d in days]
     async with db.read() as conn:
         counts = await dashboard_store.agent_counts(conn)
         attention = await dashboard_store.agents_needing_attention(conn)
@@ -172,8 +205,8 @@ async def dashboard(
         sources = await dashboard_store.waiting_updates_by_source(conn)
         commands = await dashboard_store.recent_failed_commands(conn)
         installs = await dashboard_store.recent_failed_installs(conn)
-        first_seen = await dashboard_store.updates_first_seen_per_day(conn, days[0], days[-1])
-        install_days = await dashboard_store.installs_per_day(conn, days[0])
+        first_seen = await dashboard_store.updates_first_seen_per_day(conn, bounds)
+        install_days = await dashboard_store.installs_per_day(conn, bounds)
     backup, disk = await asyncio.to_thread(_backup_and_disk, settings, tunables)
 
     by_severity = {row["severity"]: row for row in severities}
@@ -229,10 +262,10 @@ async def dashboard(
         backup=backup,
         disk=disk,
         daily=DailySeries(
-            days=days,
-            updates_first_seen=[first_seen_by_day.get(day, 0) for day in days],
-            installed=[installs_by_day.get(day, (0, 0))[0] for day in days],
-            failed=[installs_by_day.get(day, (0, 0))[1] for day in days],
+            days=[d.day for d in days],
+            updates_first_seen=[first_seen_by_day.get(d.day, 0) for d in days],
+            installed=[installs_by_day.get(d.day, (0, 0))[0] for d in days],
+            failed=[installs_by_day.get(d.day, (0, 0))[1] for d in days],
         ),
     )
 

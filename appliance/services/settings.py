@@ -250,6 +250,24 @@ def local_time(moment: datetime, zone: tzinfo) -> str:
     return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
 
 
+class NoSuchLocalTime(ValueError):
+    """A wall-clock time that a DST change skips (clocks jump from 02:00 to 03:00)."""
+
+
+def utc_of_wall_time(wall: datetime, zone: tzinfo) -> datetime:
+    """The UTC moment at which clocks in `zone` show `wall` (a naive date and time).
+    A time that happens twice when clocks go back is the first of the two; a time that
+    never happens when they go forward raises NoSuchLocalTime."""
+    placed = wall.replace(tzinfo=zone, fold=0)
+    moment = placed.astimezone(UTC)
+    if moment.astimezone(zone).replace(tzinfo=None) != wall.replace(fold=0):
+        raise NoSuchLocalTime(
+            f"{wall:%Y-%m-%d %H:%M} does not exist in {zone}: the clocks skip it "
+            "when summer time starts"
+        )
+    return moment
+
+
 async def change(db: Database, key: str, raw: Any, *, actor: str, source_ip: str = "") -> Value:
     value = validate(key, raw)
     await _save(db, {key: value}, actor=actor, source_ip=source_ip)

@@ -33,7 +33,8 @@ async def create_first_admin(
     now: datetime | None = None,
 ) -> users.User:
     """Create the first admin; SetupAlreadyDone when any admin exists, decided inside
-    the same write transaction, so two racing wizards cannot both succeed."""
+    the same write transaction, so two racing wizards cannot both succeed. The wizard
+    logs the new admin in, so that is their last login too."""
     users.check_username(username)
     users.check_password(password)
     password_hash = await asyncio.to_thread(users.hash_password, password)
@@ -50,6 +51,7 @@ async def create_first_admin(
             role="admin",
             created_at=iso(moment),
         )
+        await users_store.record_login(conn, user_id, iso(moment))
         await audit.record(
             conn,
             actor="setup",

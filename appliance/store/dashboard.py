@@ -3,7 +3,9 @@ that a page over thousands of agents and updates reads a few dozen rows."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Sequence
 
 import aiosqlite
 
@@ -146,35 +148,44 @@ async def recent_failed_installs(
         return list(await cursor.fetchall())
 
 
+# The days of a chart, from a JSON list of [day, starts, ends] (UTC text, ends excluded):
+# a day in the display zone is not a UTC date, and on a DST change not 24 hours long.
+_DAYS = (
+    "WITH days (day, starts, ends) AS ("
+    "  SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+    "         json_extract(value, '$[2]') FROM json_each(?)) "
+)
+_FIRST_SEEN_PER_DAY = _DAYS + (  # noqa: S608 (constant text)
+    "SELECT day, (SELECT count(*) FROM updates "
+    "             WHERE first_seen_at >= starts AND first_seen_at < ends) AS updates "
+    "FROM days"
+)
+_INSTALLS_PER_DAY = _DAYS + (
+    "SELECT day, "
+    "coalesce(sum(outcome = 'installed'), 0) AS installed, "
+    "coalesce(sum(outcome = 'failed'), 0) AS failed "
+    "FROM days LEFT JOIN install_history ON started_at >= starts AND started_at < ends "
+    "GROUP BY day ORDER BY day"
+)
+
+
 async def updates_first_seen_per_day(
-    conn: aiosqlite.Connection, first_day: str, last_day: str
+    conn: aiosqlite.Connection, days: Sequence[tuple[str, str, str]]
 ) -> list[sqlite3.Row]:
-    """(day 'YYYY-MM-DD', updates) for every day from `first_day` to `last_day`.
+    """(day, updates) for each (day, starts, ends) of `days`.
 
     One range count per day on updates_by_first_seen: ten times faster than a GROUP BY
     substr(first_seen_at, 1, 10) over 100,000 rows, which sorts them all in a temp tree.
     """
-    async with conn.execute(
-        "WITH RECURSIVE days (day) AS ("
-        "  SELECT date(?) UNION ALL SELECT date(day, '+1 day') FROM days WHERE day < date(?)) "
-        "SELECT day, (SELECT count(*) FROM updates "
-        "             WHERE first_seen_at >= day AND first_seen_at < date(day, '+1 day')) "
-        "  AS updates "
-        "FROM days",
-        (first_day, last_day),
-    ) as cursor:
+    async with conn.execute(_FIRST_SEEN_PER_DAY, (json.dumps(days),)) as cursor:
         return list(await cursor.fetchall())
 
 
-async def installs_per_day(conn: aiosqlite.Connection, since: str) -> list[sqlite3.Row]:
-    """(day, installed, failed) for days with any install attempt from `since` on.
-    Reads each attempt's outcome from the table: an index on (started_at, outcome)
-    would make this a covering-index scan."""
-    async with conn.execute(
-        "SELECT substr(started_at, 1, 10) AS day, "
-        "coalesce(sum(outcome = 'installed'), 0) AS installed, "
-        "coalesce(sum(outcome = 'failed'), 0) AS failed "
-        "FROM install_history WHERE started_at >= ? GROUP BY day ORDER BY day",
-        (since,),
-    ) as cursor:
+async def installs_per_day(
+    conn: aiosqlite.Connection, days: Sequence[tuple[str, str, str]]
+) -> list[sqlite3.Row]:
+    """(day, installed, failed) for each (day, starts, ends) of `days`: a range of
+    install_history_by_time per day, reading each attempt's outcome from the table (an
+    index on (started_at, outcome) would make it a covering-index scan)."""
+    async with conn.execute(_INSTALLS_PER_DAY, (json.dumps(days),)) as cursor:
         return list(await cursor.fetchall())

@@ -109,9 +109,9 @@ def test_restore_refuses_while_the_appliance_runs(appliance: RunningAppliance) -
     ("content", "reason"),
     [
         (b"this is not a database at all" * 100, "not an SQLite database"),
-        ("foreign", "no RedFlag migration history"),
+        ("foreign", "is not a RedFlag backup: an SQLite file of something else (tables: invoices)"),
         ("corrupt", "failed integrity_check"),
-        ("empty", "not a RedFlag database"),
+        ("empty", "is not a RedFlag backup: an empty SQLite file"),
     ],
 )
 def test_restore_of_a_bad_file_is_refused_and_the_database_untouched(
@@ -138,6 +138,7 @@ def test_restore_of_a_bad_file_is_refused_and_the_database_untouched(
     assert result.returncode == 1
     assert reason in result.stderr
     assert result.stderr.count("\n") == 1, "one line saying what is wrong"
+    assert "--data-dir" not in result.stderr  # the file is wrong, not the data dir
     assert file_hash(migrated.database_path) == before
 
 

@@ -145,6 +145,26 @@ def test_token_create_cli_prints_the_agent_command(fleet: Fleet) -> None:
     assert "seats 0/3" in listed.stdout
 
 
+def test_each_token_action_has_help_of_its_own() -> None:
+    create = run_cli("token", "create", "--help")
+    assert create.returncode == 0, create.stderr
+    assert create.stdout.startswith("usage: redflag-appliance token create")
+    assert "--seats" in create.stdout and "--expires" in create.stdout
+    assert "examples:\n  redflag-appliance token create --seats 10" in create.stdout
+    assert "token_id" not in create.stdout and "{create,list,revoke}" not in create.stdout
+    revoke = run_cli("token", "revoke", "--help")
+    assert revoke.stdout.startswith("usage: redflag-appliance token revoke")
+    assert "--seats" not in revoke.stdout and "TOKEN_ID" in revoke.stdout
+    listing = run_cli("token", "list", "--help")
+    assert listing.stdout.startswith("usage: redflag-appliance token list")
+    assert "--seats" not in listing.stdout and "examples:" in listing.stdout
+    # The group names its actions; a missing id is a usage error, exit code 2.
+    group = run_cli("token", "--help")
+    assert "create" in group.stdout and "revoke" in group.stdout
+    missing = run_cli("token", "revoke")
+    assert missing.returncode == 2 and "TOKEN_ID" in missing.stderr
+
+
 def test_registration_is_rate_limited_per_address(fleet: Fleet) -> None:
     answers = []
     for _ in range(12):

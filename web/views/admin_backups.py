@@ -9,7 +9,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from agent.logs import log_event
-from appliance.services import backups
+from appliance.services import backups, restore_help
 from appliance.services import settings as runtime_settings
 from appliance.store.snapshot import SnapshotFailed
 from web.auth import PageError, RedirectTo, client_ip, form_with_csrf, require_page
@@ -28,6 +28,9 @@ async def backup_list(request: Request) -> Response:
         "retention": tunables["backup_retention"],
         "interval_hours": tunables["backup_interval_hours"],
         "notice": request.query_params.get("notice", ""),
+        "restore": restore_help.restore_steps(
+            appliance.settings, restore_help.HostFacts.of_this_process()
+        ),
     }
     return render(request, "admin_backups.html", context)
 

@@ -11,13 +11,18 @@ from appliance.services import dashboard as dashboard_service
 from web.auth import require_page
 from web.charts import Chart, Series, bar_chart, line_chart
 from web.templating import render
+from web.views.account import server_url
 
 
 async def dashboard(request: Request) -> Response:
     await require_page(request, "viewer")
     appliance = request.state.appliance
     summary = await dashboard_service.dashboard(
-        appliance.db, appliance.settings, appliance.tunables, now=utc_now()
+        appliance.db,
+        appliance.settings,
+        appliance.tunables,
+        now=utc_now(),
+        zone=appliance.display_zone,
     )
     return render(
         request,
@@ -26,6 +31,7 @@ async def dashboard(request: Request) -> Response:
             "d": summary,
             "charts": charts(summary.daily),
             "reasons": dashboard_service.ATTENTION_REASONS,
+            "server_url": server_url(request),
         },
     )
 
@@ -36,7 +42,7 @@ def charts(daily: dashboard_service.DailySeries) -> list[Chart]:
             "chart-updates",
             "New updates per day",
             daily.days,
-            Series("Updates first seen", "line", daily.updates_first_seen),
+            Series("Updates first seen", "line", daily.updates_first_seen, one="update first seen"),
         ),
         bar_chart(
             "chart-installs",

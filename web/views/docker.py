@@ -13,13 +13,14 @@ from starlette.routing import BaseRoute, Route
 from appliance.clock import utc_now
 from appliance.services import docker_images, updates
 from web.auth import PageError, client_ip, field_text, form_with_csrf, require_page
-from web.templating import render
+from web.templating import counted, render
 from web.views.updates import can_act, count_param, form_key, page_number, read_form_key
 
 PER_PAGE = 20
 NOTICES = {
-    "approved": "Approved on {n} hosts.",
-    "pulling": "Pull requested: {n} commands wait for their agents' next check-in.",
+    "approved": "Approved on {hosts}.",
+    "pulling": "Pull requested: {commands} for the agents' next check-in; follow them on "
+    "the Live page.",
 }
 NOTHING = {
     "approved": "Nothing was approved: the image's updates are already approved or underway.",
@@ -32,7 +33,7 @@ def _notice(request: Request) -> tuple[str, bool]:
     key = request.query_params.get("notice", "")
     n = count_param(request.query_params, "n")
     if key in NOTICES and n:
-        return NOTICES[key].format(n=n), False
+        return NOTICES[key].format(hosts=counted(n, "host"), commands=counted(n, "command")), False
     return NOTHING.get(key, ""), key in NOTHING
 
 

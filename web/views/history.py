@@ -72,6 +72,7 @@ async def audit_page(request: Request) -> Response:
             "query": query,
             "chain": chain,
             "checked_at": checked_at,
+            "newest_id": found.newest_id,
             "notice": request.query_params.get("notice", ""),
             "entries": [(e, _details_text(e.details)) for e in found.entries],
             "filtered": bool(filters),

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import anyio
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -19,7 +20,8 @@ from appliance.api.auth import SESSION_COOKIE
 from appliance.clock import utc_now
 from appliance.services import commands, operations, sessions, users
 from web.auth import PageError, RedirectTo, client_ip, form_with_csrf, require_page
-from web.templating import render
+from web.templating import counted, render
+from web.views.updates import count_param, skipped_words
 
 POLL_S = 1.0
 KEEPALIVE_S = 15.0
@@ -39,8 +41,30 @@ NOTICES = {
     "retried": "A new command repeats the one that did not succeed; follow it here.",
     "already_retried": "That command had been retried already; this is the retry.",
     "cancelled": "The command was cancelled; no agent will get it.",
+    "install_requested": "Install requested; this page follows the command until its "
+    "agent reports the result.",
 }
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _notice(query: QueryParams) -> str:
+    """A fixed text for ?notice=KEY on a command's page (after an install, with how
+    many of the selected updates were left out)."""
+    key = query.get("notice", "")
+    skipped = skipped_words(count_param(query, "skipped")) if key == "install_requested" else ""
+    return NOTICES.get(key, "") + skipped
+
+
+def _live_notice(query: QueryParams) -> str:
+    """After an install that made several commands, one for each host and source."""
+    n = count_param(query, "n")
+    if query.get("notice") != "install_requested" or not n:
+        return ""
+    return (
+        f"Install requested: {counted(n, 'command')}, one for each host and source; "
+        "each is listed under Running and waiting until its agent reports the result."
+        + skipped_words(count_param(query, "skipped"))
+    )
 
 
 async def live_page(request: Request) -> Response:
@@ -56,6 +80,7 @@ async def live_page(request: Request) -> Response:
             "filters": filters,
             "kinds": commands.KINDS,
             "stream_url": f"/live/stream{query}",
+            "notice": _live_notice(request.query_params),
         },
     )
 
@@ -84,7 +109,7 @@ async def command_page(request: Request) -> Response:
         {
             "command": command,
             "may_operate": users.role_allows(web_session.principal.role, "operator"),
-            "notice": NOTICES.get(request.query_params.get("notice", ""), ""),
+            "notice": _notice(request.query_params),
         },
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime, tzinfo
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,8 +16,9 @@ from starlette.routing import BaseRoute, Route
 
 from appliance.clock import utc_now
 from appliance.services import dry_runs, updates, users
+from appliance.services import settings as runtime_settings
 from web.auth import PageError, client_ip, field_text, form_with_csrf, require_page
-from web.templating import render
+from web.templating import counted, render
 
 PER_PAGE = 100
 MAX_IDS = 5000
@@ -25,11 +26,12 @@ ACTIONS = ("approve", "reject", "ignore", "dry_run", "install", "schedule")
 DECIDED = {"approve": "approved", "reject": "rejected", "ignore": "ignored"}
 STATUS_CHOICES = {"open": updates.NEEDS_WORK, "all": None} | {s: s for s in updates.STATUSES}
 NOTICES = {
-    "approved": "{n} selected updates are approved.",
-    "rejected": "{n} selected updates are rejected.",
-    "ignored": "{n} selected updates are ignored.",
-    "scheduled": "{n} updates are scheduled; the install is requested when the time comes.",
-    "install_requested": "Install requested: {n} commands wait for their agents' next check-in.",
+    "approved": "Approved: {updates}.",
+    "rejected": "Rejected: {updates}.",
+    "ignored": "Ignored: {updates}.",
+    "scheduled": "Scheduled: {updates}; the install is requested when the time comes.",
+    # Made commands are followed on the live pages; the list says only when none was.
+    "install_requested": "Install requested: {commands}; follow them on the Live page.",
 }
 NOTHING = {
     "approved": "None of the selected updates could be approved (installed or underway).",
@@ -108,11 +110,15 @@ def _notice(query: QueryParams) -> tuple[str, bool]:
     n = count_param(query, "n")
     if n == 0:
         return NOTHING[key], True
-    message = NOTICES[key].format(n=n)
-    skipped = count_param(query, "skipped")
-    if skipped:
-        message += f" {skipped} of the selected could not be installed now."
-    return message, False
+    words = {"updates": counted(n, "selected update"), "commands": counted(n, "command")}
+    return NOTICES[key].format(**words), False
+
+
+def skipped_words(skipped: int) -> str:
+    """The sentence after an install notice about selected updates left out."""
+    if not skipped:
+        return ""
+    return f" {skipped:,} of the selected updates could not be installed now."
 
 
 def can_act(request: Request) -> bool:
@@ -190,14 +196,19 @@ def read_form_key(form: FormData) -> str:
         raise PageError(400, "The form is incomplete; reload the page and try again.") from None
 
 
-def _install_time(text: str) -> datetime | None:
-    """A datetime-local value ("2026-12-01T02:00", seconds optional), read as UTC."""
+def _install_time(text: str, zone: tzinfo) -> datetime:
+    """A datetime-local value ("2026-12-01T02:00", seconds optional): a wall-clock time
+    in the display zone, as the UTC moment it happens. ValueError says what is wrong."""
     for pattern in ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"):
         try:
-            return datetime.strptime(text, pattern).replace(tzinfo=UTC)
+            wall = datetime.strptime(text, pattern)
         except ValueError:
             continue
-    return None
+        try:
+            return runtime_settings.utc_of_wall_time(wall, zone)
+        except runtime_settings.NoSuchLocalTime as exc:
+            raise ValueError(f"{exc}; choose another time.") from None
+    raise ValueError(f"Give the date and time ({zone}) to install at.")
 
 
 async def bulk(request: Request) -> Response:
@@ -210,12 +221,15 @@ async def bulk(request: Request) -> Response:
         raise PageError(400, "Choose one of the buttons under the table.")
     ids, key = _ids(form), read_form_key(form)
     install_at_text = field_text(form, "install_at", 40)
-    install_at = _install_time(install_at_text) if action == "schedule" else None
+    install_at = None
     errors = {}
     if not ids:
         errors["ids"] = "Select at least one update first."
-    if action == "schedule" and install_at is None:
-        errors["install_at"] = "Give the date and time (UTC) to install at."
+    if action == "schedule":
+        try:
+            install_at = _install_time(install_at_text, request.state.appliance.display_zone)
+        except ValueError as exc:
+            errors["install_at"] = str(exc)
     db = request.state.appliance.db
     who = {"actor": f"user:{web_session.principal.username}", "source_ip": client_ip(request)}
     _, shown = _filters(request.query_params)
@@ -228,12 +242,7 @@ async def bulk(request: Request) -> Response:
         installing = await updates.install_now(
             db, ids, now=utc_now(), idempotency_key=updates.idempotency_base(key, ids), **who
         )
-        return _redirect(
-            back,
-            notice="install_requested",
-            n=len(installing.commands),
-            skipped=len(installing.skipped),
-        )
+        return _follow_install(back, installing)
     if not errors and action == "dry_run":
         created = await updates.request(
             db,
@@ -255,6 +264,18 @@ async def bulk(request: Request) -> Response:
     return await _list_page(
         request, errors=errors, selected=set(ids), install_at=install_at_text, status=422
     )
+
+
+def _follow_install(back: str, installing: updates.InstallRequest) -> Response:
+    """Where to follow an install: one command's own live page, the live page for
+    several (one per host and source), or back to the list when nothing was made."""
+    made, skipped = [c["command_id"] for c in installing.commands], len(installing.skipped)
+    notice = {"notice": "install_requested", **({"skipped": skipped} if skipped else {})}
+    if len(made) == 1:
+        return RedirectResponse(f"/live/commands/{made[0]}?{urlencode(notice)}", 303)
+    if made:
+        return RedirectResponse(f"/live?{urlencode({**notice, 'n': len(made)})}", 303)
+    return _redirect(back, notice="install_requested", n=0, skipped=skipped)
 
 
 def _redirect(back: str, **notice: Any) -> Response:

@@ -74,6 +74,20 @@ def test_the_wizard_creates_the_admin_shows_the_fingerprint_and_a_token_once(
     assert _admins(appliance) == ["root"]
 
 
+def test_the_wizard_login_counts_as_the_admins_last_login(appliance: RunningAppliance) -> None:
+    with httpx.Client(base_url=appliance.url) as client:
+        assert _wizard(client, "root").status_code == 200
+        users_page = client.get("/admin/users").text
+    row = users_page.split('"wrap-anywhere">root <small>(you)', 1)[1].split("</tr>", 1)[0]
+    assert "never" not in row and "s ago</time>" in row
+    conn = sqlite3.connect(appliance.data_dir / "redflag.db")
+    try:
+        (last_login,) = conn.execute("SELECT last_login_at FROM users").fetchone()
+    finally:
+        conn.close()
+    assert last_login is not None
+
+
 def test_the_wizard_cannot_be_replayed_once_an_admin_exists(appliance: RunningAppliance) -> None:
     with (
         httpx.Client(base_url=appliance.url) as first,
@@ -263,6 +277,18 @@ def test_pages_and_api_answers_carry_the_security_headers(web: Web) -> None:
         assert headers["referrer-policy"] == "same-origin"
         assert headers["x-frame-options"] == "DENY"
     assert "<script>" not in client.get("/").text  # no inline script anywhere
+
+
+def test_every_page_has_an_icon_served_with_its_type_and_a_long_cache(web: Web) -> None:
+    anonymous = web.client()  # the login page asks for it too: no login needed
+    icon = anonymous.get("/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"] == "image/x-icon"
+    assert "max-age=604800" in icon.headers["cache-control"]
+    assert icon.content.startswith(b"\x00\x00\x01\x00")  # an ICO file
+    assert icon.headers["x-content-type-options"] == "nosniff"
+    for html in (anonymous.get("/login").text, web.logged_in("viewer").page("/")):
+        assert '<link rel="icon" href="/favicon.ico">' in html
 
 
 def test_the_login_page_works_in_a_real_browser_with_the_keyboard(web: Web, page: Any) -> None:

@@ -192,7 +192,10 @@ def test_a_backup_is_taken_listed_and_downloaded_and_both_are_audited(web: Web) 
     made = client.submit("/admin/backups", {})
     assert made.headers["location"] == "/admin/backups?notice=created"
     page = client.page("/admin/backups?notice=created")
-    (name,) = re.findall(r'href="/admin/backups/(redflag-[0-9TZ]+\.db)"', page)
+    (name,) = re.findall(r'href="/admin/backups/(redflag-manual-[0-9TZ]+\.db)"', page)
+    # Taken with "Back up now": labelled so, not as a scheduled one.
+    row = page.split(name, 2)[2].split("</tr>", 1)[0]
+    assert "<td>on request</td>" in row and "scheduled" not in row
     assert "redflag-appliance restore" in page
     download = client.get(f"/admin/backups/{name}")
     assert download.status_code == 200
@@ -202,6 +205,17 @@ def test_a_backup_is_taken_listed_and_downloaded_and_both_are_audited(web: Web) 
         ("backup.created", name),
         ("backup.downloaded", name),
     ]
+
+
+def test_the_restore_steps_fit_how_this_appliance_runs(web: Web) -> None:
+    # The test starts the appliance itself, as a person would in a terminal.
+    section = web.logged_in("admin").page("/admin/backups").split('id="restore"', 1)[1]
+    data_dir = web.fleet.appliance.data_dir.resolve()
+    assert "This appliance was started by hand, not by systemd" in section
+    assert "systemctl" not in section.split("<details", 1)[0]
+    assert f"restore {data_dir}/backups/FILE.db --data-dir {data_dir}" in section
+    assert "Ctrl-C" in section
+    assert "docs/backup-restore.md" in section
 
 
 @pytest.mark.parametrize(
@@ -483,7 +497,9 @@ def test_the_backups_api_lists_creates_and_downloads(web: Web) -> None:
     made = api("POST", "/backups")
     assert made.status_code == 201, made.text
     name = made.json()["name"]
-    assert [b["name"] for b in api("GET", "/backups").json()["backups"]] == [name]
+    assert [(b["name"], b["kind"]) for b in api("GET", "/backups").json()["backups"]] == [
+        (name, "manual")
+    ]
     download = api("GET", f"/backups/{name}")
     assert download.status_code == 200 and download.content.startswith(b"SQLite format 3")
 
@@ -564,8 +580,7 @@ def test_every_admin_page_fits_a_phone_screen_without_console_errors(web: Web, p
     errors: list[str] = []
 
     def note_error(message: Any) -> None:
-        # Browsers ask for /favicon.ico on their own; there is none.
-        if message.type == "error" and "favicon" not in message.location.get("url", ""):
+        if message.type == "error":  # a missing /favicon.ico is one too
             errors.append(f"{message.text} {message.location}")
 
     page.on("console", note_error)

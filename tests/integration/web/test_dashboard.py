@@ -92,6 +92,10 @@ def test_with_no_agents_the_dashboard_says_how_to_add_one(web: Web) -> None:
     html = web.logged_in("admin").page("/")
     assert "No agents yet" in html
     assert '<a href="/admin/tokens">Tokens</a>' in html
+    # The command that adds a host, as the token page shows it; there is no "install
+    # command" to look for.
+    assert f"redflag-agent register --server {web.url} --token" in html
+    assert "install command" not in html
     # A viewer cannot create tokens: the page says whom to ask instead of a dead link.
     viewer_html = web.logged_in("viewer").page("/")
     assert "ask an admin for a registration token" in viewer_html
@@ -432,3 +436,64 @@ def test_the_dashboard_in_a_real_browser_at_phone_width(web: Web, page: Any) -> 
     # Nothing is wider than the phone: the page does not scroll sideways.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     shot(page, "dashboard-phone")
+
+
+CHART_TEXT = """() => [...document.querySelectorAll('svg.chart')].map(svg => {
+    const box = svg.getBoundingClientRect();
+    const scale = box.width / svg.viewBox.baseVal.width;
+    return {
+        chart: svg.dataset.chart,
+        box: [box.left, box.top, box.right, box.bottom],
+        texts: [...svg.querySelectorAll('text')].map(t => {
+            const r = t.getBoundingClientRect();
+            return {
+                text: t.textContent,
+                px: parseFloat(getComputedStyle(t).fontSize) * scale,
+                box: [r.left, r.top, r.right, r.bottom],
+            };
+        }),
+    };
+})"""
+
+
+def test_chart_labels_are_readable_and_whole_at_every_width(web: Web, page: Any) -> None:
+    agent = _seed_fleet(web)["fine"]
+    _seed_history(web, agent)
+    with web.db() as conn:  # a busy day: the y axis goes to 10,000
+        conn.executemany(
+            "INSERT INTO install_history (agent_id, source, package, outcome, started_at) "
+            "VALUES (?, 'apt', 'p', 'installed', ?)",
+            [(agent, _ago(days=1))] * 6000,
+        )
+    page.goto(f"{web.url}/login")
+    page.fill("#f-username", "admin")
+    page.fill("#f-password", PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{web.url}/")
+    for width in (320, 390, 800, 1280):
+        page.set_viewport_size({"width": width, "height": 844})
+        charts = page.evaluate(CHART_TEXT)
+        assert len(charts) == 2
+        for chart in charts:
+            texts = chart["texts"]
+            if chart["chart"] == "chart-installs":
+                assert {"0", "10k"} <= {t["text"] for t in texts}
+            for text in texts:
+                # At least 11 px on the screen, whatever the chart's width.
+                assert text["px"] >= 11, (width, chart["chart"], text)
+                # Wholly inside the chart: nothing cut off at an edge.
+                left, top, right, bottom = text["box"]
+                c_left, c_top, c_right, c_bottom = chart["box"]
+                assert c_left - 0.5 <= left and right <= c_right + 0.5, (width, text)
+                assert c_top - 0.5 <= top and bottom <= c_bottom + 0.5, (width, text)
+            for i, one in enumerate(texts):  # and no label on top of another
+                for other in texts[i + 1 :]:
+                    apart = (
+                        one["box"][2] <= other["box"][0]
+                        or other["box"][2] <= one["box"][0]
+                        or one["box"][3] <= other["box"][1]
+                        or other["box"][3] <= one["box"][1]
+                    )
+                    assert apart, (width, one, other)
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "dashboard-charts-phone")

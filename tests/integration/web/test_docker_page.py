@@ -118,6 +118,12 @@ def test_pull_now_sent_twice_makes_one_install_command_per_host(web: Web) -> Non
     )
     assert {c["params"]["source"] for c in commands} == {"docker"}
     assert _status(web, ids["nginx_nas"]) == "scheduled"
+    pulling = operator.page(first.headers["location"])
+    assert "Pull requested: 2 commands" in pulling and "Live" in pulling
+    # Its install command waits for the agent: "queued" (no time was set), one per host.
+    assert len(re.findall(r'<span class="badge status-queued">queued</span>', pulling)) == 2
+    assert "1 commands" not in operator.page("/docker?notice=pulling&n=1")
+    assert "Approved on 1 host." in operator.page("/docker?notice=approved&n=1")
     # Nothing left to pull for that image: the page says so, no new command.
     again = operator.submit(
         "/docker/images", {**form, "form_key": str(uuid.uuid4()), "action": "approve"}

@@ -191,6 +191,34 @@ def test_the_audit_log_shows_an_intact_chain_and_searches_its_entries(web: Web) 
     assert "Chain broken" in broken and "row 2: contents edited" in broken
 
 
+def test_the_chain_status_names_the_entries_added_since_the_last_check(web: Web) -> None:
+    admin = web.logged_in("admin")
+    admin.submit("/audit/verify", {})
+    with web.db() as conn:
+        checked = conn.execute("SELECT count(*) FROM audit_log").fetchone()[0]
+    for n in range(3):
+        web.fleet.registration_token(note=f"later {n}")
+    chain = admin.page("/audit").split('id="chain-status"', 1)[1].split("</section>", 1)[0]
+    # Not "All N entries were checked": the log has grown since that check.
+    assert "All " not in chain
+    assert f"The first {checked} entries were checked" in chain
+    assert "3 entries added since are checked at the next hourly check" in chain
+    admin.submit("/audit/verify", {})
+    chain = admin.page("/audit").split('id="chain-status"', 1)[1].split("</section>", 1)[0]
+    assert f"All {checked + 3} entries were checked" in chain
+    assert "added since" not in chain
+
+
+def test_the_audit_log_shows_which_token_registered_an_agent(web: Web) -> None:
+    web.fleet.enrol()
+    with web.db() as conn:
+        token_id = conn.execute("SELECT max(id) FROM registration_tokens").fetchone()[0]
+    html = web.logged_in("admin").page("/audit?action=agent.registered")
+    assert "<td>agent.registered</td>" in html
+    assert f"&#34;token_id&#34;: {token_id}" in html
+    assert "REDACTED" not in html
+
+
 def test_the_audit_api_lists_and_verifies_like_the_page(web: Web) -> None:
     web.fleet.registration_token()
     listed = web.fleet.api("GET", "/audit", params={"actor": "user:admin", "action": "token."})

@@ -152,7 +152,7 @@ def test_an_operator_approves_rejects_and_ignores_in_bulk(web: Web) -> None:
     assert response.status_code == 303
     assert response.headers["location"] == "/updates?source=apt&notice=approved&n=2"
     assert _statuses(web, chosen) == {ids["openssl"]: "approved", ids["curl"]: "approved"}
-    assert "2 selected updates are approved." in operator.page(response.headers["location"])
+    assert "Approved: 2 selected updates." in operator.page(response.headers["location"])
     assert _audit_actions(web).count("updates.approved") == 1
 
     operator.submit(
@@ -207,10 +207,12 @@ def test_a_double_submitted_approve_and_install_now_creates_each_command_once(we
             ]
         )
     )
-    # Every copy answered the same: two commands requested.
+    # Every copy answered the same: two commands requested, followed on the live page.
     locations = {a.headers["location"] for a in answers}
     assert [a.status_code for a in answers] == [303, 303, 303]
-    assert locations == {"/updates?notice=install_requested&n=2&skipped=0"}
+    assert locations == {"/live?notice=install_requested&n=2"}
+    live = operator.page("/live?notice=install_requested&n=2")
+    assert "Install requested: 2 commands, one for each host and source" in live
     assert set(_statuses(web, chosen).values()) == {"scheduled"}
     assert _audit_actions(web).count("command.created") == 2
     assert _audit_actions(web).count("updates.approved") == 1
@@ -221,6 +223,43 @@ def test_a_double_submitted_approve_and_install_now_creates_each_command_once(we
     again = operator.submit("/updates/bulk", fresh)
     assert again.headers["location"] == "/updates?notice=install_requested&n=0&skipped=1"
     assert len(_commands(web)) == 2
+
+
+def test_installing_one_update_goes_to_its_command_page_and_reads_queued(web: Web) -> None:
+    fleet = _seed_fleet(web)
+    ids = fleet["ids"]
+    operator = web.logged_in("operator")
+    form = [("form_key", _form_key(operator.page("/updates"))), ("action", "install")]
+    form += [("ids", str(ids["openssl"])), ("ids", str(ids["vim"]))]  # vim: installed
+    answer = operator.submit("/updates/bulk", form)
+    (command,) = _commands(web)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == (
+        f"/live/commands/{command['id']}?notice=install_requested&skipped=1"
+    )
+    page = operator.page(answer.headers["location"])
+    assert "Install requested; this page follows the command" in page
+    assert "1 of the selected updates could not be installed now" in page
+    # The update waits for its agent: it reads "queued", not "scheduled" (no time was set).
+    assert _statuses(web, [ids["openssl"]]) == {ids["openssl"]: "scheduled"}
+    listing = operator.page("/updates")
+    row = listing.split(f'id="u-{ids["openssl"]}"', 1)[1].split("</tr>", 1)[0]
+    assert ">queued</span>" in row and "scheduled" not in row
+    # Nothing underway any more: back to the list, which says so.
+    again = [("form_key", str(uuid.uuid4())), ("action", "install"), ("ids", str(ids["openssl"]))]
+    nothing = operator.submit("/updates/bulk", again)
+    assert nothing.headers["location"] == "/updates?notice=install_requested&n=0&skipped=1"
+
+
+def test_notices_count_in_words_that_agree_with_the_number(web: Web) -> None:
+    fleet = _seed_fleet(web)
+    operator = web.logged_in("operator")
+    form = [("form_key", _form_key(operator.page("/updates"))), ("action", "approve")]
+    answer = operator.submit("/updates/bulk", [*form, ("ids", str(fleet["ids"]["curl"]))])
+    page = operator.page(answer.headers["location"])
+    assert "Approved: 1 selected update." in page
+    assert "1 selected updates" not in page
+    assert "1 commands" not in operator.page("/live?notice=install_requested&n=1")
 
 
 def test_a_double_submitted_bulk_approval_changes_and_audits_once(web: Web) -> None:
@@ -348,7 +387,8 @@ def test_dry_run_results_show_removals_first_and_marked(web: Web) -> None:
     removal = re.search(r'<tr class="removal">\s*<td[^>]*>libold1', page)
     assert removal, page
     assert page.index("Removed (1)") < page.index("Upgraded (1)") < page.index("Newly installed")
-    assert "Installing would remove or downgrade 1 package" in page
+    assert "Installing would remove or downgrade 1 package:" in page
+    assert "This removes or downgrades 1 package. Install anyway?" in page
     assert '<tr class="removal">' not in page[page.index("Upgraded (1)") :]
     assert 'http-equiv="refresh"' not in page  # finished: no more reloading
     # "Install these" approves and installs exactly what the dry run looked at.
@@ -357,8 +397,11 @@ def test_dry_run_results_show_removals_first_and_marked(web: Web) -> None:
         "/updates/bulk", [("form_key", _form_key(page)), ("action", "install"), ("ids", openssl)]
     )
     assert installed.status_code == 303, installed.text[-3000:]
-    assert installed.headers["location"] == "/updates?notice=install_requested&n=1&skipped=0"
-    assert [c["params"]["packages"] for c in _commands(web)] == [["openssl"]]
+    (command,) = _commands(web)
+    assert command["params"]["packages"] == ["openssl"]
+    assert (
+        installed.headers["location"] == f"/live/commands/{command['id']}?notice=install_requested"
+    )
     # Not a dry run, or no such command: no such page.
     operator.page("/updates/dry-run/999999", expect=404)
 
@@ -378,6 +421,10 @@ def test_the_dry_run_button_asks_the_agents_and_the_page_waits_for_them(web: Web
     waiting = operator.page(expected)
     assert '<meta http-equiv="refresh" content="5">' in waiting
     assert "web-01.lan" in waiting and "db-01.lan" in waiting
+    # Where each one is: its command's live page, and the live page of dry runs.
+    for command in dry_runs:
+        assert f'<a href="/live/commands/{command["id"]}">#{command["id"]}</a>' in waiting
+    assert 'href="/live?kind=dry_run"' in waiting
     assert _statuses(web, [ids["openssl"]]) == {ids["openssl"]: "pending"}  # nothing decided
 
 
@@ -412,7 +459,7 @@ def test_scheduled_installs_are_requested_when_due_and_not_before(web: Web) -> N
     assert {tuple(r) for r in rows} == {("scheduled", iso(at))}
     assert "updates.scheduled" in _audit_actions(web)
     listed = operator.page("/updates?status=scheduled")
-    assert f"for {iso(at).replace('T', ' ').replace('Z', ' UTC')}" in listed
+    assert f'for <time datetime="{iso(at)}">{at:%Y-%m-%d %H:%M} UTC</time>' in listed
 
     # Before the time: nothing.
     assert _run_due(web, at - timedelta(minutes=1)) == 0
@@ -585,7 +632,7 @@ def test_a_browser_selects_two_updates_and_approves_them(web: Web, page: Any) ->
     page.check(f"#u-{ids['curl']}")
     page.click("button[value=approve]")
     page.wait_for_url(re.compile(r".*/updates\?notice=approved&n=2$"))
-    assert page.locator("#notice").inner_text() == "2 selected updates are approved."
+    assert page.locator("#notice").inner_text() == "Approved: 2 selected updates."
     shot(page, "updates-approved")
     assert _statuses(web, [ids["openssl"], ids["curl"], ids["postgresql"]]) == {
         ids["openssl"]: "approved",

@@ -168,6 +168,33 @@ def test_ordinary_keys_are_not_sensitive(name):
     assert not is_sensitive_key(name)
 
 
+@pytest.mark.parametrize(
+    "name", ["token_id", "api_token_id", "token_ids", "tokenId", "secret.id", "password-id"]
+)
+def test_the_id_of_a_secret_is_not_a_secret(name):
+    assert not is_sensitive_key(name)
+
+
+@pytest.mark.parametrize("name", ["id_token", "tokenid", "token_identity", "token_idx"])
+def test_a_name_that_only_looks_like_an_id_stays_sensitive(name):
+    assert is_sensitive_key(name)
+
+
+def test_ids_of_secrets_pass_in_text_but_the_secrets_do_not():
+    text = "agent registered with token_id=42 and api_token_id: 7, tokenId=9"
+    assert redact_secrets(text) == text
+    assert redact_secrets("token_id=42 token=abc123") == f"token_id=42 token={REDACTED}"
+    assert redact_secrets('{"id_token": "abc"}') == f'{{"id_token": "{REDACTED}"}}'
+    assert redact_secrets("tokenid=abc123") == f"tokenid={REDACTED}"
+
+
+def test_sanitise_fields_keeps_the_id_of_a_token_and_redacts_the_token():
+    clean = sanitise_fields({"token_id": 42, "token": "abc", "note": "rf_reg_" + "x" * 30})
+    assert clean == {"token_id": 42, "token": REDACTED, "note": f"rf_reg_{REDACTED}"}
+    # An id field holding a real token is still caught by the token's own shape.
+    assert sanitise_fields({"token_id": "rf_reg_" + "y" * 30}) == {"token_id": f"rf_reg_{REDACTED}"}
+
+
 def test_sanitise_fields_redacts_sensitive_keys_and_keeps_numbers():
     clean = sanitise_fields(
         {"password": "hunter2", "count": 3, "ratio": 0.5, "ok": True, "none": None}

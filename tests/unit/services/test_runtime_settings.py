@@ -99,3 +99,41 @@ def test_times_are_shown_in_the_chosen_zone_and_an_unknown_zone_falls_back_to_ut
     berlin = runtime_settings.zone_named("Europe/Berlin")
     assert runtime_settings.local_time(moment, berlin) == "2026-11-29 03:24 CET"
     assert runtime_settings.zone_named("Nowhere/Gone") == UTC
+
+
+@pytest.mark.parametrize(
+    ("zone", "wall", "utc"),
+    [
+        # Berlin, spring 2027: 02:00 CET jumps to 03:00 CEST on Sunday 28 March.
+        ("Europe/Berlin", datetime(2027, 3, 28, 1, 30), datetime(2027, 3, 28, 0, 30)),
+        ("Europe/Berlin", datetime(2027, 3, 28, 3, 30), datetime(2027, 3, 28, 1, 30)),
+        # Berlin, autumn 2027: 02:00-03:00 happens twice on 31 October; the first is meant.
+        ("Europe/Berlin", datetime(2027, 10, 31, 2, 30), datetime(2027, 10, 31, 0, 30)),
+        ("Europe/Berlin", datetime(2027, 10, 31, 3, 30), datetime(2027, 10, 31, 2, 30)),
+        # New York, spring 2027: 02:00 EST jumps to 03:00 EDT on Sunday 14 March.
+        ("America/New_York", datetime(2027, 3, 14, 1, 59), datetime(2027, 3, 14, 6, 59)),
+        ("America/New_York", datetime(2027, 3, 14, 3, 0), datetime(2027, 3, 14, 7, 0)),
+        # New York, autumn 2027: 01:00-02:00 happens twice on 7 November.
+        ("America/New_York", datetime(2027, 11, 7, 1, 30), datetime(2027, 11, 7, 5, 30)),
+        ("UTC", datetime(2027, 3, 28, 2, 30), datetime(2027, 3, 28, 2, 30)),
+    ],
+)
+def test_a_wall_clock_time_in_the_display_zone_becomes_the_right_utc_time(
+    zone: str, wall: datetime, utc: datetime
+) -> None:
+    moment = runtime_settings.utc_of_wall_time(wall, runtime_settings.zone_named(zone))
+    assert moment == utc.replace(tzinfo=UTC)
+    assert moment.tzinfo == UTC
+
+
+@pytest.mark.parametrize(
+    ("zone", "wall"),
+    [
+        ("Europe/Berlin", datetime(2027, 3, 28, 2, 30)),
+        ("Europe/Berlin", datetime(2027, 3, 28, 2, 0)),
+        ("America/New_York", datetime(2027, 3, 14, 2, 15)),
+    ],
+)
+def test_a_wall_clock_time_skipped_by_a_dst_change_is_refused(zone: str, wall: datetime) -> None:
+    with pytest.raises(runtime_settings.NoSuchLocalTime, match=f"does not exist in {zone}"):
+        runtime_settings.utc_of_wall_time(wall, runtime_settings.zone_named(zone))

@@ -7,7 +7,18 @@ import re
 
 import pytest
 
-from web.charts import BOTTOM, HEIGHT, LEFT, RIGHT, TOP, Series, bar_chart, line_chart, nice_ceiling
+from web.charts import (
+    BOTTOM,
+    HEIGHT,
+    LEFT,
+    RIGHT,
+    TOP,
+    Series,
+    axis_number,
+    bar_chart,
+    line_chart,
+    nice_ceiling,
+)
 from web.templating import environment
 
 DAYS = ["2026-11-26", "2026-11-27", "2026-11-28", "2026-11-29"]
@@ -84,6 +95,28 @@ def test_the_description_gives_totals_and_the_busiest_day() -> None:
     assert chart.description == (
         "From Nov 26 to Nov 29: 3 installed, 3 failed. Busiest day Nov 27 with 4."
     )
+
+
+def test_one_of_something_is_named_in_the_singular() -> None:
+    series = Series("Updates first seen", "line", [0, 1, 0, 0], one="update first seen")
+    chart = line_chart("c", "New updates", DAYS, series)
+    assert chart.description == (
+        "From Nov 26 to Nov 29: 1 update first seen. Busiest day Nov 27 with 1."
+    )
+    assert chart.points[1].label == "Nov 27: 1 update first seen"
+    assert chart.points[0].label == "Nov 26: 0 updates first seen"
+
+
+def test_the_y_axis_number_stays_short_enough_for_a_phone() -> None:
+    chart = bar_chart("c", "t", DAYS, [Series("A", "bar", [0, 12_000, 0, 0])])
+    assert [label.text for label in chart.labels][:2] == ["20k", "0"]
+    assert [axis_number(n) for n in (5, 5000, 10_000, 500_000, 2_000_000)] == [
+        "5",
+        "5000",
+        "10k",
+        "500k",
+        "2M",
+    ]
 
 
 def test_a_series_of_the_wrong_length_is_refused() -> None:
