@@ -123,7 +123,7 @@ def start_appliance(
 def _start_once(
     data_dir: Path, extra: tuple[str, ...], port: int, deadline_s: float
 ) -> RunningAppliance:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # as serve makes it
     log_path = data_dir.parent / f"appliance-{port}.log"
     log = open(log_path, "w")  # noqa: SIM115 (lives as long as the process)
     process = subprocess.Popen(

@@ -60,6 +60,10 @@ class Doorbell:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
 
+    def is_holding(self, agent_id: str) -> bool:
+        """Whether a check-in of this agent waits here now (it is online)."""
+        return agent_id in self._waiting
+
     def ring(self, agent_ids: Iterable[str]) -> int:
         """Wake the held check-ins of these agents; how many were waiting."""
         woken = 0

@@ -57,6 +57,24 @@ class LiveOverview:
 
 
 @dataclass(frozen=True)
+class NextStep:
+    """`kind`: online, polling, working or offline; `since`: when an offline agent was
+    last seen."""
+
+    kind: str
+    text: str
+    since: str | None = None
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0 and seconds >= 60:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
+
+
+@dataclass(frozen=True)
 class CommandView:
     """One command with its agent, timeline, outcome, output and retry links."""
 
@@ -83,6 +101,35 @@ class CommandView:
     output_omitted: int
     retry_of: int | None
     retried_as: int | None
+    agent_status: str = "online"
+    agent_last_seen_at: str | None = None
+    agent_poll_interval_s: int | None = None
+
+    def next_step(self, *, holding: bool, default_interval_s: int) -> NextStep | None:
+        """What happens next to a command not yet finished, in a person's words;
+        `holding`: the agent's check-in is held open right now (it is online)."""
+        if self.finished:
+            return None
+        offline = self.agent_status != "online" and not holding
+        if self.status in ("acknowledged", "running"):
+            return NextStep("working", "The agent is working on it; its output appears below.")
+        if self.status == "sent" and not offline:
+            return NextStep("online", "The agent has it: expect a result in seconds.")
+        if offline:
+            return NextStep(
+                "offline",
+                "The agent is offline; it runs this when it is back, unless that is after "
+                "the command expires.",
+                since=self.agent_last_seen_at,
+            )
+        if holding:
+            return NextStep("online", "The agent is online: expect a result in seconds.")
+        interval = _duration(self.agent_poll_interval_s or default_interval_s)
+        return NextStep(
+            "polling",
+            f"The agent is online and checks in every {interval}: expect it to start "
+            f"within {interval}.",
+        )
 
     @property
     def finished(self) -> bool:
@@ -196,6 +243,9 @@ async def command_view(db: Database, command_id: int) -> CommandView:
         output_omitted=total - len(chunks),
         retry_of=retry_of(row["idempotency_key"]),
         retried_as=retry["id"] if retry else None,
+        agent_status=row["agent_status"],
+        agent_last_seen_at=row["agent_last_seen_at"],
+        agent_poll_interval_s=row["agent_poll_interval_s"],
     )
 
 

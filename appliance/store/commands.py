@@ -224,7 +224,8 @@ async def detail(conn: aiosqlite.Connection, command_id: int) -> sqlite3.Row | N
         "SELECT c.id, c.agent_id, a.hostname, c.seq, c.kind, c.params, c.status, "
         "c.idempotency_key, c.created_by, c.created_at, c.sent_at, c.acknowledged_at, "
         "c.started_at, c.finished_at, c.expires_at, c.timeout_s, c.attempts, "
-        "c.max_attempts, c.result, c.error "
+        "c.max_attempts, c.result, c.error, a.status AS agent_status, "
+        "a.last_seen_at AS agent_last_seen_at, a.poll_interval_s AS agent_poll_interval_s "
         "FROM commands c JOIN agents a ON a.id = c.agent_id WHERE c.id = ?",
         (command_id,),
     ) as cursor:

@@ -139,3 +139,4 @@ def test_the_agent_stops_at_once_while_its_check_in_is_held(fleet: Fleet) -> Non
         assert process.returncode == 0
 
 
+

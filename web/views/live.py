@@ -110,6 +110,7 @@ async def command_page(request: Request) -> Response:
             "command": command,
             "may_operate": users.role_allows(web_session.principal.role, "operator"),
             "notice": _notice(request.query_params),
+            "next_step": _next_step(request, command),
         },
     )
 
@@ -134,7 +135,11 @@ async def command_stream(request: Request) -> Response:
             command = await operations.command_view(db, command_id)
         except commands.CommandNotFound:
             command = None  # its agent was deleted meanwhile
-        context = {"command": command, "may_operate": may_operate}
+        context = {
+            "command": command,
+            "may_operate": may_operate,
+            "next_step": _next_step(request, command),
+        }
         return _fragment(request, "live_command.html", context)
 
     return _event_stream(request, look, draw)
@@ -190,6 +195,18 @@ async def _command(request: Request) -> operations.CommandView:
         )
     except commands.CommandNotFound:
         raise PageError(404, "There is no such command.") from None
+
+
+def _next_step(
+    request: Request, command: operations.CommandView | None
+) -> operations.NextStep | None:
+    if command is None:
+        return None
+    appliance = request.state.appliance
+    return command.next_step(
+        holding=appliance.doorbell.is_holding(command.agent_id),
+        default_interval_s=appliance.tunables["checkin_interval_s"],
+    )
 
 
 def _filters(request: Request) -> dict[str, str]:

@@ -465,3 +465,31 @@ def test_one_user_may_hold_only_so_many_live_streams(web: Web) -> None:
         # Another user is not affected.
         with web.logged_in("viewer").stream("GET", "/live/stream") as other:
             assert other.status_code == 200
+
+
+def test_a_waiting_command_says_what_happens_next_for_its_agent(web: Web) -> None:
+    online = web.seed_agent("online.lan", status="online", poll_interval_s=600)
+    offline = web.seed_agent("offline.lan", status="offline", last_seen_at="2026-11-29T03:00:00Z")
+    client = web.logged_in("viewer")
+
+    def next_step(command_id: int) -> str:
+        page = client.page(f"/live/commands/{command_id}")
+        found = re.search(r'<dd id="next-step"[^>]*>(.*?)</dd>', page, re.DOTALL)
+        return " ".join(found.group(1).split()) if found else ""
+
+    polling = next_step(_command(web, online, status="created"))
+    assert polling == (
+        "The agent is online and checks in every 10 min: expect it to start within 10 min."
+    )
+    assert next_step(_command(web, online, status="sent")) == (
+        "The agent has it: expect a result in seconds."
+    )
+    waiting = next_step(_command(web, offline, status="created"))
+    assert waiting.startswith("The agent is offline; it runs this when it is back")
+    assert 'datetime="2026-11-29T03:00:00Z"' in client.page(
+        f"/live/commands/{_command(web, offline, status='created')}"
+    )
+    assert next_step(_command(web, online, status="running")).startswith(
+        "The agent is working on it"
+    )
+    assert next_step(_command(web, online, status="succeeded")) == ""
