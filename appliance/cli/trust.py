@@ -28,25 +28,64 @@ from appliance.store.database import Database
 def register(commands: argparse._SubParsersAction) -> None:
     _register_token(commands)
 
-    parser = subparser(
+    group = command_group(
         commands,
         "keys",
         "the signing keys: status, rotation, revocation",
-        "status       list root and signing keys and the published key-set version\n"
-        "rotate       add a new signing key; the old one stays valid for --overlap\n"
-        "rotate-root  replace the root key; the old root certifies the new one\n"
-        "revoke KEYID withdraw a signing key NOW (key stolen? see docs/key-rotation.md)\n"
-        "export-root  print the root public key and its fingerprint",
+        "The root key certifies the signing keys that sign commands; agents pin the root\n"
+        "through the fingerprint in their registration token. docs/key-rotation.md has\n"
+        "the procedures, including the emergency playbook for a stolen key.",
         "examples:\n  redflag-appliance keys status\n  redflag-appliance keys rotate --overlap 7d\n"
         "  redflag-appliance keys revoke abcdefghijklmnop",
     )
-    parser.add_argument(
-        "action", choices=["status", "rotate", "rotate-root", "revoke", "export-root"]
-    )
-    parser.add_argument("key_id", nargs="?", help="key id (for revoke)")
-    parser.add_argument("--overlap", default="7d", help="how long the old key stays valid")
-    add_json(parser)
-    parser.set_defaults(handler=run_keys)
+    for action, summary, description, example in (
+        (
+            "status",
+            "list root and signing keys and the published key-set version",
+            "Show the root key's fingerprint, the key-set version agents hold, and each\n"
+            "key with its purpose, state and validity.",
+            "keys status --json",
+        ),
+        (
+            "rotate",
+            "add a new signing key; the old one stays valid for --overlap",
+            "Add a new signing key and publish a new key set; new commands are signed\n"
+            "with it at once, and the old key keeps verifying for --overlap so that\n"
+            "commands already on their way stay valid.",
+            "keys rotate --overlap 7d",
+        ),
+        (
+            "rotate-root",
+            "replace the root key; the old root certifies the new one",
+            "Make a new root key, certified by the old one, so agents move to it at their\n"
+            "next check-in. New registration tokens carry the new fingerprint.",
+            "keys rotate-root",
+        ),
+        (
+            "revoke",
+            "withdraw a signing key NOW (key stolen? see docs/key-rotation.md)",
+            "Publish a key set without KEYID at once: agents refuse anything it signed\n"
+            "from their next check-in on. A new signing key takes its place if needed.",
+            "keys revoke abcdefghijklmnop",
+        ),
+        (
+            "export-root",
+            "print the root public key and its fingerprint",
+            "Print the root public key and its fingerprint, e.g. to compare with a token.",
+            "keys export-root --json",
+        ),
+    ):
+        parser = subparser(
+            group, action, summary, description, f"example:\n  redflag-appliance {example}"
+        )
+        if action == "revoke":
+            parser.add_argument("key_id", metavar="KEYID", help="the key id, from 'keys status'")
+        if action == "rotate":
+            parser.add_argument(
+                "--overlap", default="7d", help="how long the old key stays valid (7d)"
+            )
+        add_json(parser)
+        parser.set_defaults(handler=run_keys)
 
 
 def _register_token(commands: argparse._SubParsersAction) -> None:
@@ -173,8 +212,6 @@ def run_token(args: argparse.Namespace) -> int:
 def run_keys(args: argparse.Namespace) -> int:
     settings = load_settings({"data_dir": args.data_dir})
     action = args.action
-    if action == "revoke" and not args.key_id:
-        raise CliError("usage: redflag-appliance keys revoke KEYID", 2)
     try:
         overlap = parse_duration(args.overlap) if action == "rotate" else timedelta(0)
     except ValueError as exc:

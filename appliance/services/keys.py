@@ -291,7 +291,7 @@ class KeyService:
             raise UnknownKey(f"no key {key_id!r}; 'redflag-appliance keys status' lists them")
         if record.purpose != "signing":
             raise KeyOperationRefused(
-                "the root key is replaced with 'keys rotate --root', not revoked"
+                "the root key is replaced with 'keys rotate-root', not revoked"
             )
         if record.revoked_at is not None:
             raise KeyOperationRefused(f"key {key_id} is already revoked")

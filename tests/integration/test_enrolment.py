@@ -165,6 +165,19 @@ def test_each_token_action_has_help_of_its_own() -> None:
     assert missing.returncode == 2 and "TOKEN_ID" in missing.stderr
 
 
+def test_each_keys_action_has_help_of_its_own() -> None:
+    rotate = run_cli("keys", "rotate", "--help")
+    assert rotate.returncode == 0, rotate.stderr
+    assert rotate.stdout.startswith("usage: redflag-appliance keys rotate")
+    assert "--overlap" in rotate.stdout and "KEYID" not in rotate.stdout
+    assert "redflag-appliance keys rotate --overlap 7d" in rotate.stdout
+    revoke = run_cli("keys", "revoke", "--help")
+    assert revoke.stdout.startswith("usage: redflag-appliance keys revoke")
+    assert "KEYID" in revoke.stdout and "--overlap" not in revoke.stdout
+    missing = run_cli("keys", "revoke")
+    assert missing.returncode == 2 and "KEYID" in missing.stderr
+
+
 def test_registration_is_rate_limited_per_address(fleet: Fleet) -> None:
     answers = []
     for _ in range(12):

@@ -561,7 +561,7 @@ def test_an_admin_creates_a_token_and_copies_the_agent_command_in_a_browser(
     command = page.inner_text("#agent-command").strip()
     assert command.startswith(f"{installed_agent()} register --server {web.url} --token rf_reg_")
     web.fleet.secrets.append(command.split("--token ")[1].split(".")[0])
-    page.get_by_role("button", name="Copy").click()
+    page.get_by_role("button", name="Copy the commands for this host").click()
     page.wait_for_selector("button:has-text('Copied')")
     assert page.evaluate("navigator.clipboard.readText()").strip() == command
     shot(page, "admin-token-created")
