@@ -135,6 +135,9 @@ class Fleet:
         response = await self.client.post(EVENTS_PATH, content=body, headers=headers)
         if response.status_code == 200:
             self.acked[command["command_id"]] = time.perf_counter()
+        else:
+            reason = f"ack {response.status_code} {response.text[:80]}"
+            self.errors[reason] = self.errors.get(reason, 0) + 1
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
