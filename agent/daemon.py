@@ -25,13 +25,13 @@ from agent.config import AgentConfig, load_config
 from agent.drain import DrainPolicy
 from agent.facts import collect_host_facts
 from agent.host_report import HostReporter
-from agent.logs import log_event
 from agent.outbox import OUTBOX_FILE, Outbox, Priority
 from agent.progress import Progress, ScanSummary
-from agent.protocol import HostFacts, ProtocolError, check_package_name, scan_report_updates
-from agent.sanitise import sanitise_output
 from agent.scanners import Scanner, configured_installers, configured_scanners
 from agent.session import AgentSession
+from kernel.logs import log_event
+from kernel.protocol import HostFacts, ProtocolError, check_package_name, scan_report_updates
+from kernel.sanitise import sanitise_output
 
 logger = logging.getLogger("redflag.agent.daemon")
 

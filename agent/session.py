@@ -18,8 +18,8 @@ from agent.client import ApplianceClient
 from agent.drain import Drainer, DrainPolicy
 from agent.enrol import Identity
 from agent.outbox import OUTBOX_FILE, Outbox, Priority
-from agent.protocol import Command, HostFacts
 from agent.trust import CommandRejected, TrustError, TrustState, update, verify_command
+from kernel.protocol import Command, HostFacts
 
 logger = logging.getLogger("redflag.agent")
 

@@ -10,8 +10,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta, tzinfo
 
-from agent.logs import log_event
-from appliance.clock import iso, utc_now
 from appliance.limits import Limits
 from appliance.metrics import CountsCollector, GaugeCollector, Metrics, SchedulerCollector
 from appliance.scheduler import Job, Scheduler, every
@@ -24,6 +22,8 @@ from appliance.services.presence import PresenceBuffer
 from appliance.settings import Settings
 from appliance.store.database import Database
 from appliance.store.migrations import load_migrations
+from kernel.clock import iso, utc_now
+from kernel.logs import log_event
 
 logger = logging.getLogger("redflag.appliance")
 

@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from agent.logs import log_event
-from appliance.clock import Clock, iso, parse_iso, utc_now
 from appliance.store import scheduler as scheduler_store
 from appliance.store.database import Database
+from kernel.clock import Clock, iso, parse_iso, utc_now
+from kernel.logs import log_event
 
 logger = logging.getLogger("redflag.scheduler")
 

@@ -8,13 +8,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from agent.config import AgentConfig
-from agent.logs import log_event
 from agent.scanners.apt import AptInstaller, AptScanner
 from agent.scanners.command import CommandScanner
 from agent.scanners.dnf import DnfInstaller, DnfScanner
 from agent.scanners.docker import DockerInstaller, DockerScanner
 from agent.scanners.windows_update import WindowsUpdateInstaller, WindowsUpdateScanner
 from agent.scanners.winget import WingetInstaller, WingetScanner
+from kernel.logs import log_event
 
 logger = logging.getLogger("redflag.agent.scanners")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import process
-from agent.protocol import UpdateRecord, check_package_name
+from kernel.protocol import UpdateRecord, check_package_name
 
 SIMULATE = ["-s", "-o", "Debug::NoLocking=1"]
 ENV = {

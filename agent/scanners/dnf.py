@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agent.logs import log_event
 from agent.process import Completed, run
-from agent.protocol import ProtocolError, UpdateRecord, check_package_name
+from kernel.logs import log_event
+from kernel.protocol import ProtocolError, UpdateRecord, check_package_name
 
 logger = logging.getLogger("redflag.agent.scanners.dnf")
 

@@ -20,9 +20,6 @@ from typing import Any
 import httpx
 
 from agent import process
-from agent.logs import log_event
-from agent.protocol import ProtocolError, UpdateRecord, check_package_name, check_version
-from agent.sanitise import sanitise_text
 from agent.scanners.docker_registry import (
     ImageReference,
     InvalidImageReference,
@@ -34,6 +31,9 @@ from agent.scanners.docker_registry import (
     parse_image_reference,
     repository_of,
 )
+from kernel.logs import log_event
+from kernel.protocol import ProtocolError, UpdateRecord, check_package_name, check_version
+from kernel.sanitise import sanitise_text
 
 logger = logging.getLogger("redflag.agent.scanners.docker")
 

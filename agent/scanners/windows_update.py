@@ -14,8 +14,8 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from agent.logs import log_event
-from agent.protocol import ProtocolError, UpdateRecord, check_package_name
+from kernel.logs import log_event
+from kernel.protocol import ProtocolError, UpdateRecord, check_package_name
 
 logger = logging.getLogger("redflag.agent.scanners.windows_update")
 

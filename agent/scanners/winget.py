@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.logs import log_event
 from agent.process import Completed, run
-from agent.protocol import ProtocolError, UpdateRecord, check_package_name, check_version
+from kernel.logs import log_event
+from kernel.protocol import ProtocolError, UpdateRecord, check_package_name, check_version
 
 logger = logging.getLogger("redflag.agent.scanners.winget")
 

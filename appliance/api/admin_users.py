@@ -11,8 +11,8 @@ from appliance.api.auth import ADMIN
 from appliance.api.endpoints import API, Call, Done, Failure, Reply, Shape, endpoint
 from appliance.api.errors import ApiError
 from appliance.api.payload import duration
-from appliance.clock import utc_now
 from appliance.services import api_tokens, users
+from kernel.clock import utc_now
 
 T = TypeVar("T", bound=Shape)
 Role = Literal["admin", "operator", "viewer"]

@@ -1,6 +1,6 @@
 """The endpoints agents call: trust bundle, registration, check-in, events.
 
-Every call after registration is a signed request (agent/protocol.py); the JSON body
+Every call after registration is a signed request (kernel/protocol.py); the JSON body
 is read once, verified, then parsed.
 """
 
@@ -14,19 +14,19 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from agent.protocol import CheckinReport, ProtocolError, RegistrationRequest
 from appliance.api.auth import AGENT_SIGNATURE, PUBLIC, REGISTRATION_TOKEN, client_ip
 from appliance.api.endpoints import API, Failure, endpoint
 from appliance.api.errors import ApiError
 from appliance.api.protocol_shapes import EventBatch, EventsIngested, Registered, TrustBundle
-from appliance.clock import utc_now
 from appliance.ratelimit import RateLimiter
 from appliance.runtime import Appliance
 from appliance.services import agents, enrolment, events, tokens
 from appliance.services.agent_auth import AgentAuthFailed, AgentPrincipal
 from appliance.services.agents import CheckinAnswer
+from kernel.clock import utc_now
+from kernel.protocol import CheckinReport, ProtocolError, RegistrationRequest
 
-_BAD_BODY = Failure(400, "the body is not valid JSON, or not what agent/protocol.py reads")
+_BAD_BODY = Failure(400, "the body is not valid JSON, or not what kernel/protocol.py reads")
 
 
 def _appliance(request: Request) -> Appliance:

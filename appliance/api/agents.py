@@ -29,9 +29,9 @@ from appliance.api.agent_shapes import (
 )
 from appliance.api.auth import ADMIN, OPERATOR, VIEWER
 from appliance.api.endpoints import API, Call, Failure, Reply, endpoint
-from appliance.clock import utc_now
 from appliance.services import agent_admin, agent_pages, agents, commands
 from appliance.services.commands import CommandRecord
+from kernel.clock import utc_now
 
 AGENT = f"{API}/agents/{{agent_id}}"
 _NO_SUCH_AGENT = Failure(404, "no such agent", when=agents.AgentNotFound, message="no such agent")

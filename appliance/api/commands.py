@@ -11,10 +11,10 @@ from msgspec import Meta
 from appliance.api.auth import OPERATOR, VIEWER
 from appliance.api.endpoints import API, Call, Done, Failure, Reply, Shape, endpoint
 from appliance.api.errors import ApiError
-from appliance.clock import utc_now
 from appliance.services import commands, operations
 from appliance.services.commands import CommandRecord, OutputChunk
 from appliance.services.operations import CommandSummary
+from kernel.clock import utc_now
 
 _NO_SUCH_COMMAND = Failure(
     404, "no such command", when=commands.CommandNotFound, message="no such command"

@@ -139,7 +139,7 @@ class Endpoint:
     example: Mapping[str, Any] | None = None
     about: str = ""  # the description, when the handler's docstring is not it
     # The agent protocol's endpoints read their body themselves (a signature covers
-    # the exact bytes; agent/protocol.py's records parse it): they get the request.
+    # the exact bytes; kernel/protocol.py's records parse it): they get the request.
     takes_request: bool = False
 
     def __post_init__(self) -> None:

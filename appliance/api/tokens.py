@@ -11,9 +11,9 @@ from appliance.api.auth import ADMIN
 from appliance.api.endpoints import API, Call, Done, Failure, Reply, Shape, endpoint
 from appliance.api.errors import ApiError
 from appliance.api.payload import duration
-from appliance.clock import utc_now
 from appliance.services import tokens
 from appliance.services.tokens import TokenUse
+from kernel.clock import utc_now
 
 T = TypeVar("T", bound=Shape)
 

@@ -11,8 +11,8 @@ from msgspec import Meta
 from appliance.api.auth import OPERATOR, VIEWER
 from appliance.api.endpoints import API, Call, Done, Failure, Reply, Shape, endpoint
 from appliance.api.payload import invalid_input
-from appliance.clock import utc_now
 from appliance.services import updates
+from kernel.clock import utc_now
 
 MAX_IDS = 5000
 MAX_UNKNOWN_NAMED = 100

@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from agent.protocol import b64encode
 from appliance.cli.common import (
     CliError,
     add_json,
@@ -16,13 +15,14 @@ from appliance.cli.common import (
     run_with_database,
     subparser,
 )
-from appliance.clock import utc_now
 from appliance.durations import parse_duration
 from appliance.services import tokens
 from appliance.services.agent_commands import AGENT_DOCS, enrol_commands
 from appliance.services.keys import KeyService, open_key_service
 from appliance.settings import Settings, load_settings
 from appliance.store.database import Database
+from kernel.clock import utc_now
+from kernel.protocol import b64encode
 
 
 def register(commands: argparse._SubParsersAction) -> None:

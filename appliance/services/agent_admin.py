@@ -7,13 +7,13 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from agent.logs import log_event
-from appliance.clock import iso
 from appliance.services import audit, commands
 from appliance.services.agents import AgentNotFound
 from appliance.store import agent_listing
 from appliance.store import agents as agents_store
 from appliance.store.database import Database
+from kernel.clock import iso
+from kernel.logs import log_event
 
 logger = logging.getLogger("redflag.agents")
 

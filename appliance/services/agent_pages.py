@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from appliance.clock import iso, parse_iso
 from appliance.services import commands
 from appliance.services.agent_admin import MAX_TAG_CHARS
 from appliance.services.agents import AgentNotFound, public_agent
 from appliance.store import agent_listing
 from appliance.store import commands as commands_store
 from appliance.store.database import Database
+from kernel.clock import iso, parse_iso
 
 PAGE_SIZE = 100
 SORT_KEYS = tuple(agent_listing.SORTS)

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agent.logs import log_event
-from agent.protocol import CheckinReport
-from appliance.clock import iso
 from appliance.services import audit, commands
 from appliance.services.keys import KeyService
 from appliance.services.presence import PresenceBuffer
 from appliance.store import agent_listing
 from appliance.store import agents as agents_store
 from appliance.store.database import Database
+from kernel.clock import iso
+from kernel.logs import log_event
+from kernel.protocol import CheckinReport
 
 logger = logging.getLogger("redflag.agents")
 

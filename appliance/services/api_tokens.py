@@ -10,11 +10,11 @@ import unicodedata
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
-from appliance.clock import iso, parse_iso, utc_now
 from appliance.services import audit
 from appliance.services.users import Principal, UserDisabled, UserError, existing_user
 from appliance.store import users as users_store
 from appliance.store.database import Database
+from kernel.clock import iso, parse_iso, utc_now
 
 API_TOKEN_PREFIX = "rf_api_"  # noqa: S105 (a prefix, not a secret)
 API_TOKEN_CHARS = len(API_TOKEN_PREFIX) + 43  # secrets.token_urlsafe(32)

@@ -16,9 +16,9 @@ from typing import Any
 
 import aiosqlite
 
-from agent.sanitise import sanitise_fields, sanitise_text
 from appliance.store import audit as audit_store
 from appliance.store.database import Database, connect_sync
+from kernel.sanitise import sanitise_fields, sanitise_text
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import apsw
 
-from agent.sanitise import sanitise_text
 from appliance.lockfile import DataDirLock
 from appliance.services import audit
 from appliance.settings import Settings
@@ -28,6 +27,7 @@ from appliance.store.migrations import (
     plan_migrations,
 )
 from appliance.store.snapshot import fsync_dir, integrity_problems, write_snapshot
+from kernel.sanitise import sanitise_text
 
 SCHEDULED_PREFIX = "redflag-"
 MANUAL_PREFIX = "redflag-manual-"

@@ -10,20 +10,20 @@ from typing import Any
 
 import aiosqlite
 
-from agent.protocol import (
-    MAX_COMMAND_LIFETIME_S,
-    Command,
-    SignedDocument,
-    b64encode,
-    canonical_json,
-)
-from appliance.clock import iso, parse_iso, unix
 from appliance.services import audit
 from appliance.signers import Signer
 from appliance.store import agents as agents_store
 from appliance.store import commands as commands_store
 from appliance.store import updates as updates_store
 from appliance.store.database import Database
+from kernel.clock import iso, parse_iso, unix
+from kernel.protocol import (
+    MAX_COMMAND_LIFETIME_S,
+    Command,
+    SignedDocument,
+    b64encode,
+    canonical_json,
+)
 
 KINDS = (
     "noop",

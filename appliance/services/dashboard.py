@@ -10,12 +10,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from appliance.clock import iso
 from appliance.services import backups
 from appliance.services.settings import SPECS
 from appliance.settings import Settings
 from appliance.store import dashboard as dashboard_store
 from appliance.store.database import Database
+from kernel.clock import iso
 
 SEVERITIES = ("critical", "important", "moderate", "low", "unknown")
 CHART_DAYS = 30

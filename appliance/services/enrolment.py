@@ -10,14 +10,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent.logs import log_event
-from agent.protocol import CLOCK_WINDOW_S, RegistrationRequest, b64decode
-from agent.sanitise import sanitise_text
-from appliance.clock import iso
 from appliance.services import audit, tokens
 from appliance.store import agents as agents_store
 from appliance.store import tokens as tokens_store
 from appliance.store.database import Database
+from kernel.clock import iso
+from kernel.logs import log_event
+from kernel.protocol import CLOCK_WINDOW_S, RegistrationRequest, b64decode
+from kernel.sanitise import sanitise_text
 
 logger = logging.getLogger("redflag.enrolment")
 

@@ -7,15 +7,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.protocol import Event, ProtocolError, payload_to_keep
-from agent.sanitise import sanitise_output, sanitise_text
-from appliance.clock import iso
 from appliance.services import updates
 from appliance.store import agents as agents_store
 from appliance.store import commands as commands_store
 from appliance.store import events as events_store
 from appliance.store import updates as updates_store
 from appliance.store.database import Database
+from kernel.clock import iso
+from kernel.protocol import Event, ProtocolError, payload_to_keep
+from kernel.sanitise import sanitise_output, sanitise_text
 
 MAX_EVENTS_PER_BATCH = 500
 DEFERRED_RETRY_S = 60

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from agent.protocol import SOURCES, is_known_source
 from appliance.store import agents as agents_store
 from appliance.store import history as history_store
 from appliance.store.database import Database
 from appliance.store.history import HistoryFilter
+from kernel.protocol import SOURCES, is_known_source
 
 PAGE_SIZE = 100
 OUTCOMES = ("installed", "failed", "dry_run")

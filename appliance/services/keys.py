@@ -19,8 +19,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agent.logs import log_event
-from agent.protocol import (
+from appliance.services import audit
+from appliance.signers import FileSigner, KeyEncryptionKey, KeyFileError, Signer
+from appliance.store import keys as keys_store
+from appliance.store.database import Database
+from kernel.clock import Clock, iso, parse_iso, unix, utc_now
+from kernel.logs import log_event
+from kernel.protocol import (
     KeySet,
     PublishedKey,
     RootCertificate,
@@ -29,11 +34,6 @@ from agent.protocol import (
     canonical_json,
     fingerprint,
 )
-from appliance.clock import Clock, iso, parse_iso, unix, utc_now
-from appliance.services import audit
-from appliance.signers import FileSigner, KeyEncryptionKey, KeyFileError, Signer
-from appliance.store import keys as keys_store
-from appliance.store.database import Database
 
 logger = logging.getLogger("redflag.keys")
 

@@ -9,10 +9,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from appliance.clock import iso, parse_iso, utc_now
 from appliance.services.users import Principal, User
 from appliance.store import sessions as sessions_store
 from appliance.store.database import Database
+from kernel.clock import iso, parse_iso, utc_now
 
 IDLE_TIMEOUT = timedelta(hours=12)
 ABSOLUTE_LIFETIME = timedelta(days=7)

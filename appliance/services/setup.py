@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
-from appliance.clock import iso, utc_now
 from appliance.services import audit, tokens, users
 from appliance.store import sessions as sessions_store
 from appliance.store import users as users_store
 from appliance.store.database import Database
+from kernel.clock import iso, utc_now
 
 FIRST_TOKEN_SEATS = 10
 FIRST_TOKEN_LIFETIME = timedelta(days=1)

@@ -14,11 +14,11 @@ from typing import Any
 
 import aiosqlite
 
-from agent.protocol import ProtocolError, parse_registration_token
-from appliance.clock import iso, parse_iso, utc_now
 from appliance.services import audit
 from appliance.store import tokens as tokens_store
 from appliance.store.database import Database
+from kernel.clock import iso, parse_iso, utc_now
+from kernel.protocol import ProtocolError, parse_registration_token
 
 MAX_SEATS = 100_000
 MAX_LIFETIME = timedelta(days=365)

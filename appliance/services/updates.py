@@ -21,15 +21,15 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
 
-from agent.logs import log_event
-from agent.protocol import scan_report_updates
-from agent.sanitise import sanitise_output
-from appliance.clock import iso
 from appliance.services import audit, commands
 from appliance.store import agents as agents_store
 from appliance.store import commands as commands_store
 from appliance.store import updates as updates_store
 from appliance.store.database import Database
+from kernel.clock import iso
+from kernel.logs import log_event
+from kernel.protocol import scan_report_updates
+from kernel.sanitise import sanitise_output
 
 logger = logging.getLogger("redflag.updates")
 

@@ -17,12 +17,12 @@ import aiosqlite
 import nacl.exceptions
 from nacl.pwhash import argon2id
 
-from agent.logs import log_event
-from appliance.clock import iso, parse_iso, utc_now
 from appliance.services import audit
 from appliance.store import sessions as sessions_store
 from appliance.store import users as users_store
 from appliance.store.database import Database
+from kernel.clock import iso, parse_iso, utc_now
+from kernel.logs import log_event
 
 logger = logging.getLogger("redflag.users")
 

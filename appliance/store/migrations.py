@@ -19,9 +19,9 @@ from pathlib import Path
 
 import apsw
 
-from appliance.clock import iso, utc_now
 from appliance.store.database import BUSY_TIMEOUT_MS
 from appliance.store.snapshot import SnapshotFailed, write_snapshot
+from kernel.clock import iso, utc_now
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")

@@ -8,7 +8,7 @@ from typing import Any
 
 import aiosqlite
 
-from agent.protocol import UpdateRecord
+from kernel.protocol import UpdateRecord
 
 COLUMNS = (
     "u.id, u.agent_id, a.hostname, u.source, u.package, u.arch, u.current_version, "

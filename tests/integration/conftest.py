@@ -13,12 +13,12 @@ import httpx
 import pytest
 
 from agent.enrol import register
-from agent.protocol import HostFacts, SignedDocument, b64encode, canonical_json
 from agent.session import AgentSession
 from appliance.services import api_tokens, users
 from appliance.services.keys import KeyService
 from appliance.signers import KeyEncryptionKey
 from appliance.store.database import Database
+from kernel.protocol import HostFacts, SignedDocument, b64encode, canonical_json
 from tests.support import RunningAppliance, key_file_for, run_async, start_appliance
 
 _hosts = itertools.count(1)

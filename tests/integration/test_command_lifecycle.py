@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 
 from agent.enrol import Identity
-from appliance.clock import parse_iso, utc_now
 from appliance.services import agents, commands, events
 from appliance.settings import Settings
 from appliance.store.database import Database
+from kernel.clock import parse_iso, utc_now
 from tests.integration.conftest import Fleet, host_facts
 
 pytestmark = pytest.mark.slow

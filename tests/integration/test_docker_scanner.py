@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 
 from agent.breaker import CircuitBreaker
-from agent.protocol import UpdateRecord
 from agent.scanners.docker import DockerEngineUnavailable, DockerInstaller, DockerScanner
 from agent.scanners.docker_registry import (
     MANIFEST_TYPES,
     InvalidImageReference,
     RegistryUnavailable,
 )
+from kernel.protocol import UpdateRecord
 from tests.fakes.docker_engine import FakeDockerEngine
 from tests.fakes.registry import FakeRegistry
 

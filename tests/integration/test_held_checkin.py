@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from agent.protocol import RequestSignature, canonical_json, request_signing_message
 from agent.session import AgentSession
+from kernel.protocol import RequestSignature, canonical_json, request_signing_message
 from tests.integration.conftest import Fleet, host_facts
 from tests.integration.test_agent_runtime import NO_BUILTIN_SCANNERS, agent_process, metric
 from tests.support import wait_for

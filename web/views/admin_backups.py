@@ -8,10 +8,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from agent.logs import log_event
 from appliance.services import backups, restore_help
 from appliance.services import settings as runtime_settings
 from appliance.store.snapshot import SnapshotFailed
+from kernel.logs import log_event
 from web.auth import PageError, RedirectTo, client_ip, form_with_csrf, require_page
 from web.templating import render
 

@@ -10,10 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from appliance.clock import utc_now
 from appliance.durations import parse_duration
 from appliance.services import tokens
 from appliance.services.agent_commands import enrol_commands
+from kernel.clock import utc_now
 from web.auth import PageError, RedirectTo, client_ip, field_text, form_with_csrf, require_page
 from web.templating import render
 from web.views.account import server_url

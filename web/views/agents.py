@@ -11,9 +11,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from appliance.clock import utc_now
 from appliance.services import agent_admin, agent_pages, agents
 from appliance.services.sessions import WebSession
+from kernel.clock import utc_now
 from web.auth import PageError, RedirectTo, client_ip, field_text, form_with_csrf, require_page
 from web.templating import render
 

@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from appliance.clock import utc_now
 from appliance.services import docker_images, updates
+from kernel.clock import utc_now
 from web.auth import PageError, client_ip, field_text, form_with_csrf, require_page
 from web.templating import counted, render
 from web.views.updates import can_act, count_param, form_key, page_number, read_form_key

@@ -17,8 +17,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from appliance.api.auth import SESSION_COOKIE
-from appliance.clock import utc_now
 from appliance.services import commands, operations, sessions, users
+from kernel.clock import utc_now
 from web.auth import PageError, RedirectTo, client_ip, form_with_csrf, require_page
 from web.templating import counted, render
 from web.views.updates import count_param, skipped_words

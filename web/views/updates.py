@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from appliance.clock import utc_now
 from appliance.services import dry_runs, updates, users
 from appliance.services import settings as runtime_settings
+from kernel.clock import utc_now
 from web.auth import PageError, client_ip, field_text, form_with_csrf, require_page
 from web.templating import counted, render
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from appliance.clock import iso, utc_now
+from kernel.clock import iso, utc_now
 from tests.integration.web.conftest import PASSWORD, Web, WebClient, shot
 
 SCRIPT = "<script>alert(1)</script>"

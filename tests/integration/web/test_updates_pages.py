@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
-from appliance.clock import iso
 from appliance.services import updates as updates_service
 from appliance.store.database import Database
+from kernel.clock import iso
 from tests.integration.web.conftest import PASSWORD, Web, shot
 from tests.support import run_async
 

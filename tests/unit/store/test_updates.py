@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from agent.protocol import UpdateRecord
 from appliance.settings import Settings
 from appliance.store import updates as updates_store
 from appliance.store.database import Database
+from kernel.protocol import UpdateRecord
 
 AGENT = "6f1c2a9e-0000-4000-8000-000000000001"
 

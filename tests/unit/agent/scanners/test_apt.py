@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.protocol import ProtocolError, UpdateRecord
 from agent.scanners.apt import AptInstaller, AptScanner, is_security_origin, parse_simulation
+from kernel.protocol import ProtocolError, UpdateRecord
 from tests.fakes.apt import install_fake_apt, path_with
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "apt"

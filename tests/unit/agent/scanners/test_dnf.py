@@ -16,7 +16,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.protocol import ProtocolError, UpdateRecord
 from agent.scanners.dnf import (
     RPM_QUERY_FORMAT,
     Advisory,
@@ -30,6 +29,7 @@ from agent.scanners.dnf import (
     parse_transaction,
     parse_updateinfo,
 )
+from kernel.protocol import ProtocolError, UpdateRecord
 
 FIXTURES = Path(__file__).parents[3] / "fixtures" / "dnf"
 no_database = settings(database=None, deadline=None)

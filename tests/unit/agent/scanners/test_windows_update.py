@@ -17,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.protocol import ProtocolError, UpdateRecord
 from agent.scanners import windows_update
 from agent.scanners.windows_update import (
     PENDING_FILE_RENAMES,
@@ -30,6 +29,7 @@ from agent.scanners.windows_update import (
     records_from_updates,
     update_properties,
 )
+from kernel.protocol import ProtocolError, UpdateRecord
 
 FIXTURES = Path(__file__).parents[3] / "fixtures" / "windows_update"
 no_database = settings(database=None, deadline=None)

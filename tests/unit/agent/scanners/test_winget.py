@@ -16,7 +16,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.protocol import ProtocolError, UpdateRecord
 from agent.scanners import winget as winget_module
 from agent.scanners.winget import (
     INSTALL_ARGS,
@@ -30,6 +29,7 @@ from agent.scanners.winget import (
     screen_lines,
     upgrade_records,
 )
+from kernel.protocol import ProtocolError, UpdateRecord
 
 FIXTURES = Path(__file__).parents[3] / "fixtures" / "winget"
 no_database = settings(database=None, deadline=None)

@@ -18,7 +18,7 @@ from typing import Any
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from agent.sanitise import sanitise_fields, sanitise_text
+from kernel.sanitise import sanitise_fields, sanitise_text
 
 PROTOCOL_VERSION = 1
 CLOCK_WINDOW_S = 300  # how far an agent's clock may be from the appliance's
