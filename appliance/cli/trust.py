@@ -10,6 +10,7 @@ from typing import Any
 from appliance.cli.common import (
     CliError,
     add_json,
+    cli_actor,
     command_group,
     print_json,
     run_with_database,
@@ -162,11 +163,11 @@ def run_token(args: argparse.Namespace) -> int:
         async def create(db: Database, keys: KeyService) -> tuple[str, tokens.TokenInfo]:
             return await tokens.create_token(
                 db,
+                cli_actor(),
                 root_fingerprint=await keys.root_fingerprint(),
                 seats=seats,
                 expires_in=expires_in,
                 note=args.note,
-                actor="cli",
             )
 
         try:
@@ -202,7 +203,7 @@ def run_token(args: argparse.Namespace) -> int:
                 f"{info.expires_at or 'never':<21} {info.note}"
             )
         return 0
-    revoked = _run(settings, lambda db, _k: tokens.revoke_token(db, args.token_id, actor="cli"))
+    revoked = _run(settings, lambda db, _k: tokens.revoke_token(db, cli_actor(), args.token_id))
     if not revoked:
         raise CliError(f"no active token {args.token_id}; 'token list' shows them")
     print(f"revoked token {args.token_id}")
@@ -219,11 +220,11 @@ def run_keys(args: argparse.Namespace) -> int:
 
     async def work(db: Database, keys: KeyService) -> dict[str, Any]:
         if action == "rotate":
-            await keys.rotate(actor="cli", overlap=overlap)
+            await keys.rotate(cli_actor(), overlap=overlap)
         elif action == "rotate-root":
-            await keys.rotate_root(actor="cli")
+            await keys.rotate_root(cli_actor())
         elif action == "revoke":
-            await keys.revoke(args.key_id, actor="cli")
+            await keys.revoke(cli_actor(), args.key_id)
         elif action == "export-root":
             root = await keys.root()
             return {

@@ -122,8 +122,7 @@ class AgentAuthenticator:
         cached = self._credential_cache.get(agent_id)
         if cached and cached[0] > now:
             return cached[1]
-        async with self.db.read() as conn:
-            found = await agents_store.credentials(conn, agent_id)
+        found = await self.db.read(agents_store.credentials, agent_id)
         if found is not None:  # unknown agents are not cached: a registration may follow
             if len(self._credential_cache) > MAX_CACHED_AGENTS:
                 self._credential_cache.clear()

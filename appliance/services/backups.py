@@ -15,10 +15,12 @@ from pathlib import Path
 
 import apsw
 
+from appliance.domain.actors import Actor
+from appliance.domain.errors import Invalid, NotFound
 from appliance.lockfile import DataDirLock
 from appliance.services import audit
 from appliance.settings import Settings
-from appliance.store.database import Database
+from appliance.store.database import Database, Transaction
 from appliance.store.migrations import (
     Migration,
     MigrationError,
@@ -27,6 +29,7 @@ from appliance.store.migrations import (
     plan_migrations,
 )
 from appliance.store.snapshot import fsync_dir, integrity_problems, write_snapshot
+from kernel.clock import iso
 from kernel.sanitise import sanitise_text
 
 SCHEDULED_PREFIX = "redflag-"
@@ -36,11 +39,11 @@ MANUAL_PREFIX = "redflag-manual-"
 REGULAR_KINDS = ("scheduled", "manual")
 
 
-class InvalidBackup(ValueError):
+class InvalidBackup(Invalid):
     """The file is not a restorable RedFlag backup; the message says why."""
 
 
-class BackupNotFound(LookupError):
+class BackupNotFound(NotFound):
     """No backup file has exactly that name."""
 
 
@@ -115,38 +118,38 @@ def find_backup(settings: Settings, name: str) -> BackupFile:
 
 
 async def create_backup_now(
-    db: Database, settings: Settings, *, actor: str, source_ip: str = ""
+    db: Database, settings: Settings, actor: Actor, *, kind: str = "manual"
 ) -> BackupFile:
-    """A backup asked for by an admin: written in a thread (the snapshot goes through
-    `sqlite3`, which the serving process may use; see appliance/store/snapshot.py),
-    then audited. Retention counts it with the scheduled ones."""
-    path = await asyncio.to_thread(create_backup, settings)
+    """A backup, asked for by an admin (or `kind` "scheduled", by the scheduler):
+    written in a thread (the snapshot goes through `sqlite3`, which the serving process
+    may use; see appliance/store/snapshot.py), then audited, with its domain event
+    (backup.done, or backup.failed with the reason before the error goes on)."""
+    try:
+        path = await asyncio.to_thread(create_backup, settings, scheduled=kind == "scheduled")
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        await db.write(lambda tx: tx.emit("backup.failed", kind, {"error": error}, iso(actor.at)))
+        raise
     backup = find_backup(settings, path.name)
-    async with db.write() as conn:
-        await audit.record(
-            conn,
-            actor=actor,
-            action="backup.created",
-            target=path.name,
-            source_ip=source_ip,
-            details={"size_bytes": backup.size_bytes},
-        )
+
+    def record(tx: Transaction) -> None:
+        details = {"size_bytes": backup.size_bytes}
+        audit.record(tx.conn, actor, "backup.created", target=path.name, details=details)
+        tx.emit("backup.done", path.name, {"kind": backup.kind, **details}, iso(actor.at))
+
+    await db.write(record)
     return backup
 
 
-async def record_download(
-    db: Database, backup: BackupFile, *, actor: str, source_ip: str = ""
-) -> None:
+async def record_download(db: Database, actor: Actor, backup: BackupFile) -> None:
     """A backup holds every record and the sealed keys: who took a copy is audited."""
-    async with db.write() as conn:
-        await audit.record(
-            conn,
-            actor=actor,
-            action="backup.downloaded",
-            target=backup.path.name,
-            source_ip=source_ip,
-            details={"size_bytes": backup.size_bytes},
-        )
+    await audit.append(
+        db,
+        actor,
+        "backup.downloaded",
+        target=backup.path.name,
+        details={"size_bytes": backup.size_bytes},
+    )
 
 
 def prune_backups(settings: Settings, keep: int) -> list[Path]:

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from appliance.domain.actors import Actor
 from appliance.services import sessions, setup, users
 from appliance.services.agent_commands import enrol_commands
 from web.auth import (
@@ -67,20 +68,18 @@ async def setup_submit(request: Request) -> Response:
         context = {"errors": errors, "username": username}
         return _anonymous_page(request, "setup.html", context, status=422)
     appliance = request.state.appliance
+    fingerprint = await appliance.keys.root_fingerprint()
     try:
-        admin = await setup.create_first_admin(
-            appliance.db, username, str(password), source_ip=client_ip(request)
+        admin, token, info = await setup.complete_setup(
+            appliance.db,
+            Actor("setup", client_ip(request)),
+            username,
+            str(password),
+            root_fingerprint=fingerprint,
         )
     except setup.SetupAlreadyDone as exc:
         raise PageError(409, str(exc)) from None
     appliance.setup_done = True
-    fingerprint = await appliance.keys.root_fingerprint()
-    token, info = await setup.create_first_token(
-        appliance.db,
-        root_fingerprint=fingerprint,
-        actor=f"user:{admin.username}",
-        source_ip=client_ip(request),
-    )
     new = await sessions.start_session(
         appliance.db, admin, ip=client_ip(request), user_agent=request.headers.get("user-agent", "")
     )

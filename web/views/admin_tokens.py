@@ -14,7 +14,7 @@ from appliance.durations import parse_duration
 from appliance.services import tokens
 from appliance.services.agent_commands import enrol_commands
 from kernel.clock import utc_now
-from web.auth import PageError, RedirectTo, client_ip, field_text, form_with_csrf, require_page
+from web.auth import PageError, RedirectTo, actor_of, field_text, form_with_csrf, require_page
 from web.templating import render
 from web.views.account import server_url
 
@@ -93,12 +93,11 @@ async def create_token(request: Request) -> Response:
     try:
         token, info = await tokens.create_token(
             appliance.db,
+            actor_of(request, web_session),
             root_fingerprint=await appliance.keys.root_fingerprint(),
             seats=parsed.seats,
             expires_in=parsed.expires_in,
             note=parsed.values["note"],
-            actor=f"user:{web_session.principal.username}",
-            source_ip=client_ip(request),
         )
     except tokens.InvalidTokenRequest as exc:
         errors = {exc.field: exc.message}
@@ -121,10 +120,7 @@ async def revoke_token(request: Request) -> Response:
     web_session = await require_page(request, "admin")
     await form_with_csrf(request, web_session)
     revoked = await tokens.revoke_token(
-        request.state.appliance.db,
-        request.path_params["token_id"],
-        actor=f"user:{web_session.principal.username}",
-        source_ip=client_ip(request),
+        request.state.appliance.db, actor_of(request, web_session), request.path_params["token_id"]
     )
     raise RedirectTo(f"/admin/tokens?notice={'revoked' if revoked else 'not-revoked'}")
 

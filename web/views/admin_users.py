@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route
 from appliance.durations import parse_duration
 from appliance.services import api_tokens, users
 from kernel.clock import utc_now
-from web.auth import PageError, RedirectTo, client_ip, field_text, form_with_csrf, require_page
+from web.auth import PageError, RedirectTo, actor_of, field_text, form_with_csrf, require_page
 from web.templating import render
 
 NEW_USER = {"username": "", "role": "viewer"}
@@ -68,11 +68,10 @@ async def create_user(request: Request) -> Response:
         try:
             await users.create_user(
                 request.state.appliance.db,
+                actor_of(request, web_session),
                 values["username"],
                 password,
                 values["role"],
-                actor=f"user:{web_session.principal.username}",
-                source_ip=client_ip(request),
             )
         except users.UserExists as exc:
             errors["username"] = str(exc)
@@ -98,10 +97,9 @@ async def _set_disabled(request: Request, disabled: bool) -> Response:
     try:
         await users.set_user_disabled(
             request.state.appliance.db,
+            actor_of(request, web_session),
             username,
             disabled,
-            actor=f"user:{web_session.principal.username}",
-            source_ip=client_ip(request),
         )
     except users.UserNotFound:
         raise PageError(404, "There is no such user.") from None
@@ -142,10 +140,9 @@ async def set_password(request: Request) -> Response:
         return render(request, "admin_user_password.html", context, status=422)
     await users.change_password(
         request.state.appliance.db,
+        actor_of(request, web_session),
         target.username,
         password,
-        actor=f"user:{web_session.principal.username}",
-        source_ip=client_ip(request),
     )
     raise RedirectTo("/admin/users?notice=password-set")
 
@@ -169,11 +166,10 @@ async def create_api_token(request: Request) -> Response:
         try:
             token, record = await api_tokens.issue_api_token(
                 request.state.appliance.db,
+                actor_of(request, web_session),
                 values["owner"],
                 values["name"],
-                actor=f"user:{web_session.principal.username}",
                 expires_in=expires_in,
-                source_ip=client_ip(request),
             )
         except api_tokens.InvalidApiToken as exc:
             errors[exc.field] = str(exc)
@@ -193,9 +189,8 @@ async def revoke_api_token(request: Request) -> Response:
     try:
         await api_tokens.revoke_api_token(
             request.state.appliance.db,
+            actor_of(request, web_session),
             request.path_params["token_id"],
-            actor=f"user:{web_session.principal.username}",
-            source_ip=client_ip(request),
         )
     except (api_tokens.ApiTokenNotFound, api_tokens.ApiTokenAlreadyRevoked):
         raise RedirectTo("/admin/users?notice=token-not-revoked") from None

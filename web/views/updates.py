@@ -14,17 +14,18 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from appliance.domain.update_lifecycle import NEEDS_WORK, State
 from appliance.services import dry_runs, updates, users
 from appliance.services import settings as runtime_settings
-from kernel.clock import utc_now
-from web.auth import PageError, client_ip, field_text, form_with_csrf, require_page
+from kernel.protocol import SEVERITIES
+from web.auth import PageError, actor_of, field_text, form_with_csrf, require_page
 from web.templating import counted, render
 
 PER_PAGE = 100
 MAX_IDS = 5000
 ACTIONS = ("approve", "reject", "ignore", "dry_run", "install", "schedule")
 DECIDED = {"approve": "approved", "reject": "rejected", "ignore": "ignored"}
-STATUS_CHOICES = {"open": updates.NEEDS_WORK, "all": None} | {s: s for s in updates.STATUSES}
+STATUS_CHOICES = {"open": NEEDS_WORK, "all": None} | {s.value: s.value for s in State}
 NOTICES = {
     "approved": "Approved: {updates}.",
     "rejected": "Rejected: {updates}.",
@@ -61,7 +62,7 @@ def _filters(query: QueryParams) -> tuple[dict[str, Any], dict[str, str]]:
         "agent": (query.get("agent") or query.get("agent_id") or "")[:64],
         "tag": query.get("tag", "")[:100],
     }
-    if shown["severity"] not in updates.SEVERITIES:
+    if shown["severity"] not in SEVERITIES:
         shown["severity"] = ""
     # Links elsewhere may say security=1 or =true, like the JSON API.
     shown["security"] = {"1": "yes", "true": "yes", "0": "no", "false": "no"}.get(
@@ -155,7 +156,7 @@ async def _list_page(
             "query_without_agent": _query({**shown, "agent": ""}),
             "sources": found.sources,
             "tags": found.tags,
-            "severities": updates.SEVERITIES,
+            "severities": SEVERITIES,
             "statuses": list(STATUS_CHOICES),
             "agent_hostname": found.agent_hostname,
             "can_act": can_act(request),
@@ -231,34 +232,29 @@ async def bulk(request: Request) -> Response:
         except ValueError as exc:
             errors["install_at"] = str(exc)
     db = request.state.appliance.db
-    who = {"actor": f"user:{web_session.principal.username}", "source_ip": client_ip(request)}
+    actor = actor_of(request, web_session)
     _, shown = _filters(request.query_params)
     page = page_number(request.query_params)
     back = f"/updates?{_query(shown, page=page if page > 1 else None)}"
     if not errors and action in DECIDED:
-        decision = await updates.decide(db, ids, action, now=utc_now(), **who)
+        decision = await updates.decide(db, actor, ids, action)
         return _redirect(back, notice=DECIDED[action], n=len(decision.settled))
     if not errors and action == "install":
         installing = await updates.install_now(
-            db, ids, now=utc_now(), idempotency_key=updates.idempotency_base(key, ids), **who
+            db, actor, ids, idempotency_key=updates.idempotency_base(key, ids)
         )
         return _follow_install(back, installing)
     if not errors and action == "dry_run":
         created = await updates.request(
-            db,
-            ids,
-            "dry_run",
-            now=utc_now(),
-            idempotency_key=updates.idempotency_base(key, ids),
-            **who,
+            db, actor, ids, "dry_run", idempotency_key=updates.idempotency_base(key, ids)
         )
         commands = [("command", str(c["command_id"])) for c in created][: dry_runs.MAX_COMMANDS]
         return RedirectResponse(f"/updates/dry-run?{urlencode(commands)}", status_code=303)
     if not errors and install_at is not None:
         try:
-            decision = await updates.schedule(db, ids, install_at, now=utc_now(), **who)
-        except updates.InvalidRequest as exc:
-            errors["install_at"] = str(exc).removeprefix("at: ").capitalize() + "."
+            decision = await updates.schedule(db, actor, ids, install_at)
+        except updates.InvalidSchedule as exc:
+            errors["install_at"] = exc.message.capitalize() + "."
         else:
             return _redirect(back, notice="scheduled", n=len(decision.settled))
     return await _list_page(
