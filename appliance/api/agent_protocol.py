@@ -150,13 +150,17 @@ async def checkin(request: Request) -> Response:
         report = CheckinReport.from_json(_json(body))
     except ProtocolError as exc:
         raise ApiError(400, str(exc)) from None
-    answer = await _check_in(request, appliance, principal.agent_id, report)
     hold_max = appliance.tunables["checkin_hold_s"]
     hold = min(report.hold_s, hold_max)
-    if hold and answer.is_empty():
+    if not hold:
+        answer = await _check_in(request, appliance, principal.agent_id, report)
+        return JSONResponse(replace(answer, hold_max_s=hold_max).as_json())
+    # Armed before it looks for commands, so that one created meanwhile rings it.
+    with appliance.doorbell.armed(principal.agent_id) as bell:
+        answer = await _check_in(request, appliance, principal.agent_id, report)
         # Up to 20 % shorter, so that agents held together come back spread out.
         waited = hold * random.uniform(0.8, 1.0)  # noqa: S311 (jitter, not a secret)
-        if await appliance.doorbell.wait(principal.agent_id, waited, _disconnect(request)):
+        if bell and answer.is_empty() and await bell.wait(waited, _disconnect(request)):
             answer = await _check_in(request, appliance, principal.agent_id, report)
     return JSONResponse(replace(answer, hold_max_s=hold_max).as_json())
 

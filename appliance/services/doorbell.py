@@ -9,76 +9,94 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Iterator
 
 # Sockets kept free for everything else (pages, API, registrations, the database).
 RESERVED_FILES = 256
 
 
 class Doorbell:
-    """One per appliance. `wait` parks a check-in; `ring` wakes those of some agents;
-    `close` answers every held check-in at once (the appliance is stopping)."""
+    """One per appliance. A check-in that may be held is `armed` first (before it
+    looks for commands, so a command created meanwhile is not missed), then waits on
+    its bell; `ring` wakes the bells of some agents; `close` answers every held
+    check-in at once (the appliance is stopping)."""
 
     def __init__(self, max_held: int) -> None:
         self.max_held = max_held
-        self._waiting: dict[str, set[asyncio.Event]] = {}
-        self._held = 0
+        self._bells: dict[str, set[asyncio.Event]] = {}
+        self.held = 0  # check-ins waiting now
         self.closed = False
         self.refused = 0  # held check-ins answered at once because the cap was reached
 
-    @property
-    def held(self) -> int:
-        return self._held
-
     def has_room(self) -> bool:
-        return not self.closed and self._held < min(self.max_held, file_limit_room())
+        return not self.closed and self.held < min(self.max_held, file_limit_room())
 
-    async def wait(self, agent_id: str, timeout_s: float, disconnected: Awaitable[object]) -> bool:
-        """True when rung for `agent_id` within `timeout_s`; False when the time is up,
-        the client went away (`disconnected` completed) or the appliance is stopping."""
+    @contextlib.contextmanager
+    def armed(self, agent_id: str) -> Iterator[Bell | None]:
+        """A bell for one check-in of `agent_id`, rung by any command for that agent
+        from now on; None when no more check-ins may be held (it is answered at once)."""
         if not self.has_room():
             self.refused += 1
-            return False
-        bell = asyncio.Event()
-        self._waiting.setdefault(agent_id, set()).add(bell)
-        self._held += 1
-        gone = asyncio.ensure_future(disconnected)
-        rung = asyncio.ensure_future(bell.wait())
+            yield None
+            return
+        event = asyncio.Event()
+        self._bells.setdefault(agent_id, set()).add(event)
         try:
-            await asyncio.wait({gone, rung}, timeout=timeout_s, return_when="FIRST_COMPLETED")
-            return bell.is_set() and not self.closed and not gone.done()
+            yield Bell(self, event)
         finally:
-            self._held -= 1
-            bells = self._waiting.get(agent_id)
+            bells = self._bells.get(agent_id)
             if bells is not None:
-                bells.discard(bell)
+                bells.discard(event)
                 if not bells:
-                    del self._waiting[agent_id]
-            for task in (gone, rung):
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                    del self._bells[agent_id]
 
     def is_holding(self, agent_id: str) -> bool:
         """Whether a check-in of this agent waits here now (it is online)."""
-        return agent_id in self._waiting
+        return agent_id in self._bells
 
     def ring(self, agent_ids: Iterable[str]) -> int:
         """Wake the held check-ins of these agents; how many were waiting."""
         woken = 0
         for agent_id in agent_ids:
-            for bell in self._waiting.get(agent_id, ()):
-                bell.set()
+            for event in self._bells.get(agent_id, ()):
+                event.set()
                 woken += 1
         return woken
 
     def close(self) -> None:
         """Answer every held check-in now: a stopping appliance must not keep them."""
         self.closed = True
-        for bells in self._waiting.values():
-            for bell in bells:
-                bell.set()
+        for bells in self._bells.values():
+            for event in bells:
+                event.set()
+
+
+class Bell:
+    """One armed check-in's bell."""
+
+    def __init__(self, doorbell: Doorbell, event: asyncio.Event) -> None:
+        self.doorbell = doorbell
+        self.event = event
+
+    async def wait(self, timeout_s: float, disconnected: Awaitable[object]) -> bool:
+        """True when rung within `timeout_s` (a command waits); False when the time is
+        up, the client went away (`disconnected` completed) or the appliance stops."""
+        doorbell = self.doorbell
+        if doorbell.closed:
+            return False
+        doorbell.held += 1
+        gone = asyncio.ensure_future(disconnected)
+        rung = asyncio.ensure_future(self.event.wait())
+        try:
+            await asyncio.wait({gone, rung}, timeout=timeout_s, return_when="FIRST_COMPLETED")
+            return self.event.is_set() and not doorbell.closed and not gone.done()
+        finally:
+            doorbell.held -= 1
+            for task in (gone, rung):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
 
 def file_limit_room() -> int:
