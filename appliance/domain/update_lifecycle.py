@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from appliance.domain.errors import Conflict
+
 
 class State(StrEnum):
     PENDING = "pending"  # reported, waiting for a decision
@@ -98,15 +100,22 @@ LABELS = {
 }
 
 
-class MoveRefused(ValueError):
-    """An action that the update's state does not allow; one error type for all."""
+# How a refusal reads, where "cannot <action> updates" says too little.
+REFUSALS = {
+    Action.REQUEST_INSTALL: "these are not approved, or their install is already requested:",
+}
+
+
+class MoveRefused(Conflict):
+    """An action that the update's state does not allow; one error type for all (409)."""
 
     def __init__(self, action: Action, refused: dict[int, str]):
         self.action = action
         self.refused = refused  # update id -> its state
         shown = ", ".join(f"{i} ({state})" for i, state in list(refused.items())[:20])
         more = f" and {len(refused) - 20} more" if len(refused) > 20 else ""
-        super().__init__(f"cannot {action.value.replace('_', ' ')} updates {shown}{more}")
+        said = REFUSALS.get(action, f"cannot {action.value.replace('_', ' ')} updates")
+        super().__init__(f"{said} {shown}{more}")
 
 
 def allowed_from(action: Action) -> tuple[State, ...]:

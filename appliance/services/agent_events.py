@@ -74,25 +74,23 @@ async def ingest(
 def _ingest(tx: Transaction, agent: Actor, events: list[Event], result: IngestResult) -> None:
     agent_id = agent.name.removeprefix("agent:")
     for event in events:
-        tx.conn.execute("SAVEPOINT event")
         try:
-            payload = payload_to_keep(event)
-            is_new = events_store.insert_once(
-                tx.conn,
-                uuid=event.uuid,
-                agent_id=agent_id,
-                kind=event.kind,
-                occurred_at=utc_iso(event.occurred_at),
-                received_at=iso(agent.at),
-                payload=json.dumps(payload),
-            )
-            if is_new:
-                APPLY.get(event.kind, _keep_only)(tx, agent, agent_id, event, payload)
+            with tx.savepoint():
+                payload = payload_to_keep(event)
+                is_new = events_store.insert_once(
+                    tx.conn,
+                    uuid=event.uuid,
+                    agent_id=agent_id,
+                    kind=event.kind,
+                    occurred_at=utc_iso(event.occurred_at),
+                    received_at=iso(agent.at),
+                    payload=json.dumps(payload),
+                )
+                if is_new:
+                    APPLY.get(event.kind, _keep_only)(tx, agent, agent_id, event, payload)
         # A database error (a full disk) fails the whole batch, which the agent sends
         # again; only an event that cannot be applied is refused (and never resent).
         except (ProtocolError, ValueError, TypeError, KeyError) as exc:
-            tx.conn.execute("ROLLBACK TO event")
-            tx.conn.execute("RELEASE event")
             log_event(
                 logger,
                 logging.WARNING,
@@ -103,7 +101,6 @@ def _ingest(tx: Transaction, agent: Actor, events: list[Event], result: IngestRe
             )
             result.rejected.append({"uuid": event.uuid, "reason": f"not applied: {exc}"[:300]})
             continue
-        tx.conn.execute("RELEASE event")
         result.accepted.append(event.uuid)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from appliance.domain.actors import Actor
 from appliance.store import audit as audit_store
-from appliance.store.database import Database, connect_sync
+from appliance.store.database import Database
 from kernel.sanitise import sanitise_fields, sanitise_text
 
 
@@ -175,9 +175,7 @@ def verify_chain(database: Path, max_problems: int = 20) -> ChainReport:
     does not block writers), with the stdlib sqlite3 module like the serving
     connections. CPU-bound for big logs (about 6 µs a row): the appliance runs it in a
     worker thread."""
-    conn = connect_sync(database, readonly=True)
-    try:
-        conn.execute("BEGIN")
+    with audit_store.snapshot(database) as conn:
         walk = _ChainWalk(max_problems)
         head_id, head_hash = audit_store.head_sync(conn)
         walk.report.head_id = head_id
@@ -185,8 +183,6 @@ def verify_chain(database: Path, max_problems: int = 20) -> ChainReport:
             if not walk.feed(row):
                 return walk.report
         return walk.finish(head_id, head_hash)
-    finally:
-        conn.close()
 
 
 # --- reading the log: the audit page and its API ------------------------------------

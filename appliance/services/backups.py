@@ -20,6 +20,7 @@ from appliance.domain.errors import Invalid, NotFound
 from appliance.lockfile import DataDirLock
 from appliance.services import audit
 from appliance.settings import Settings
+from appliance.store import health as health_store
 from appliance.store.database import Database, Transaction
 from appliance.store.migrations import (
     Migration,
@@ -197,11 +198,7 @@ def verify_backup(path: Path, migrations: list[Migration] | None = None) -> int:
 
 
 def _table_names(conn: apsw.Connection) -> list[str]:
-    rows = conn.execute(
-        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-        "ORDER BY name"
-    )
-    return [sanitise_text(row[0], max_chars=60) for row in rows]
+    return [sanitise_text(name, max_chars=60) for name in health_store.table_names(conn)]
 
 
 def restore_backup(
@@ -217,7 +214,7 @@ def restore_backup(
     with DataDirLock(settings.lock_path, purpose="restore"):
         safety_copy = None
         if database.exists():
-            _checkpoint(database)
+            health_store.checkpoint(database)
             safety_copy = write_snapshot(
                 database, settings.backups_dir / f"pre-restore-{_stamp()}.db"
             )
@@ -231,11 +228,3 @@ def restore_backup(
         os.replace(incoming, database)
         fsync_dir(database.parent)
     return RestoreResult(source, version, safety_copy)
-
-
-def _checkpoint(database: Path) -> None:
-    conn = apsw.Connection(str(database))
-    try:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()

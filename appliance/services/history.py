@@ -12,6 +12,7 @@ from typing import Any
 from appliance.domain.errors import NotFound
 from appliance.store import agents as agents_store
 from appliance.store import history as history_store
+from appliance.store import updates as updates_store
 from appliance.store.database import Database
 from appliance.store.history import HistoryFilter
 from kernel.protocol import SOURCES, is_known_source
@@ -167,3 +168,9 @@ def _start_of(day: str) -> str:
 def _day_after(day: str) -> str:
     parsed = _date(day)
     return f"{parsed + timedelta(days=1)}T00:00:00Z" if parsed else ""
+
+
+async def recent(db: Database, agent_id: str | None = None, limit: int = 200) -> list[dict]:
+    """The newest entries (of one agent), as the JSON API lists them."""
+    rows = await db.read(updates_store.history, agent_id, limit)
+    return [dict(row) for row in rows]

@@ -144,17 +144,17 @@ async def schedule(db: Database, actor: Actor, ids: list[int], install_at: datet
     """Approve the selected updates for an install at `install_at` (UTC): the
     scheduler requests it once due. Undecided, approved, failed and already scheduled
     updates take the time; scheduling twice sets the same time again."""
+    return await db.write(_schedule, actor, ids, install_at)
+
+
+def _schedule(tx: Transaction, actor: Actor, ids: list[int], install_at: datetime) -> Decision:
+    _refuse_unknown(tx.conn, ids)
     if install_at.tzinfo is None:
         raise InvalidSchedule("a time with its time zone (UTC)", "at")
     if install_at < actor.at - SCHEDULE_PAST_GRACE:
         raise InvalidSchedule("that time has passed", "at")
     if install_at > actor.at + SCHEDULE_HORIZON:
         raise InvalidSchedule("at most a year ahead", "at")
-    return await db.write(_schedule, actor, ids, install_at)
-
-
-def _schedule(tx: Transaction, actor: Actor, ids: list[int], install_at: datetime) -> Decision:
-    _refuse_unknown(tx.conn, ids)
     changed = updates_store.schedule(tx.conn, ids, iso(install_at), at=iso(actor.at), by=actor.name)
     if changed:
         audit.record(
@@ -222,16 +222,19 @@ async def install_now(
 def install_now_in(tx: Transaction, actor: Actor, ids: list[int], key: str) -> InstallRequest:
     """`install_now` inside a caller's write transaction."""
     _refuse_unknown(tx.conn, ids)
-    made = []
+    made, approved = [], []
     for group_key, rows in _groups(updates_store.by_ids(tx.conn, ids), "install", key):
         if not _made_before(tx, group_key):
             group_ids = [r["id"] for r in rows]
-            update_moves.move(tx, actor, group_ids, Action.APPROVE)
+            approved += update_moves.move(tx, actor, group_ids, Action.APPROVE)
             claimed = set(update_moves.move(tx, actor, group_ids, Action.REQUEST_INSTALL))
             rows = [r for r in rows if r["id"] in claimed]
             if not rows:
                 continue
         made.append(_command_for(tx, actor, "install", rows, group_key))
+    if approved:
+        details = {"ids": approved[:500], "count": len(approved)}
+        audit.record(tx.conn, actor, "updates.approved", details=details)
     covered = {i for c in made for i in c["update_ids"]}
     return InstallRequest(made, sorted(i for i in set(ids) if i not in covered))
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from appliance.store.database import connect_sync
 
 GENESIS_HASH = "0" * 64
 
@@ -39,6 +43,18 @@ def insert(
         "last_hash = excluded.last_hash",
         (entry_id, entry_hash),
     )
+
+
+@contextmanager
+def snapshot(database: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection of its own inside one read transaction: a consistent
+    view of the whole log that does not block writers (for the long chain walk)."""
+    conn = connect_sync(database, readonly=True)
+    try:
+        conn.execute("BEGIN")
+        yield conn
+    finally:
+        conn.close()
 
 
 def head_sync(conn: sqlite3.Connection) -> tuple[int, str]:

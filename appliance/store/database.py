@@ -19,7 +19,7 @@ import contextlib
 import functools
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +79,20 @@ class Transaction:
 
     conn: sqlite3.Connection
     events: list[DomainEvent] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A part of the transaction that an error undoes alone (and is raised on)."""
+        self.conn.execute("SAVEPOINT part")
+        events = len(self.events)
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK TO part")
+            self.conn.execute("RELEASE part")
+            del self.events[events:]
+            raise
+        self.conn.execute("RELEASE part")
 
     def emit(self, kind: str, subject: str, payload: dict[str, Any], at: str) -> None:
         """Append one domain event (of a kind listed in appliance/domain/events.py)."""

@@ -14,6 +14,7 @@ import pytest
 
 from agent.enrol import register
 from agent.session import AgentSession
+from appliance.domain.actors import Actor
 from appliance.services import api_tokens, users
 from appliance.services.keys import KeyService
 from appliance.signers import KeyEncryptionKey
@@ -176,8 +177,8 @@ def forge_envelope(
 async def _make_admin(database: Path) -> str:
     db = await Database.open(database)
     try:
-        await users.create_user(db, "admin", "correct horse battery", "admin", actor="test")
-        return await api_tokens.create_api_token(db, "admin", "tests", actor="test")
+        await users.create_user(db, Actor("test"), "admin", "correct horse battery", "admin")
+        return await api_tokens.create_api_token(db, Actor("test"), "admin", "tests")
     finally:
         await db.close()
 

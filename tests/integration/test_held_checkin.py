@@ -137,6 +137,3 @@ def test_the_agent_stops_at_once_while_its_check_in_is_held(fleet: Fleet) -> Non
         process.wait(timeout=10)
         assert time.monotonic() - started < 3
         assert process.returncode == 0
-
-
-

@@ -103,15 +103,9 @@ async def create_token(request: Request) -> Response:
         errors = {exc.field: exc.message}
         return await _list_page(request, parsed.values, errors, status=422)
     # Shown in this answer only: the token is never stored, so it is not redirected to.
-    response = render(
-        request,
-        "admin_token_created.html",
-        {
-            "info": info,
-            "token": token,
-            "enrol": enrol_commands(server_url(request), token),
-        },
-    )
+    enrol = enrol_commands(server_url(request), token)
+    context = {"info": info, "token": token, "enrol": enrol}
+    response = render(request, "admin_token_created.html", context)
     response.headers["Cache-Control"] = "no-store"
     return response
 

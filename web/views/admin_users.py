@@ -3,6 +3,7 @@ lockout) and the API tokens that act for them (create and show once, revoke)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -149,19 +150,7 @@ async def set_password(request: Request) -> Response:
 
 async def create_api_token(request: Request) -> Response:
     web_session = await require_page(request, "admin")
-    form = await form_with_csrf(request, web_session)
-    values = {
-        "owner": field_text(form, "owner", 64),
-        "name": field_text(form, "name", 200),
-        "expires": field_text(form, "expires", 20),
-    }
-    errors: dict[str, str] = {}
-    expires_in = None
-    if values["expires"]:
-        try:
-            expires_in = parse_duration(values["expires"])
-        except ValueError as exc:
-            errors["expires"] = str(exc)
+    values, expires_in, errors = _api_token_form(await form_with_csrf(request, web_session))
     if not errors:
         try:
             token, record = await api_tokens.issue_api_token(
@@ -181,6 +170,20 @@ async def create_api_token(request: Request) -> Response:
     response = render(request, "admin_api_token_created.html", {"token": token, "record": record})
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _api_token_form(form: FormData) -> tuple[dict[str, str], timedelta | None, dict[str, str]]:
+    """(what was typed, the lifetime, errors by field) from the API token form."""
+    values = {
+        "owner": field_text(form, "owner", 64),
+        "name": field_text(form, "name", 200),
+        "expires": field_text(form, "expires", 20),
+    }
+    try:
+        expires_in = parse_duration(values["expires"]) if values["expires"] else None
+    except ValueError as exc:
+        return values, None, {"expires": str(exc)}
+    return values, expires_in, {}
 
 
 async def revoke_api_token(request: Request) -> Response:

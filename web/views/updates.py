@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 from urllib.parse import urlencode
@@ -217,49 +218,76 @@ async def bulk(request: Request) -> Response:
     the same filtered list (or to the dry-run results)."""
     web_session = await require_page(request, "operator")
     form = await form_with_csrf(request, web_session)
+    asked = _bulk_form(form, request.state.appliance.display_zone)
+    if not asked.errors:
+        actor = actor_of(request, web_session)
+        done = await _carry_out(request.state.appliance.db, actor, asked, _back(request))
+        if isinstance(done, Response):
+            return done
+        asked.errors.update(done)
+    return await _list_page(
+        request,
+        errors=asked.errors,
+        selected=set(asked.ids),
+        install_at=asked.install_at_text,
+        status=422,
+    )
+
+
+@dataclass
+class _Bulk:
+    """What the bulk form asks for, and what is wrong with it (by field)."""
+
+    action: str
+    ids: list[int]
+    key: str
+    install_at_text: str
+    install_at: datetime | None
+    errors: dict[str, str]
+
+
+def _bulk_form(form: FormData, zone: tzinfo) -> _Bulk:
     action = field_text(form, "action", 20)
     if action not in ACTIONS:
         raise PageError(400, "Choose one of the buttons under the table.")
-    ids, key = _ids(form), read_form_key(form)
-    install_at_text = field_text(form, "install_at", 40)
-    install_at = None
-    errors = {}
-    if not ids:
-        errors["ids"] = "Select at least one update first."
+    asked = _Bulk(
+        action, _ids(form), read_form_key(form), field_text(form, "install_at", 40), None, {}
+    )
+    if not asked.ids:
+        asked.errors["ids"] = "Select at least one update first."
     if action == "schedule":
         try:
-            install_at = _install_time(install_at_text, request.state.appliance.display_zone)
+            asked.install_at = _install_time(asked.install_at_text, zone)
         except ValueError as exc:
-            errors["install_at"] = str(exc)
-    db = request.state.appliance.db
-    actor = actor_of(request, web_session)
+            asked.errors["install_at"] = str(exc)
+    return asked
+
+
+def _back(request: Request) -> str:
+    """The filtered list the form was sent from."""
     _, shown = _filters(request.query_params)
     page = page_number(request.query_params)
-    back = f"/updates?{_query(shown, page=page if page > 1 else None)}"
-    if not errors and action in DECIDED:
-        decision = await updates.decide(db, actor, ids, action)
-        return _redirect(back, notice=DECIDED[action], n=len(decision.settled))
-    if not errors and action == "install":
-        installing = await updates.install_now(
-            db, actor, ids, idempotency_key=updates.idempotency_base(key, ids)
-        )
-        return _follow_install(back, installing)
-    if not errors and action == "dry_run":
-        created = await updates.request(
-            db, actor, ids, "dry_run", idempotency_key=updates.idempotency_base(key, ids)
-        )
+    return f"/updates?{_query(shown, page=page if page > 1 else None)}"
+
+
+async def _carry_out(db: Any, actor: Any, asked: _Bulk, back: str) -> Response | dict[str, str]:
+    """The action, and where to go next; or the errors to show on the list."""
+    ids, key = asked.ids, updates.idempotency_base(asked.key, asked.ids)
+    if asked.action in DECIDED:
+        decision = await updates.decide(db, actor, ids, asked.action)
+        return _redirect(back, notice=DECIDED[asked.action], n=len(decision.settled))
+    if asked.action == "install":
+        return _follow_install(back, await updates.install_now(db, actor, ids, idempotency_key=key))
+    if asked.action == "dry_run":
+        created = await updates.request(db, actor, ids, "dry_run", idempotency_key=key)
         commands = [("command", str(c["command_id"])) for c in created][: dry_runs.MAX_COMMANDS]
         return RedirectResponse(f"/updates/dry-run?{urlencode(commands)}", status_code=303)
-    if not errors and install_at is not None:
-        try:
-            decision = await updates.schedule(db, actor, ids, install_at)
-        except updates.InvalidSchedule as exc:
-            errors["install_at"] = exc.message.capitalize() + "."
-        else:
-            return _redirect(back, notice="scheduled", n=len(decision.settled))
-    return await _list_page(
-        request, errors=errors, selected=set(ids), install_at=install_at_text, status=422
-    )
+    assert asked.install_at is not None
+    try:
+        decision = await updates.schedule(db, actor, ids, asked.install_at)
+    except updates.InvalidSchedule as exc:
+        return {"install_at": exc.message.capitalize() + "."}
+    return _redirect(back, notice="scheduled", n=len(decision.settled))
 
 
 def _follow_install(back: str, installing: updates.InstallRequest) -> Response:
