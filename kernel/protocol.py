@@ -447,6 +447,68 @@ class CheckinReport:
             hold_s=_hold_seconds(value.get("hold_s")),
         )
 
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CheckinAnswer:
+    """The appliance's answer to a check-in: when to come back, and what is new."""
+
+    poll_interval_s: int
+    key_set_version: int
+    # The trust bundle, only for an agent behind the current key set (agent/trust.py
+    # verifies it).
+    trust: dict[str, Any] | None
+    # Command envelopes (SignedDocument JSON). Each is checked on its own by the agent
+    # (agent/trust.py verify_command), so that a bad one is refused and reported while
+    # the others run; here they only have to be objects.
+    commands: list[dict[str, str]]
+    # The longest check-in hold this appliance grants (0: it does not hold them).
+    hold_max_s: int = 0
+
+    def is_empty(self) -> bool:
+        """Nothing for the agent: a check-in that may be held."""
+        return not self.commands and self.trust is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "poll_interval_s": self.poll_interval_s,
+            "key_set_version": self.key_set_version,
+            "trust": self.trust,
+            "commands": self.commands,
+            "hold_max_s": self.hold_max_s,
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> CheckinAnswer:
+        if not isinstance(value, dict):
+            raise ProtocolError("check-in answer: not an object")
+        poll = value.get("poll_interval_s")
+        if not _is_whole(poll) or poll < 1:
+            raise ProtocolError("poll_interval_s: a positive whole number of seconds")
+        version = value.get("key_set_version")
+        if not _is_whole(version) or version < 0:
+            raise ProtocolError("key_set_version: a whole number")
+        trust = value.get("trust")
+        if trust is not None and not isinstance(trust, dict):
+            raise ProtocolError("trust: a trust bundle object or null")
+        commands = value.get("commands")
+        if commands is None:
+            commands = []
+        if not isinstance(commands, list) or not all(isinstance(c, dict) for c in commands):
+            raise ProtocolError("commands: a list of command envelopes")
+        hold_max = value.get("hold_max_s")  # missing from appliances that do not hold
+        if hold_max is None:
+            hold_max = 0
+        if not _is_whole(hold_max) or hold_max < 0:
+            raise ProtocolError("hold_max_s: a whole number of seconds")
+        return cls(poll, version, trust, commands, hold_max)
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
 
 MAX_HOLD_S = 300
 

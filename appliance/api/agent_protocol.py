@@ -22,9 +22,8 @@ from appliance.ratelimit import RateLimiter
 from appliance.runtime import Appliance
 from appliance.services import agents, enrolment, events, tokens
 from appliance.services.agent_auth import AgentAuthFailed, AgentPrincipal
-from appliance.services.agents import CheckinAnswer
 from kernel.clock import utc_now
-from kernel.protocol import CheckinReport, ProtocolError, RegistrationRequest
+from kernel.protocol import CheckinAnswer, CheckinReport, ProtocolError, RegistrationRequest
 
 _BAD_BODY = Failure(400, "the body is not valid JSON, or not what kernel/protocol.py reads")
 
@@ -159,7 +158,7 @@ async def checkin(request: Request) -> Response:
         waited = hold * random.uniform(0.8, 1.0)  # noqa: S311 (jitter, not a secret)
         if await appliance.doorbell.wait(principal.agent_id, waited, _disconnect(request)):
             answer = await _check_in(request, appliance, principal.agent_id, report)
-    return JSONResponse(replace(answer, hold_max_s=hold_max).as_json())
+    return JSONResponse(replace(answer, hold_max_s=hold_max).to_json())
 
 
 async def _check_in(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +16,7 @@ from appliance.store import agents as agents_store
 from appliance.store.database import Database
 from kernel.clock import iso
 from kernel.logs import log_event
-from kernel.protocol import CheckinReport
+from kernel.protocol import CheckinAnswer, CheckinReport
 
 logger = logging.getLogger("redflag.agents")
 
@@ -30,29 +29,6 @@ class AgentNotFound(LookupError):
 
 class NothingToRebind(ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class CheckinAnswer:
-    poll_interval_s: int
-    key_set_version: int
-    trust: dict[str, Any] | None
-    commands: list[dict[str, str]]
-    # The longest check-in hold this appliance grants (0: it does not hold them).
-    hold_max_s: int = 0
-
-    def is_empty(self) -> bool:
-        """Nothing for the agent: a check-in that may be held."""
-        return not self.commands and self.trust is None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "poll_interval_s": self.poll_interval_s,
-            "key_set_version": self.key_set_version,
-            "trust": self.trust,
-            "commands": self.commands,
-            "hold_max_s": self.hold_max_s,
-        }
 
 
 async def check_in(
