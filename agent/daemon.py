@@ -284,7 +284,7 @@ class AgentDaemon:
 
     def _dry_run_command(self, command: Any) -> dict[str, Any]:
         installer, packages = self._installer(command)
-        return installer.dry_run(packages)
+        return installer.dry_run(packages).to_json()
 
     def _install_command(self, command: Any) -> dict[str, Any]:
         installer, packages = self._installer(command)
@@ -304,13 +304,13 @@ class AgentDaemon:
             raise
         finally:
             stream.flush()
-        if result.get("installed"):
+        if result.installed:
             breaker.record_success()
         else:
-            breaker.record_failure(result.get("error") or "nothing was installed")
+            breaker.record_failure(result.error or "nothing was installed")
         self.status["last_scan_at"] = 0  # re-scan next cycle: installed updates disappear
         self.host.forget_reboot_state()
-        return result
+        return result.to_json()
 
     def _reboot_command(self, command: Any) -> dict[str, Any]:
         if not self.config.allow_reboot:

@@ -14,6 +14,7 @@ from agent.scanners.dnf import DnfInstaller, DnfScanner
 from agent.scanners.docker import DockerInstaller, DockerScanner
 from agent.scanners.windows_update import WindowsUpdateInstaller, WindowsUpdateScanner
 from agent.scanners.winget import WingetInstaller, WingetScanner
+from kernel.install_results import DryRunResult, InstallResult
 from kernel.logs import log_event
 
 logger = logging.getLogger("redflag.agent.scanners")
@@ -30,9 +31,9 @@ class Scanner(Protocol):
 class Installer(Protocol):
     source: str
 
-    def dry_run(self, packages: list[str]) -> dict[str, Any]: ...
+    def dry_run(self, packages: list[str]) -> DryRunResult: ...
 
-    def install(self, packages: list[str], on_output: Callable[[str], None]) -> dict[str, Any]: ...
+    def install(self, packages: list[str], on_output: Callable[[str], None]) -> InstallResult: ...
 
 
 def configured_installers(config: AgentConfig) -> dict[str, Installer]:
