@@ -110,7 +110,8 @@ class InstallResult:
 
 @dataclass(frozen=True)
 class PlannedChange:
-    """A package the transaction of a dry run would touch."""
+    """A package the transaction of a dry run would touch ("" where the tool does not
+    say, e.g. the new version of a removal)."""
 
     package: str
     arch: str = ""
@@ -121,15 +122,19 @@ class PlannedChange:
     replaced_by: str = ""  # dnf: a removal caused by an obsoleting package
 
     def to_json(self) -> dict[str, str]:
-        item = {
-            "package": self.package,
-            "arch": self.arch,
-            "from": self.from_version,
-            "to": self.to_version,
-        }
-        for name in ("repository", "origin", "replaced_by"):
-            if getattr(self, name):
-                item[name] = getattr(self, name)
+        """The package, and of the rest what the tool said: an APT removal is
+        {"package", "from"}, a dnf upgrade has all but "origin" and "replaced_by"."""
+        item = {"package": self.package}
+        for key, value in (
+            ("arch", self.arch),
+            ("from", self.from_version),
+            ("to", self.to_version),
+            ("repository", self.repository),
+            ("origin", self.origin),
+            ("replaced_by", self.replaced_by),
+        ):
+            if value:
+                item[key] = value
         return item
 
     @classmethod

@@ -90,7 +90,7 @@ def test_a_dry_run_lists_every_part_of_the_transaction_even_when_empty() -> None
     assert plan.to_json() == {
         "upgrades": [],
         "installs": [],
-        "removals": [{"package": "libold1", "arch": "amd64", "from": "1.0-1", "to": ""}],
+        "removals": [{"package": "libold1", "arch": "amd64", "from": "1.0-1"}],
         "downgrades": [],
         "skipped": [],
         "missing": [],
@@ -98,14 +98,18 @@ def test_a_dry_run_lists_every_part_of_the_transaction_even_when_empty() -> None
     }
 
 
-def test_a_planned_change_names_its_repository_origin_and_replacement_only_when_known() -> None:
+def test_a_planned_change_says_only_what_the_tool_said() -> None:
     change = PlannedChange("grub2-tools-efi", "x86_64", "1:2.06", replaced_by="grub2-tools-extra")
     assert change.to_json() == {
         "package": "grub2-tools-efi",
         "arch": "x86_64",
         "from": "1:2.06",
-        "to": "",
         "replaced_by": "grub2-tools-extra",
+    }
+    # As the APT dry run always sent a removal.
+    assert PlannedChange("libold1", from_version="1.0-1").to_json() == {
+        "package": "libold1",
+        "from": "1.0-1",
     }
 
 

@@ -256,7 +256,6 @@ def test_dnf5_transaction_takes_old_versions_from_its_replacing_lines() -> None:
             {
                 "package": "openssl-fips-provider-so",
                 "arch": "x86_64",
-                "from": "",
                 "to": "3.0.7-6.fc41",
                 "repository": "updates",
             }
@@ -266,7 +265,6 @@ def test_dnf5_transaction_takes_old_versions_from_its_replacing_lines() -> None:
                 "package": "openssl-pkcs11",
                 "arch": "x86_64",
                 "from": "0.4.12-9.fc41",
-                "to": "",
                 "repository": "fedora",
             }
         ],

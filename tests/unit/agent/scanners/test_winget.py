@@ -232,14 +232,12 @@ def test_dry_run_says_what_each_id_would_become_and_which_are_not_pending(
     assert plan["upgrades"] == [
         {
             "package": "Git.Git",
-            "arch": "",
             "from": "2.44.0",
             "to": "2.45.1",
             "repository": "winget",
         },
         {
             "package": "Zoom.Zoom",
-            "arch": "",
             "from": "Unknown",
             "to": "6.0.11.39959",
             "repository": "winget",
