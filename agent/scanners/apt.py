@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import process
+from agent.scanners.registry import register
 from kernel.install_results import DryRunResult, InstalledPackage, InstallResult, PlannedChange
 from kernel.protocol import UpdateRecord, check_package_name
 
@@ -250,3 +251,10 @@ def installed_versions(names: list[str]) -> dict[str, str]:
         if version:
             versions[name.split(":")[0]] = version
     return versions
+
+
+register(
+    "apt",
+    scanner=lambda config: AptScanner(update_first=config.apt_update),
+    installer=AptInstaller,
+)

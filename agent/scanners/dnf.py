@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.process import Completed, run
+from agent.scanners.registry import register
 from kernel import install_results
 from kernel.install_results import TRANSACTION_PARTS, DryRunResult, InstallResult, PlannedChange
 from kernel.logs import log_event
@@ -637,3 +638,6 @@ def _tool() -> str:
     if tool is None:
         raise DnfFailed("neither dnf nor yum is on PATH")
     return tool
+
+
+register("dnf", scanner=lambda config: DnfScanner(), installer=DnfInstaller)

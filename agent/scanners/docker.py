@@ -32,6 +32,7 @@ from agent.scanners.docker_registry import (
     parse_image_reference,
     repository_of,
 )
+from agent.scanners.registry import register
 from kernel.image_results import ComposePlan, ComposeRun, ImageInstall, ImagePlan, RestartNeeded
 from kernel.install_results import DryRunResult, InstalledPackage, InstallResult
 from kernel.logs import log_event
@@ -599,3 +600,6 @@ def _pull(
         if (parsed := repository_of(str(entry))) and parsed[0] == repository
     )
     return attrs["Id"], (digests[0] if digests else None)
+
+
+register("docker", scanner=lambda config: DockerScanner(), installer=DockerInstaller)

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from agent.scanners.registry import register
 from kernel.install_results import DryRunResult, InstalledPackage, InstallResult, PlannedChange
 from kernel.logs import log_event
 from kernel.protocol import ProtocolError, UpdateRecord, check_package_name
@@ -377,3 +378,10 @@ class WindowsUpdateInstaller:
 
         results, reboot, missing = self._install(names, record)
         return install_summary(results, reboot, missing, "\n".join(lines))
+
+
+register(
+    "windows_update",
+    scanner=lambda config: WindowsUpdateScanner(),
+    installer=WindowsUpdateInstaller,
+)

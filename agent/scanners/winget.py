@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.process import Completed, run
+from agent.scanners.registry import register
 from kernel.install_results import DryRunResult, InstalledPackage, InstallResult, PlannedChange
 from kernel.logs import log_event
 from kernel.protocol import ProtocolError, UpdateRecord, check_package_name, check_version
@@ -380,3 +381,6 @@ def _screen(on_output: Callable[[str], None]) -> Callable[[str], None]:
                 on_output(shown)
 
     return forward
+
+
+register("winget", scanner=lambda config: WingetScanner(), installer=WingetInstaller)
