@@ -68,7 +68,7 @@ def test_every_record_reads_back_from_its_json_as_it_was(name: str, data: st.Dat
 
 
 @pytest.mark.parametrize("name", NAMES)
-@settings(no_database, max_examples=25)
+@settings(no_database, max_examples=10)
 @given(data=st.data())
 def test_a_record_with_any_value_spoiled_is_read_or_refused_with_protocol_error(
     name: str, data: st.DataObject
