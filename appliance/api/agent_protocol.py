@@ -23,8 +23,7 @@ from appliance.ratelimit import RateLimiter
 from appliance.runtime import Appliance
 from appliance.services import agent_events, agents, enrolment, tokens
 from appliance.services.agent_auth import AgentAuthFailed, AgentPrincipal
-from appliance.services.agents import CheckinAnswer
-from kernel.protocol import CheckinReport, ProtocolError, RegistrationRequest
+from kernel.protocol import CheckinAnswer, CheckinReport, ProtocolError, RegistrationRequest
 
 _BAD_BODY = Failure(400, "the body is not valid JSON, or not what kernel/protocol.py reads")
 
@@ -154,7 +153,7 @@ async def checkin(request: Request) -> Response:
     hold = min(report.hold_s, hold_max)
     if not hold:
         answer = await _check_in(request, appliance, principal.agent_id, report)
-        return JSONResponse(replace(answer, hold_max_s=hold_max).as_json())
+        return JSONResponse(replace(answer, hold_max_s=hold_max).to_json())
     # Armed before it looks for commands, so that one created meanwhile rings it.
     with appliance.doorbell.armed(principal.agent_id) as bell:
         answer = await _check_in(request, appliance, principal.agent_id, report)
@@ -162,7 +161,7 @@ async def checkin(request: Request) -> Response:
         waited = hold * random.uniform(0.8, 1.0)  # noqa: S311 (jitter, not a secret)
         if bell and answer.is_empty() and await bell.wait(waited, _disconnect(request)):
             answer = await _check_in(request, appliance, principal.agent_id, report)
-    return JSONResponse(replace(answer, hold_max_s=hold_max).as_json())
+    return JSONResponse(replace(answer, hold_max_s=hold_max).to_json())
 
 
 async def _check_in(

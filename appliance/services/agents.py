@@ -22,7 +22,7 @@ from appliance.store import agents as agents_store
 from appliance.store.database import Database, Transaction
 from kernel.clock import iso
 from kernel.logs import log_event
-from kernel.protocol import CheckinReport
+from kernel.protocol import CheckinAnswer, CheckinReport
 
 logger = logging.getLogger("redflag.agents")
 
@@ -35,29 +35,6 @@ class AgentNotFound(NotFound):
 
 class NothingToRebind(Conflict):
     pass
-
-
-@dataclass(frozen=True)
-class CheckinAnswer:
-    poll_interval_s: int
-    key_set_version: int
-    trust: dict[str, Any] | None
-    commands: list[dict[str, str]]
-    # The longest check-in hold this appliance grants (0: it does not hold them).
-    hold_max_s: int = 0
-
-    def is_empty(self) -> bool:
-        """Nothing for the agent: a check-in that may be held."""
-        return not self.commands and self.trust is None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "poll_interval_s": self.poll_interval_s,
-            "key_set_version": self.key_set_version,
-            "trust": self.trust,
-            "commands": self.commands,
-            "hold_max_s": self.hold_max_s,
-        }
 
 
 @dataclass(frozen=True)
