@@ -155,12 +155,18 @@ def _command_result(
     tx: Transaction, agent: Actor, agent_id: str, event: Event, clean: dict[str, Any]
 ) -> None:
     payload = event.payload
+    command_id = int(payload["command_id"])
+    install = commands.kind_of(tx.conn, command_id, agent_id) == "install"
+    if install and payload.get("result") is not None:
+        kept = update_reports.kept_install_result(payload["result"])
+    else:
+        kept = json.dumps(clean.get("result"))
     row = commands.finish(
         tx,
         agent_id,
-        int(payload["command_id"]),
+        command_id,
         status=str(payload["status"]),
-        result=json.dumps(clean.get("result")),
+        result=kept,
         error=sanitise_output(payload["error"], 2000) if payload.get("error") else None,
         at=iso(agent.at),
     )

@@ -126,6 +126,12 @@ def create(
     return CommandRecord.from_row(commands_store.by_id(tx.conn, command_id)), True
 
 
+def kind_of(conn: sqlite3.Connection, command_id: int, agent_id: str) -> str | None:
+    """The kind of this agent's command (None when it has no such command)."""
+    row = commands_store.by_id(conn, command_id)
+    return row["kind"] if row is not None and row["agent_id"] == agent_id else None
+
+
 def made_under(conn: sqlite3.Connection, key: str) -> bool:
     """Whether a command was created under this idempotency key."""
     return commands_store.by_idempotency_key(conn, key) is not None

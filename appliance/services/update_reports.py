@@ -13,8 +13,9 @@ from appliance.services import commands, update_moves
 from appliance.store import updates as updates_store
 from appliance.store.database import Transaction
 from kernel.clock import iso
-from kernel.protocol import UpdateRecord
-from kernel.sanitise import sanitise_output
+from kernel.install_results import InstallResult
+from kernel.protocol import ProtocolError, UpdateRecord
+from kernel.sanitise import sanitise_output, sanitise_text
 
 MAX_OUTPUT_CHARS = 64_000
 
@@ -52,6 +53,33 @@ def record_scan(
             at,
         )
     return changes
+
+
+MAX_RESULT_PACKAGES = 1000  # an install command carries at most 200 (updates.py)
+
+
+def kept_install_result(raw: Any) -> str:
+    """An install result as it is kept with its command: read as the wire record (so
+    it is whole, however many packages), every text cleaned, the output capped. A
+    result that is not one is refused (ProtocolError), and the event with it."""
+    result = InstallResult.from_json(raw)
+    packages = len(result.installed) + len(result.failed) + len(result.unchanged)
+    if packages > MAX_RESULT_PACKAGES:
+        raise ProtocolError(f"install result: at most {MAX_RESULT_PACKAGES} packages")
+    kept = _cleaned(result.to_json())
+    kept["output_tail"] = sanitise_output(result.output_tail, MAX_OUTPUT_CHARS)
+    return json.dumps(kept)
+
+
+def _cleaned(value: Any) -> Any:
+    """Every string of a JSON value sanitised, the structure left whole."""
+    if isinstance(value, str):
+        return sanitise_text(value, 2000)
+    if isinstance(value, list):
+        return [_cleaned(item) for item in value]
+    if isinstance(value, dict):
+        return {sanitise_text(key, 64): _cleaned(item) for key, item in value.items()}
+    return value
 
 
 def record_install_result(

@@ -330,3 +330,29 @@ def test_docs_events_md_describes_every_kind_and_its_payload() -> None:
         line = next((row for row in text.splitlines() if row.startswith(f"| `{kind.name}` |")), "")
         assert line, f"docs/events.md does not list {kind.name}"
         assert all(f"`{key}`" in line for key in kind.payload), kind.name
+
+
+async def test_a_large_install_is_kept_whole_with_its_command(
+    db: Database, raw: sqlite3.Connection
+) -> None:
+    """The blanket bounds of the event sanitiser (50 items a list) must not cut an
+    install result: 60 packages installed are 60 installed, in the command's result,
+    the updates and the history."""
+    agent_row(raw)
+    ids = [update_row(raw, f"lib{n}", "approved") for n in range(60)]
+    (command,) = await updates.request(db, ADMIN, ids, "install", idempotency_key=None)
+    installed = [{"package": f"lib{n}", "from": "1", "to": "2"} for n in range(60)]
+    result = {
+        "command_id": command["command_id"],
+        "status": "succeeded",
+        "result": {"installed": installed, "output_tail": "done\x1b[31m"},
+    }
+    await agent_events.ingest(
+        db, Actor.agent(AGENT, "", NOW), [agent_event("command.result", result)]
+    )
+    stored = json.loads(raw.execute("SELECT result FROM commands").fetchone()[0])
+    assert [p["package"] for p in stored["installed"]] == [f"lib{n}" for n in range(60)]
+    assert "\x1b" not in stored["output_tail"]
+    statuses = {r[0] for r in raw.execute("SELECT status FROM updates")}
+    assert statuses == {"installed"}
+    assert raw.execute("SELECT count(*) FROM install_history").fetchone()[0] == 60
