@@ -16,8 +16,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_kill_minus_nine_leaves_no_change_without_its_event_and_no_event_without_it(
-    fleet: Fleet,
+    fleet_process: Fleet,
 ) -> None:
+    fleet = fleet_process
     state_dir = fleet.enrol()
     agent_id = fleet.db_rows("SELECT id FROM agents")[0][0]
     made: list[int] = []

@@ -104,7 +104,8 @@ def test_a_held_check_in_whose_agent_went_away_frees_its_place(fleet: Fleet) -> 
         session.close()
 
 
-def test_stopping_the_appliance_answers_held_check_ins_at_once(fleet: Fleet) -> None:
+def test_stopping_the_appliance_answers_held_check_ins_at_once(fleet_process: Fleet) -> None:
+    fleet = fleet_process
     session = AgentSession(fleet.enrol())
     answers: list[float] = []
 
