@@ -241,6 +241,10 @@ class InProcessAppliance:
         import logging
 
         if self._server is not None:
+            # As `serve` does on its stop signal: held check-ins are answered at once.
+            on_stop_signal = getattr(self._server.config.app.state, "on_stop_signal", None)
+            if on_stop_signal is not None:
+                on_stop_signal()
             self._server.should_exit = True
             self._thread.join(timeout=20)
             self._server = None
