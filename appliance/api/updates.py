@@ -13,24 +13,14 @@ from msgspec import Meta
 from appliance.api.auth import OPERATOR, VIEWER
 from appliance.api.endpoints import API, Call, Done, Failure, Reply, Shape, endpoint
 from appliance.api.payload import invalid_input
-from appliance.domain.update_lifecycle import MoveRefused
+from appliance.domain.update_lifecycle import MoveRefused, State
 from appliance.services import updates
+from kernel.protocol import SEVERITIES
 
 MAX_IDS = 5000
 MAX_UNKNOWN_NAMED = 100
-Severity = Literal["critical", "important", "moderate", "low", "unknown"]
-UpdateStatus = Literal[
-    "pending",
-    "approved",
-    "rejected",
-    "scheduled",
-    "queued",
-    "installing",
-    "installed",
-    "failed",
-    "ignored",
-    "resolved",
-]
+Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
+UpdateStatus = Literal[tuple(state.value for state in State)]  # type: ignore[misc]
 UpdateIdList = Annotated[
     list[int],
     Meta(min_length=1, max_length=MAX_IDS, description="1-5000 update ids (`GET /updates`)."),

@@ -17,8 +17,8 @@ from appliance.settings import Settings
 from appliance.store import dashboard as dashboard_store
 from appliance.store.database import Database
 from kernel.clock import iso
+from kernel.protocol import SEVERITIES
 
-SEVERITIES = ("critical", "important", "moderate", "low", "unknown")
 CHART_DAYS = 30
 # Why an agent needs attention, most urgent first, with words for people.
 ATTENTION_REASONS = {

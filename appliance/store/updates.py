@@ -9,7 +9,7 @@ from typing import Any
 
 from appliance.domain import update_lifecycle as lifecycle
 from appliance.domain.update_lifecycle import Action
-from kernel.protocol import UpdateRecord
+from kernel.protocol import SEVERITIES, UpdateRecord
 
 COLUMNS = (
     "u.id, u.agent_id, a.hostname, u.source, u.package, u.arch, u.current_version, "
@@ -195,8 +195,9 @@ def _marks(values: list[Any]) -> str:
 
 # Severity first (critical on top), then the package name: what needs a decision first.
 SEVERITY_RANK = (
-    "CASE u.severity WHEN 'critical' THEN 0 WHEN 'important' THEN 1 "
-    "WHEN 'moderate' THEN 2 WHEN 'low' THEN 3 ELSE 4 END"
+    "CASE u.severity "
+    + " ".join(f"WHEN '{name}' THEN {rank}" for rank, name in enumerate(SEVERITIES))
+    + f" ELSE {len(SEVERITIES)} END"
 )
 ORDERS = {
     "recent": "u.security DESC, u.status_changed_at DESC, u.id",
