@@ -35,5 +35,11 @@ fi
 
 echo "==> ruff check"
 "$VENV/bin/ruff" check .
-echo "==> pytest"
+# Most tests wait on real processes, sockets and a browser rather than compute, so four
+# workers (each test file on one of them) finish well before one would.
+WORKERS="${REDFLAG_TEST_WORKERS:-4}"
+echo "==> pytest ($WORKERS workers; REDFLAG_TEST_WORKERS=1 runs them one by one)"
+if [ "$WORKERS" -gt 1 ]; then
+    exec "$VENV/bin/python" -m pytest -n "$WORKERS" --dist loadfile "$@"
+fi
 exec "$VENV/bin/python" -m pytest "$@"

@@ -20,14 +20,14 @@ from agent.config import AgentConfig, ConfigError, load_config
 from agent.daemon import RUNTIME_FILE, AgentDaemon
 from agent.enrol import Identity, register
 from agent.facts import collect_host_facts
-from agent.logs import configure_logging
 from agent.outbox import OUTBOX_FILE, Outbox
 from agent.progress import Progress, ScanSummary, plural
-from agent.protocol import ProtocolError, scan_report_updates
 from agent.scanners import configured_scanners
 from agent.session import NotRegistered
-from agent.sysinfo import utc_iso
 from agent.trust import TrustError, TrustState
+from kernel.clock import utc_iso
+from kernel.logs import configure_logging
+from kernel.protocol import ProtocolError, scan_report_updates
 
 DEFAULT_STATE_DIR = "/var/lib/redflag-agent"
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from nacl.signing import SigningKey
 
-from agent.protocol import RequestSignature, canonical_json, request_signing_message
+from kernel.protocol import RequestSignature, canonical_json, request_signing_message
 
 API = "/api/v1"
 

@@ -18,20 +18,20 @@ from typing import Any
 
 import httpx
 
-from agent import process, state
+from agent import state
 from agent.breaker import CircuitBreaker
 from agent.client import ApplianceError
+from agent.commands import HostTools
 from agent.config import AgentConfig, load_config
 from agent.drain import DrainPolicy
 from agent.facts import collect_host_facts
 from agent.host_report import HostReporter
-from agent.logs import log_event
 from agent.outbox import OUTBOX_FILE, Outbox, Priority
 from agent.progress import Progress, ScanSummary
-from agent.protocol import HostFacts, ProtocolError, check_package_name, scan_report_updates
-from agent.sanitise import sanitise_output
 from agent.scanners import Scanner, configured_installers, configured_scanners
 from agent.session import AgentSession
+from kernel.logs import log_event
+from kernel.protocol import HostFacts, ProtocolError, scan_report_updates
 
 logger = logging.getLogger("redflag.agent.daemon")
 
@@ -70,6 +70,22 @@ class AgentDaemon:
         policy = DrainPolicy(
             base_backoff_s=self.config.backoff_base_s, max_backoff_s=self.config.backoff_max_s
         )
+        self.scanners = configured_scanners(self.config) if scanners is None else scanners
+        self.installers = configured_installers(self.config)
+        # One breaker per scanner and per installer.
+        self.breakers = {
+            name: CircuitBreaker(
+                name,
+                failure_threshold=self.config.breaker_threshold,
+                base_wait_s=self.config.breaker_base_wait_s,
+                max_wait_s=self.config.breaker_max_wait_s,
+                clock=monotonic,
+                rng=self.rng,
+            )
+            for name in [s.name for s in self.scanners]
+            + [f"install:{source}" for source in self.installers]
+        }
+        self.host = HostReporter(state_dir, self.outbox)
         self.session = AgentSession(
             state_dir,
             transport=transport,
@@ -77,40 +93,17 @@ class AgentDaemon:
             outbox=self.outbox,
             drain_policy=policy,
             request_timeout_s=self.config.request_timeout_s,
+            tools=HostTools(
+                config=self.config,
+                scanners=self.scanners,
+                run_scanner=self._scan,
+                installers=self.installers,
+                breakers=self.breakers,
+                host=self.host,
+                after_install=self._installed,
+            ),
         )
         self.session.drainer.rng = self.rng
-        self.scanners = configured_scanners(self.config) if scanners is None else scanners
-        self.breakers = {
-            s.name: CircuitBreaker(
-                s.name,
-                failure_threshold=self.config.breaker_threshold,
-                base_wait_s=self.config.breaker_base_wait_s,
-                max_wait_s=self.config.breaker_max_wait_s,
-                clock=monotonic,
-                rng=self.rng,
-            )
-            for s in self.scanners
-        }
-        self.host = HostReporter(state_dir, self.outbox)
-        self.installers = configured_installers(self.config)
-        for source in self.installers:
-            self.breakers[f"install:{source}"] = CircuitBreaker(
-                f"install:{source}",
-                failure_threshold=self.config.breaker_threshold,
-                base_wait_s=self.config.breaker_base_wait_s,
-                max_wait_s=self.config.breaker_max_wait_s,
-                clock=monotonic,
-                rng=self.rng,
-            )
-        self.session.handlers.update(
-            {
-                "scan": self._scan_command,
-                "dry_run": self._dry_run_command,
-                "install": self._install_command,
-                "reboot": self._reboot_command,
-                "collect_system_info": lambda command: {"sent": self.host.report(force=True)},
-            }
-        )
         self.next_checkin_at = 0.0  # monotonic; 0 means at the first cycle
         self.poll_interval_s = 300
         self.hold_max_s = 0  # the appliance says in each check-in answer
@@ -137,7 +130,7 @@ class AgentDaemon:
         if self.clock() >= self.status.get("last_scan_at", 0) + self.config.scan_interval_s:
             self.status["last_scan_at"] = int(self.clock())
             for scanner in self.scanners:
-                self._isolated(f"scanner:{scanner.name}", self._run_scanner, scanner)
+                self._scan(scanner)
             self._isolated("host_report", self.host.report)
         self._isolated("drain", self._drain)
         wait = self._next_wait()
@@ -161,7 +154,7 @@ class AgentDaemon:
             if answer is None:
                 return False  # stopping
             outcome = self.session.apply_answer(answer)
-        except (ApplianceError, httpx.HTTPError, OSError) as exc:
+        except (ApplianceError, httpx.HTTPError, OSError, ProtocolError) as exc:
             self.checkin_failures += 1
             self.status["last_error"] = str(exc)[:300]
             log_event(logger, logging.WARNING, "agent.checkin_failed", str(exc))
@@ -205,6 +198,10 @@ class AgentDaemon:
         if not self.stopping.is_set():
             self.next_checkin_at = self.monotonic() + self._checkin_wait(checked_in)
         return True
+
+    def _scan(self, scanner: Scanner) -> None:
+        """One scanner, isolated: whatever it raises is logged and reported."""
+        self._isolated(f"scanner:{scanner.name}", self._run_scanner, scanner)
 
     def _run_scanner(self, scanner: Scanner) -> None:
         breaker = self.breakers[scanner.name]
@@ -258,74 +255,11 @@ class AgentDaemon:
         self.scans.append((summary, event_uuid))
         self.progress.scanned(summary)
 
-    def _scan_command(self, command: Any) -> dict[str, Any]:
-        """Scan now (all sources, or params.source); the reports go through the outbox."""
-        wanted = command.params.get("source")
-        ran = []
-        for scanner in self.scanners:
-            if wanted in (None, scanner.name):
-                self._isolated(f"scanner:{scanner.name}", self._run_scanner, scanner)
-                ran.append(scanner.name)
-        if wanted and not ran:
-            raise ValueError(f"no scanner {wanted!r} on this host")
-        return {"scanned": ran}
-
-    def _installer(self, command: Any) -> tuple[Any, list[str]]:
-        source = command.params.get("source")
-        packages = command.params.get("packages")
-        installer = self.installers.get(source)
-        if installer is None:
-            raise ValueError(f"this host has no installer for {source!r}")
-        if not isinstance(packages, list) or not packages:
-            raise ValueError("packages: a non-empty list")
-        for name in packages:
-            check_package_name(source, name)  # refuse hostile names before any tool runs
-        return installer, packages
-
-    def _dry_run_command(self, command: Any) -> dict[str, Any]:
-        installer, packages = self._installer(command)
-        return installer.dry_run(packages)
-
-    def _install_command(self, command: Any) -> dict[str, Any]:
-        installer, packages = self._installer(command)
-        breaker = self.breakers[f"install:{installer.source}"]
-        if not breaker.allow():
-            raise RuntimeError(
-                f"the {installer.source} installer is paused after repeated "
-                f"failures (breaker open): {breaker.last_error}"
-            )
-        stream = OutputStream(
-            self.outbox, command.command_id, deliver=lambda: self.session.drain(max_batches=3)
-        )
-        try:
-            result = installer.install(packages, stream.line)
-        except Exception as exc:
-            breaker.record_failure(str(exc))
-            raise
-        finally:
-            stream.flush()
-        if result.get("installed"):
-            breaker.record_success()
-        else:
-            breaker.record_failure(result.get("error") or "nothing was installed")
-        self.status["last_scan_at"] = 0  # re-scan next cycle: installed updates disappear
+    def _installed(self) -> None:
+        """After an install: installed updates disappear from the next scan, which is
+        due at once, and the reboot state is looked at again."""
+        self.status["last_scan_at"] = 0
         self.host.forget_reboot_state()
-        return result
-
-    def _reboot_command(self, command: Any) -> dict[str, Any]:
-        if not self.config.allow_reboot:
-            raise PermissionError(
-                "reboots are not allowed on this host (agent.toml: "
-                "allow_reboot = true to allow them)"
-            )
-        minutes = command.params.get("delay_minutes", 1)
-        message = str(command.params.get("message", "RedFlag: rebooting for updates"))[:200]
-        if not isinstance(minutes, int) or not 0 <= minutes <= 1440:
-            raise ValueError("delay_minutes: 0-1440")
-        completed = process.run(["shutdown", "-r", f"+{minutes}", message], timeout_s=60)
-        if completed.returncode != 0:
-            raise RuntimeError(f"shutdown refused: {completed.stderr.strip()[:200]}")
-        return {"reboot_in_minutes": minutes}
 
     def _drain(self) -> None:
         if self.monotonic() < self.drain_wait_until:
@@ -404,7 +338,7 @@ class AgentDaemon:
                 "next_attempt_at": int(self.clock() + wait),
                 "poll_interval_s": self.poll_interval_s,
                 "breakers": self.breaker_states(),
-                "rapid_until": int(self.session.rapid_until) or None,
+                "rapid_until": int(self.session.rapid.until) or None,
             }
         )
         try:
@@ -422,56 +356,3 @@ class AgentDaemon:
             if not self.hold(wait):
                 stopping.wait(wait)
         log_event(logger, logging.INFO, "agent.stopped")
-
-
-class OutputStream:
-    """Install output to the appliance as it happens, in chunks through the outbox."""
-
-    max_line_chars = 2000
-
-    def __init__(
-        self,
-        outbox: Outbox,
-        command_id: int,
-        deliver: Callable[[], None] = lambda: None,
-        lines_per_chunk: int = 25,
-        seconds_per_chunk: float = 1.0,
-    ):
-        self.outbox = outbox
-        self.command_id = command_id
-        self.lines_per_chunk = lines_per_chunk
-        self.seconds_per_chunk = seconds_per_chunk
-        self.deliver = deliver
-        self.pending: list[str] = []
-        self.chunk_no = 0
-        self.started = time.monotonic()
-
-    def line(self, text: str) -> None:
-        # Cleaned before it is cut: a progress line rewritten by carriage returns keeps
-        # its final state, which comes last.
-        self.pending.append(sanitise_output(text, self.max_line_chars))
-        if (
-            len(self.pending) >= self.lines_per_chunk
-            or time.monotonic() - self.started >= self.seconds_per_chunk
-        ):
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        self.outbox.add(
-            "command.output",
-            {
-                "command_id": self.command_id,
-                "chunk_no": self.chunk_no,
-                "text": "\n".join(self.pending),
-            },
-            Priority.COMMAND_RESULT,
-        )
-        self.chunk_no += 1
-        self.pending = []
-        self.started = time.monotonic()
-        try:
-            self.deliver()  # so the UI sees the output while the install runs
-        except Exception:
-            logger.warning("could not deliver install output yet", exc_info=True)

@@ -17,8 +17,8 @@ from nacl.signing import SigningKey
 
 from agent import state
 from agent.client import ApplianceClient
-from agent.protocol import HostFacts, RegistrationRequest, b64encode, parse_registration_token
 from agent.trust import TrustState, establish
+from kernel.protocol import HostFacts, RegistrationRequest, b64encode, parse_registration_token
 
 PENDING_KEY = "agent.key.pending"
 

@@ -12,7 +12,7 @@ import socket
 from pathlib import Path
 
 from agent import __version__
-from agent.protocol import HostFacts
+from kernel.protocol import HostFacts
 
 _FINGERPRINT_SOURCES = (
     Path("/etc/machine-id"),

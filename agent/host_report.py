@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.logs import log_event
 from agent.outbox import Outbox, Priority
 from agent.scanners.reboot import reboot_state
 from agent.smart import SmartUnavailable, disk_events, next_baseline, scan_disks, smartctl_path
 from agent.state import write_atomically
 from agent.sysinfo import SystemInfoReporter, collect_system_info
+from kernel.logs import log_event
 
 logger = logging.getLogger("redflag.agent.host")
 

@@ -15,16 +15,16 @@ import httpx
 
 from agent import state
 from agent.client import ApplianceClient
+from agent.commands import CommandContext, HostTools, RapidMode, run_command
 from agent.drain import Drainer, DrainPolicy
 from agent.enrol import Identity
 from agent.outbox import OUTBOX_FILE, Outbox, Priority
-from agent.protocol import Command, HostFacts
 from agent.trust import CommandRejected, TrustError, TrustState, update, verify_command
+from kernel.protocol import CheckinAnswer, CheckinReport, HostFacts
 
 logger = logging.getLogger("redflag.agent")
 
 RAPID_POLL_S = 5
-RAPID_MAX_S = 3600
 
 
 class NotRegistered(RuntimeError):
@@ -51,7 +51,11 @@ class AgentSession:
         outbox: Outbox | None = None,
         drain_policy: DrainPolicy | None = None,
         request_timeout_s: float = 30.0,
+        tools: HostTools | None = None,
     ):
+        """`tools`: what the daemon lends the command handlers (scanners, installers,
+        breakers, host reporter); without them the session runs only the commands
+        that need none."""
         identity = Identity.load(state_dir)
         trust = state.read_json(state_dir, state.TRUST_FILE)
         if identity is None or trust is None:
@@ -68,13 +72,15 @@ class AgentSession:
         )
         self.outbox = outbox or Outbox(state_dir / OUTBOX_FILE, clock=clock)
         self.drainer = Drainer(self.outbox, self.send_events, drain_policy or DrainPolicy())
-        self.rapid_until = 0.0
-        # Commands this agent knows how to run; the daemon adds scanners/installers.
-        self.handlers: dict[str, Callable[[Command], dict[str, Any]]] = {
-            "noop": lambda command: {},
-            "echo": lambda command: {"echo": command.params.get("text", "")},
-            "rapid_mode": self._rapid_mode,
-        }
+        self.rapid = RapidMode(clock)
+        # What the command handlers (agent/commands/) get to work with.
+        self.commands = CommandContext(
+            clock=clock,
+            outbox=self.outbox,
+            rapid=self.rapid,
+            deliver=lambda: self.drain(max_batches=3),
+            tools=tools or HostTools(),
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -100,41 +106,44 @@ class AgentSession:
         breakers: dict[str, Any] | None = None,
         reboot: dict[str, Any] | None = None,
         hold_s: int = 0,
-    ) -> dict[str, Any]:
-        """Only the request (safe to run in another thread while this one waits)."""
-        report: dict[str, Any] = {
-            "machine_fingerprint": facts.machine_fingerprint,
-            "key_set_version": self.trust.key_set_version,
-            "agent_version": facts.agent_version,
-            "breakers": breakers or {},
-            **(reboot or {}),
-        }
-        if hold_s:
-            report["hold_s"] = hold_s
-        return self.client.post_signed(
+    ) -> CheckinAnswer:
+        """Only the request (safe to run in another thread while this one waits).
+        `reboot` holds the reboot fields (agent/host_report.py). Raises ProtocolError
+        when the answer is not a check-in answer."""
+        reboot = reboot or {}
+        report = CheckinReport(
+            machine_fingerprint=facts.machine_fingerprint,
+            key_set_version=self.trust.key_set_version,
+            agent_version=facts.agent_version,
+            breakers=breakers or {},
+            reboot_required=reboot.get("reboot_required"),
+            boot_time=reboot.get("boot_time") or "",
+            hold_s=hold_s,
+        )
+        answer = self.client.post_signed(
             "/agent/checkin",
-            report,
+            report.to_json(),
             self.identity.agent_id,
             self.key,
             timeout=self.client.timeout + hold_s,
         )
+        return CheckinAnswer.from_json(answer)
 
-    def apply_answer(self, answer: dict[str, Any]) -> CheckinOutcome:
+    def apply_answer(self, answer: CheckinAnswer) -> CheckinOutcome:
         """Take in a check-in answer: a newer key set, then each command in order."""
         outcome = CheckinOutcome(
-            poll_interval_s=int(answer.get("poll_interval_s") or 300),
-            hold_max_s=_whole_seconds(answer.get("hold_max_s")),
+            poll_interval_s=answer.poll_interval_s, hold_max_s=answer.hold_max_s
         )
-        if answer.get("trust"):
+        if answer.trust:
             try:
-                self._save_trust(update(self.trust, answer["trust"]))
+                self._save_trust(update(self.trust, answer.trust))
             except TrustError as exc:
                 outcome.trust_error = str(exc)
                 logger.warning(
                     "key set refused",
                     extra={"event": "agent.key_set_refused", "fields": {"reason": str(exc)}},
                 )
-        for envelope in answer.get("commands") or []:
+        for envelope in answer.commands:
             self._handle(envelope, outcome)
         return outcome
 
@@ -151,7 +160,7 @@ class AgentSession:
                 return
 
     def poll_interval(self, appliance_interval: int) -> float:
-        if self.clock() < self.rapid_until:
+        if self.rapid.active():
             return RAPID_POLL_S
         return appliance_interval
 
@@ -182,11 +191,8 @@ class AgentSession:
         # Remember the sequence before running, so a crash cannot lead to a replay.
         self._save_trust(TrustState(**{**vars(self.trust), "last_seq": command.seq}))
         self.outbox.add("command.ack", {"command_id": command.command_id}, Priority.COMMAND_RESULT)
-        handler = self.handlers.get(command.kind)
         try:
-            if handler is None:
-                raise ValueError(f"this agent does not know command {command.kind!r}")
-            result = handler(command)
+            result = run_command(command, self.commands)
         except Exception as exc:
             # A bad command never stops the agent: it becomes a failed result.
             logger.warning(
@@ -218,13 +224,6 @@ class AgentSession:
             Priority.COMMAND_RESULT,
         )
 
-    def _rapid_mode(self, command: Command) -> dict[str, Any]:
-        seconds = command.params.get("seconds", 600)
-        if not isinstance(seconds, int) or not 0 <= seconds <= RAPID_MAX_S:
-            raise ValueError(f"rapid_mode seconds must be 0-{RAPID_MAX_S}")
-        self.rapid_until = self.clock() + seconds
-        return {"rapid_until": int(self.rapid_until)}
-
     def send_events(self, events: list[dict[str, Any]]) -> Any:
         answer = self._post("/agent/events", {"events": events})
         answer["pace_s"] = _pace(self.client.last_headers)
@@ -245,7 +244,3 @@ def _pace(headers: httpx.Headers) -> float:
     if remaining >= 1 or rate <= 0:
         return 0.0
     return min(60.0, (1 - remaining) / rate)
-
-
-def _whole_seconds(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

@@ -16,7 +16,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import psutil
 
 from agent import __version__
 from agent.state import write_atomically
+from kernel.clock import utc_iso
 
 logger = logging.getLogger("redflag.agent.sysinfo")
 
@@ -300,8 +300,3 @@ def _text(value: object) -> str:
     """Printable text of bounded length: these values come from the OS, not from us."""
     text = "" if value is None else str(value)
     return "".join(c for c in text if c.isprintable())[:MAX_TEXT]
-
-
-def utc_iso(epoch: float) -> str:
-    """Unix seconds as the UTC ISO-8601 text the appliance stores ('...Z')."""
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from agent.protocol import (
+from kernel.protocol import (
     CLOCK_WINDOW_S,
     MAX_COMMAND_LIFETIME_S,
     Command,

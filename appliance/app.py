@@ -53,6 +53,7 @@ def create_app(settings: Settings) -> Starlette:
         loops = [
             asyncio.create_task(appliance.scheduler.run_forever(stopping), name="scheduler"),
             asyncio.create_task(appliance.presence.run(stopping), name="presence"),
+            asyncio.create_task(appliance.consumers.run(stopping), name="event-consumers"),
         ]
         try:
             yield {"appliance": appliance}

@@ -1,4 +1,6 @@
-"""The running appliance: the long-lived resources that the lifespan owns."""
+"""The running appliance: the long-lived resources that the lifespan owns. The jobs it
+schedules register themselves (appliance/jobs.py), and so do its metrics
+(appliance/collectors.py); handlers reach these resources through the request."""
 
 from __future__ import annotations
 
@@ -6,24 +8,26 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta, tzinfo
+from datetime import UTC, tzinfo
 
-from agent.logs import log_event
-from appliance.clock import iso, utc_now
+from appliance import collectors, jobs
+from appliance.domain.events import DomainEvent
 from appliance.limits import Limits
-from appliance.metrics import CountsCollector, GaugeCollector, Metrics, SchedulerCollector
-from appliance.scheduler import Job, Scheduler, every
-from appliance.services import agents, audit, backups, commands, health, updates
+from appliance.metrics import Metrics
+from appliance.scheduler import Job, Scheduler
+from appliance.services import audit, health
 from appliance.services import settings as runtime_settings
 from appliance.services.agent_auth import AgentAuthenticator
 from appliance.services.doorbell import Doorbell
+from appliance.services.event_consumers import ConsumerLoop, LiveFeed
 from appliance.services.keys import KeyService, open_key_service
 from appliance.services.presence import PresenceBuffer
 from appliance.settings import Settings
 from appliance.store.database import Database
 from appliance.store.migrations import load_migrations
+from kernel.clock import iso, utc_now
+from kernel.logs import log_event
 
 logger = logging.getLogger("redflag.appliance")
 
@@ -58,111 +62,31 @@ class Appliance:
     _disk_checked: tuple[bool, float] = (False, 0.0)
     presence: PresenceBuffer = field(init=False)
     doorbell: Doorbell = field(init=False)
+    live_feed: LiveFeed = field(default_factory=LiveFeed)
+    consumers: ConsumerLoop = field(init=False)
 
     def __post_init__(self) -> None:
         self.agent_auth = AgentAuthenticator(self.db)
         self.presence = PresenceBuffer(self.db)
         self.doorbell = Doorbell(max_held=0)  # the setting applies in refresh_gauges
+        self.consumers = ConsumerLoop(self.db, [self.live_feed])
         self.db.subscribe(self._committed)
         self.scheduler = Scheduler(
             self.db,
-            jobs=[
-                Job(
-                    "backup",
-                    self.run_scheduled_backup,
-                    self._backup_interval,
-                    first_run_delay=timedelta(minutes=5),
-                ),
-                Job(
-                    "reload_settings",
-                    self.refresh_gauges,
-                    every(seconds=10),
-                    first_run_delay=timedelta(0),
-                ),
-                Job(
-                    "command_timeouts",
-                    self._time_out_commands,
-                    every(seconds=30),
-                    first_run_delay=timedelta(seconds=30),
-                ),
-                Job(
-                    "scheduled_installs",
-                    self._request_due_installs,
-                    every(seconds=30),
-                    first_run_delay=timedelta(seconds=30),
-                ),
-                Job(
-                    "audit_chain",
-                    self.verify_audit_chain,
-                    every(hours=1),
-                    first_run_delay=timedelta(seconds=5),
-                ),
-                Job(
-                    "offline_agents",
-                    self._mark_offline_agents,
-                    every(seconds=60),
-                    first_run_delay=timedelta(seconds=60),
-                ),
-            ],
+            jobs=[self._job(spec) for spec in jobs.JOBS],
             tick_seconds=self.settings.scheduler_tick_seconds,
         )
-        self.metrics.watch(SchedulerCollector(self.scheduler))
-        self.metrics.watch(
-            CountsCollector(
-                "redflag_agent_auth_failures",
-                "Agent requests refused, by reason",
-                "reason",
-                lambda: self.agent_auth.failures,
-            )
-        )
-        self.metrics.watch(
-            CountsCollector(
-                "redflag_rate_limited",
-                "Requests answered 429, by limiter",
-                "limiter",
-                self.limits.rejected,
-            )
-        )
-        self.metrics.watch(
-            CountsCollector(
-                "redflag_rate_limit_per_minute",
-                "Configured rate limits (settings *_per_minute)",
-                "limit",
-                self.limits.per_minute,
-                gauge=True,
-            )
-        )
-        self.metrics.watch(
-            GaugeCollector(
-                {
-                    "redflag_schema_version": (
-                        "Schema version of the database",
-                        lambda: self.schema_version,
-                    ),
-                    "redflag_disk_free_bytes": ("Free bytes under the data dir", self._disk_free),
-                    "redflag_disk_free_min_bytes": (
-                        "Threshold below which the appliance is not ready",
-                        lambda: self.tunables.get("disk_free_min_mb", 0) * 1024 * 1024,
-                    ),
-                    "redflag_shed_event_batches": (
-                        "Event batches refused with 503 because the disk is nearly full",
-                        lambda: self.shed_batches,
-                    ),
-                    "redflag_held_checkins": (
-                        "Agent check-ins held open now, waiting for a command",
-                        lambda: self.doorbell.held,
-                    ),
-                    "redflag_held_checkins_refused": (
-                        "Check-ins answered at once because the hold cap was reached",
-                        lambda: self.doorbell.refused,
-                    ),
-                    "redflag_last_backup_timestamp_seconds": (
-                        "Unix time of the newest backup file",
-                        self._last_backup_time,
-                    ),
-                }
-            )
-        )
+        for make in collectors.COLLECTORS:
+            self.metrics.watch(make(self))
+
+    def _job(self, spec: jobs.JobSpec) -> Job:
+        async def run() -> object:
+            return await spec.step(self)
+
+        async def interval() -> object:
+            return await spec.interval(self)
+
+        return Job(spec.name, run, interval, first_run_delay=spec.first_run_delay)
 
     @classmethod
     async def start(cls, settings: Settings, metrics: Metrics | None = None) -> Appliance:
@@ -196,35 +120,20 @@ class Appliance:
         self.limits.apply(self.tunables)
         self.doorbell.max_held = self.tunables["held_checkins_max"]
 
-    def _committed(self, topic: str, keys: Iterable[str]) -> None:
-        if topic == commands.COMMANDS_TOPIC:
-            self.doorbell.ring(keys)
-
-    async def _time_out_commands(self) -> None:
-        timed_out = await commands.enforce_timeouts(self.db, now=utc_now())
-        if timed_out:
-            log_event(logger, logging.INFO, "commands.timed_out", count=len(timed_out))
+    def _committed(self, events: list[DomainEvent]) -> None:
+        """This process committed these events: react at once where it matters."""
+        self.doorbell.ring(e.payload["agent_id"] for e in events if e.kind == "command.created")
+        self.consumers.nudge(events)
 
     async def verify_audit_chain(self) -> tuple[str, audit.ChainReport]:
         """Check the whole audit chain in a worker thread on a connection of its own, so
-        neither the event loop nor the shared reader waits for it (about 6 µs a row)."""
+        neither the event loop nor the readers wait for it (about 6 µs a row)."""
         async with self._audit_lock:
             report = await asyncio.to_thread(audit.verify_chain, self.settings.database_path)
             self.audit_chain = (iso(utc_now()), report)
         if not report.ok:
             log_event(logger, logging.ERROR, "audit.chain_broken", problems=report.problems[:5])
         return self.audit_chain
-
-    async def _request_due_installs(self) -> None:
-        created = await updates.run_due_installs(self.db, utc_now())
-        if created:
-            log_event(logger, logging.INFO, "updates.due_installs_requested", commands=created)
-
-    async def _mark_offline_agents(self) -> None:
-        cutoff = utc_now() - timedelta(seconds=self.tunables["offline_after_s"])
-        gone = await agents.mark_offline_agents(self.db, older_than=cutoff)
-        if gone:
-            log_event(logger, logging.INFO, "agents.offline", count=len(gone))
 
     def heartbeat_limit_s(self) -> float:
         return max(90.0, 3 * self.settings.scheduler_tick_seconds)
@@ -237,18 +146,8 @@ class Appliance:
             health.disk_free(self.settings.data_dir, self.tunables["disk_free_min_mb"]),
             health.scheduler_alive(self.scheduler.heartbeat_age(), self.heartbeat_limit_s()),
         ]
-        jobs = [vars(status).copy() for status in self.scheduler.status.values()]
-        return health.ReadinessReport(checks, jobs)
-
-    async def run_scheduled_backup(self) -> None:
-        path = await asyncio.to_thread(backups.create_backup, self.settings, scheduled=True)
-        keep = (await runtime_settings.current(self.db))["backup_retention"]
-        removed = await asyncio.to_thread(backups.prune_backups, self.settings, keep)
-        log_event(logger, logging.INFO, "backup.created", path=str(path), pruned=len(removed))
-
-    async def _backup_interval(self) -> timedelta:
-        hours = (await runtime_settings.current(self.db))["backup_interval_hours"]
-        return timedelta(hours=hours)
+        jobs_now = [vars(status).copy() for status in self.scheduler.status.values()]
+        return health.ReadinessReport(checks, jobs_now)
 
     def disk_is_low(self) -> bool:
         """Free space under the data dir below the threshold (looked at every 5 s)."""
@@ -256,18 +155,14 @@ class Appliance:
         now = time.monotonic()
         if now - checked_at < 5:
             return low
-        free = self._disk_free()
+        free = self.disk_free()
         threshold = self.tunables.get("disk_free_min_mb", 0) * 1024 * 1024
         low = free is not None and free < threshold
         self._disk_checked = (low, now)
         return low
 
-    def _disk_free(self) -> float | None:
+    def disk_free(self) -> float | None:
         try:
             return float(shutil.disk_usage(self.settings.data_dir).free)
         except OSError:
             return None
-
-    def _last_backup_time(self) -> float | None:
-        found = backups.list_backups(self.settings)
-        return found[0].modified_at.timestamp() if found else None

@@ -14,11 +14,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
-from agent.logs import log_event
-from appliance.clock import Clock, iso, parse_iso, utc_now
 from appliance.store import scheduler as scheduler_store
-from appliance.store.database import Database
+from appliance.store.database import Database, Transaction
+from kernel.clock import Clock, iso, parse_iso, utc_now
+from kernel.logs import log_event
 
 logger = logging.getLogger("redflag.scheduler")
 
@@ -67,10 +68,13 @@ class Scheduler:
     async def load(self) -> None:
         """Create rows for new jobs and read every job's state."""
         now = self.clock()
-        async with self.db.write() as conn:
+
+        def load(tx: Transaction) -> list[Any]:
             for job in self.jobs:
-                await scheduler_store.ensure_job(conn, job.name, iso(now + job.first_run_delay))
-            rows = await scheduler_store.all_jobs(conn)
+                scheduler_store.ensure_job(tx.conn, job.name, iso(now + job.first_run_delay))
+            return scheduler_store.all_jobs(tx.conn)
+
+        rows = await self.db.write(load)
         known = {job.name for job in self.jobs}
         self.status = {row["name"]: JobStatus(**dict(row)) for row in rows if row["name"] in known}
 
@@ -136,9 +140,9 @@ class Scheduler:
         status.runs += 1
         status.failures += int(error is not None)
         try:
-            async with self.db.write() as conn:
-                await scheduler_store.record_run(
-                    conn,
+            await self.db.write(
+                lambda tx: scheduler_store.record_run(
+                    tx.conn,
                     job.name,
                     started_at=status.last_started_at,
                     finished_at=status.last_finished_at,
@@ -146,6 +150,7 @@ class Scheduler:
                     error=error,
                     next_run_at=status.next_run_at,
                 )
+            )
         except Exception:
             logger.error(
                 "could not record job run",

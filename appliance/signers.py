@@ -23,7 +23,7 @@ import nacl.utils
 from nacl.exceptions import CryptoError
 from nacl.signing import SigningKey
 
-from agent.protocol import key_id
+from kernel.protocol import key_id
 
 _SEALED_PREFIX = b"rfk1"
 

@@ -41,7 +41,7 @@ from fleet import (
 from loadgen import LoadResult, RequestBuilder, run_load, skip_sniffio_lookups, worker_clients
 from servers import ServerFailed, ServerProcess, free_port, running_server
 
-from agent.protocol import canonical_json
+from kernel.protocol import canonical_json
 
 BASELINE_APP = Path(__file__).resolve().parent / "baseline_app.py"
 # Per-agent and per-address limits raised (to their maximum) so that the benchmark

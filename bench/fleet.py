@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 from nacl.signing import SigningKey
 
-from agent.protocol import (
+from kernel.protocol import (
     HostFacts,
     RegistrationRequest,
     RequestSignature,

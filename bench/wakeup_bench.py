@@ -44,7 +44,7 @@ from fleet import (
 from loadgen import percentile
 from servers import ServerProcess, free_port, running_server
 
-from agent.protocol import RequestSignature, canonical_json, request_signing_message
+from kernel.protocol import RequestSignature, canonical_json, request_signing_message
 
 EVENTS_PATH = "/api/v1/agent/events"
 RUNTIME_SETTINGS = {

@@ -14,7 +14,13 @@ import pytest
 
 from appliance.settings import Settings, load_settings
 from appliance.store.migrations import migrate
-from tests.support import RunningAppliance, key_file_for, start_appliance
+from tests.support import (
+    InProcessAppliance,
+    RunningAppliance,
+    key_file_for,
+    start_appliance,
+    start_in_process,
+)
 
 
 @pytest.fixture
@@ -38,8 +44,18 @@ def migrated(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def appliance(tmp_path: Path) -> Iterator[RunningAppliance]:
-    """A real appliance process on its own data dir and port."""
+def appliance(tmp_path: Path) -> Iterator[InProcessAppliance]:
+    """The real appliance on its own data dir and port, served from this process."""
+    running = start_in_process(tmp_path / "data")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def appliance_process(tmp_path: Path) -> Iterator[RunningAppliance]:
+    """A real appliance process (`redflag-appliance serve`), for tests that signal it."""
     running = start_appliance(tmp_path / "data")
     try:
         yield running

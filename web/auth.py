@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from appliance.api.auth import SESSION_COOKIE
 from appliance.api.auth import client_ip as client_ip  # the one definition
+from appliance.domain.actors import Actor
 from appliance.services import sessions, setup, users
 from appliance.services.sessions import WebSession
 
@@ -73,6 +74,12 @@ async def require_page(request: Request, needed: str = "viewer") -> WebSession:
     if not users.role_allows(web_session.principal.role, needed):
         raise PageError(403, f"This needs the {needed} role; you are {web_session.principal.role}.")
     return web_session
+
+
+def actor_of(request: Request, web_session: WebSession) -> Actor:
+    """Who acts in this request: the logged-in user, from where, now."""
+    principal = web_session.principal
+    return Actor.user(principal.username, principal.role, client_ip(request))
 
 
 def check_origin(request: Request) -> None:

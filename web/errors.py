@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from appliance.api import errors as api_errors
+from appliance.domain.errors import DomainError, Invalid
 from web.auth import PageError, RedirectTo, current_session
 from web.templating import render
 
@@ -46,6 +47,15 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     return error_page(request, exc.status_code, message)
 
 
+async def handle_domain_error(request: Request, exc: Exception) -> Response:
+    """A use case refused (appliance/domain/errors.py): its kind says the status."""
+    if not _is_page(request):
+        return await api_errors.handle_domain_error(request, exc)
+    assert isinstance(exc, DomainError)
+    message = exc.message if isinstance(exc, Invalid) else str(exc)
+    return error_page(request, exc.status, message[:1].upper() + message[1:])
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     response = await api_errors.handle_unexpected(request, exc)  # logs it
     if not _is_page(request):
@@ -55,6 +65,7 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS: dict[type[Exception], Handler] = {
     **api_errors.EXCEPTION_HANDLERS,
+    DomainError: handle_domain_error,
     PageError: handle_page_error,
     RedirectTo: handle_redirect,
     HTTPException: handle_http_exception,

@@ -18,9 +18,9 @@ from jinja2.runtime import Context
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from agent.sanitise import sanitise_output, sanitise_text
-from appliance.clock import parse_iso, utc_now
 from appliance.services import settings as runtime_settings
+from kernel.clock import parse_iso, utc_now
+from kernel.sanitise import sanitise_output, sanitise_text
 
 environment = Environment(
     loader=PackageLoader("web", "templates"),

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import process
-from agent.protocol import UpdateRecord, check_package_name
+from agent.scanners.registry import register
+from kernel.install_results import DryRunResult, InstalledPackage, InstallResult, PlannedChange
+from kernel.protocol import UpdateRecord, check_package_name
 
 SIMULATE = ["-s", "-o", "Debug::NoLocking=1"]
 ENV = {
@@ -170,7 +172,7 @@ class AptInstaller:
     def __init__(self, *, timeout_s: float = 3600):
         self.timeout_s = timeout_s
 
-    def dry_run(self, packages: list[str]) -> dict[str, Any]:
+    def dry_run(self, packages: list[str]) -> DryRunResult:
         """The full transaction for upgrading exactly `packages`: what else would be
         upgraded, newly installed, or REMOVED, so an admin sees removals first."""
         names = [check_package_name("apt", p) for p in packages]
@@ -182,14 +184,14 @@ class AptInstaller:
         if completed.returncode != 0:
             raise _fail_from(completed)
         simulation = parse_simulation(completed.stdout)
-        return {
-            "upgrades": simulation.upgrades,
-            "installs": simulation.installs,
-            "removals": simulation.removals,
-            "raw": completed.stdout[-20_000:],
-        }
+        return DryRunResult(
+            upgrades=_planned(simulation.upgrades),
+            installs=_planned(simulation.installs),
+            removals=_planned(simulation.removals),
+            raw=completed.stdout[-20_000:],
+        )
 
-    def install(self, packages: list[str], on_output: Callable[[str], None]) -> dict[str, Any]:
+    def install(self, packages: list[str], on_output: Callable[[str], None]) -> InstallResult:
         """Upgrade exactly `packages`, non-interactively, keeping changed config files."""
         names = [check_package_name("apt", p) for p in packages]
         before = installed_versions(names)
@@ -215,17 +217,26 @@ class AptInstaller:
         )
         after = installed_versions(names)
         changed = [n for n in names if after.get(n) and after.get(n) != before.get(n)]
-        result = {
-            "installed": [
-                {"package": n, "from": before.get(n, ""), "to": after[n]} for n in changed
-            ],
-            "failed": [n for n in names if n not in changed],
-            "output_tail": (completed.stdout + completed.stderr)[-8000:],
-            "reboot_required": os.path.exists("/var/run/reboot-required"),
-        }
-        if completed.returncode != 0:
-            result["error"] = str(_fail_from(completed))
-        return result
+        return InstallResult(
+            installed=tuple(InstalledPackage(n, before.get(n, ""), after[n]) for n in changed),
+            failed=tuple(n for n in names if n not in changed),
+            output_tail=(completed.stdout + completed.stderr)[-8000:],
+            reboot_required=os.path.exists("/var/run/reboot-required"),
+            error=str(_fail_from(completed)) if completed.returncode != 0 else None,
+        )
+
+
+def _planned(entries: list[dict[str, str]]) -> tuple[PlannedChange, ...]:
+    return tuple(
+        PlannedChange(
+            package=entry["package"],
+            arch=entry.get("arch", ""),
+            from_version=entry["from"],
+            to_version=entry.get("to", ""),
+            origin=entry.get("origin", ""),
+        )
+        for entry in entries
+    )
 
 
 def installed_versions(names: list[str]) -> dict[str, str]:
@@ -240,3 +251,10 @@ def installed_versions(names: list[str]) -> dict[str, str]:
         if version:
             versions[name.split(":")[0]] = version
     return versions
+
+
+register(
+    "apt",
+    scanner=lambda config: AptScanner(update_first=config.apt_update),
+    installer=AptInstaller,
+)

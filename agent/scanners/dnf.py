@@ -17,9 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agent.logs import log_event
 from agent.process import Completed, run
-from agent.protocol import ProtocolError, UpdateRecord, check_package_name
+from agent.scanners.registry import register
+from kernel import install_results
+from kernel.install_results import TRANSACTION_PARTS, DryRunResult, InstallResult, PlannedChange
+from kernel.logs import log_event
+from kernel.protocol import ProtocolError, UpdateRecord, check_package_name
 
 logger = logging.getLogger("redflag.agent.scanners.dnf")
 
@@ -102,17 +105,15 @@ class TransactionItem:
     repository: str = ""
     replaced_by: str = ""  # set on removals caused by an obsoleting package
 
-    def to_json(self) -> dict[str, str]:
-        item = {
-            "package": self.package,
-            "arch": self.arch,
-            "from": self.from_version,
-            "to": self.to_version,
-            "repository": self.repository,
-        }
-        if self.replaced_by:
-            item["replaced_by"] = self.replaced_by
-        return item
+    def planned(self) -> PlannedChange:
+        return PlannedChange(
+            package=self.package,
+            arch=self.arch,
+            from_version=self.from_version,
+            to_version=self.to_version,
+            repository=self.repository,
+            replaced_by=self.replaced_by,
+        )
 
 
 @dataclass
@@ -125,11 +126,13 @@ class Transaction:
     downgrades: list[TransactionItem] = field(default_factory=list)
     skipped: list[TransactionItem] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, list[dict[str, str]]]:
-        return {
-            kind: [item.to_json() for item in getattr(self, kind)]
-            for kind in ("upgrades", "installs", "removals", "downgrades", "skipped")
+    def dry_run(self, raw: str = "") -> DryRunResult:
+        """The transaction as the answer to a dry run."""
+        parts = {
+            part: tuple(item.planned() for item in getattr(self, part))
+            for part in TRANSACTION_PARTS
         }
+        return DryRunResult(**parts, raw=raw)
 
 
 # --- parsing ---------------------------------------------------------------------
@@ -561,7 +564,7 @@ class DnfInstaller:
     def __init__(self, timeout_s: float = INSTALL_TIMEOUT_S) -> None:
         self.timeout_s = timeout_s
 
-    def dry_run(self, packages: Sequence[str]) -> dict[str, Any]:
+    def dry_run(self, packages: Sequence[str]) -> DryRunResult:
         """What upgrading exactly `packages` would do, from `upgrade --assumeno`."""
         names = check_names(packages)
         tool = _tool()
@@ -583,9 +586,9 @@ class DnfInstaller:
             for item in transaction.upgrades + transaction.downgrades:
                 known = installed.get((item.package, item.arch))
                 item.from_version = item.from_version or (known.version if known else "")
-        return {**transaction.to_json(), "raw": output[:RAW_OUTPUT_CHARS]}
+        return transaction.dry_run(raw=output[:RAW_OUTPUT_CHARS])
 
-    def install(self, packages: Sequence[str], on_output: Callable[[str], None]) -> dict[str, Any]:
+    def install(self, packages: Sequence[str], on_output: Callable[[str], None]) -> InstallResult:
         """Upgrade exactly `packages` (`upgrade -y`), streaming each output line.
         `installed` lists {"package", "from", "to"} for every package dnf changed, the
         approved ones and the dependencies; `failed` the approved names it did not."""
@@ -607,17 +610,19 @@ class DnfInstaller:
         changed = list(dict.fromkeys([*reported, *changed]))
         if done.returncode != 0:
             failed = list(dict.fromkeys(failed + [n for n in names if n not in changed]))
-        return {
-            "installed": [
-                {"package": n, "from": before.get(n, ""), "to": reported.get(n) or after.get(n, "")}
+        return InstallResult(
+            installed=tuple(
+                install_results.InstalledPackage(
+                    n, before.get(n, ""), reported.get(n) or after.get(n, "")
+                )
                 for n in changed
-            ],
-            "failed": failed,
-            "unchanged": [n for n in names if n not in changed and n not in failed],
-            "exit_code": done.returncode,
-            "output_tail": (done.stdout + done.stderr)[-OUTPUT_TAIL_CHARS:],
-            "reboot_required": any(REBOOT_PACKAGE.match(n) for n in changed),
-        }
+            ),
+            failed=tuple(failed),
+            unchanged=tuple(n for n in names if n not in changed and n not in failed),
+            exit_code=done.returncode,
+            output_tail=(done.stdout + done.stderr)[-OUTPUT_TAIL_CHARS:],
+            reboot_required=any(REBOOT_PACKAGE.match(n) for n in changed),
+        )
 
 
 def _table_versions(output: str) -> dict[str, str]:
@@ -633,3 +638,6 @@ def _tool() -> str:
     if tool is None:
         raise DnfFailed("neither dnf nor yum is on PATH")
     return tool
+
+
+register("dnf", scanner=lambda config: DnfScanner(), installer=DnfInstaller)

@@ -13,16 +13,14 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from agent import process
-from agent.logs import log_event
-from agent.protocol import ProtocolError, UpdateRecord, check_package_name, check_version
-from agent.sanitise import sanitise_text
 from agent.scanners.docker_registry import (
     ImageReference,
     InvalidImageReference,
@@ -34,6 +32,12 @@ from agent.scanners.docker_registry import (
     parse_image_reference,
     repository_of,
 )
+from agent.scanners.registry import register
+from kernel.image_results import ComposePlan, ComposeRun, ImageInstall, ImagePlan, RestartNeeded
+from kernel.install_results import DryRunResult, InstalledPackage, InstallResult
+from kernel.logs import log_event
+from kernel.protocol import ProtocolError, UpdateRecord, check_package_name, check_version
+from kernel.sanitise import sanitise_text
 
 logger = logging.getLogger("redflag.agent.scanners.docker")
 
@@ -297,7 +301,7 @@ class _ImagePlan:
     containers: list[RunningContainer]
     # (project, working_dir, config files) -> (services, container names)
     compose: dict[tuple[str, str, tuple[str, ...]], tuple[set[str], list[str]]]
-    restart_needed: list[dict[str, str]]
+    restart_needed: list[RestartNeeded]
 
 
 class DockerInstaller:
@@ -324,9 +328,9 @@ class DockerInstaller:
         self.docker_cli = docker_cli
         self.compose_timeout_s = compose_timeout_s
 
-    def dry_run(self, packages: Sequence[str]) -> dict[str, Any]:
-        """{"images": [{"image", "pull", "recreate": [{project, working_dir, services,
-        containers, command}], "restart_needed": [{container, reason}]}], "not_in_use"}"""
+    def dry_run(self, packages: Sequence[str]) -> DryRunResult:
+        """The images to pull, each with the Compose services it would recreate and the
+        containers to restart by hand; bare repositories no container uses."""
         requested = _validated(packages)
         client = _connect(self.base_url)
         try:
@@ -335,35 +339,32 @@ class DockerInstaller:
             client.close()
         targets, unused = _targets(requested, containers)
         plans = [self._plan(reference, containers) for reference in targets]
-        return {
-            "images": [
-                {
-                    "image": plan.reference.image,
-                    "pull": plan.reference.image,
-                    "recreate": [
-                        {
-                            "project": project,
-                            "working_dir": directory,
-                            "services": sorted(services),
-                            "containers": sorted(names),
-                            "command": self._compose_command(project, files, services),
-                        }
+        return DryRunResult(
+            images=tuple(
+                ImagePlan(
+                    image=plan.reference.image,
+                    pull=plan.reference.image,
+                    recreate=tuple(
+                        ComposePlan(
+                            project=project,
+                            working_dir=directory,
+                            services=tuple(sorted(services)),
+                            containers=tuple(sorted(names)),
+                            command=tuple(self._compose_command(project, files, services)),
+                        )
                         for (project, directory, files), (services, names) in plan.compose.items()
-                    ],
-                    "restart_needed": plan.restart_needed,
-                }
+                    ),
+                    restart_needed=tuple(plan.restart_needed),
+                )
                 for plan in plans
-            ],
-            "not_in_use": unused,
-        }
+            ),
+            not_in_use=tuple(unused),
+        )
 
-    def install(self, packages: Sequence[str], on_output: Callable[[str], None]) -> dict[str, Any]:
-        """{"installed": [{package, image, from, to, status}], "failed": [image],
-        "not_in_use": [package], "images": [{image, package, status, image_id,
-        previous_digest, digest, recreated: [{project, services, containers,
-        exit_code}], restart_needed: [{container, reason}], message, error}],
-        "error" (only when something failed)}. status is one of "recreated",
-        "pulled, restart needed", "pulled" (nothing runs it), "up to date", "failed"."""
+    def install(self, packages: Sequence[str], on_output: Callable[[str], None]) -> InstallResult:
+        """Pull each image and recreate what runs it. `installed` names each image
+        that did not fail (with its digest before and after and its status), `images`
+        tells each image's story, `error` says what failed when something did."""
         requested = _validated(packages)
         credentials = RegistryCredentials(self.docker_config)
         client = _connect(self.base_url)
@@ -378,21 +379,20 @@ class DockerInstaller:
             client.close()
         for package in unused:
             on_output(f"{package}: no running container uses it; nothing pulled")
-        outcome: dict[str, Any] = {
-            "installed": [
-                {"package": r["package"], "image": r["image"], "from": r["previous_digest"]}
-                | {"to": r["digest"], "status": r["status"]}
+        errors = [f"{r.image}: {r.error}" for r in results if r.error]
+        return InstallResult(
+            installed=tuple(
+                InstalledPackage(
+                    r.package, r.previous_digest or "", r.digest or "", r.image, r.status
+                )
                 for r in results
-                if r["status"] != "failed"
-            ],
-            "failed": [r["image"] for r in results if r["status"] == "failed"],
-            "not_in_use": unused,
-            "images": results,
-        }
-        errors = [f"{r['image']}: {r['error']}" for r in results if r["error"]]
-        if errors:
-            outcome["error"] = sanitise_text("; ".join(errors), 1000)
-        return outcome
+                if r.status != "failed"
+            ),
+            failed=tuple(r.image for r in results if r.status == "failed"),
+            not_in_use=tuple(unused),
+            images=tuple(results),
+            error=sanitise_text("; ".join(errors), 1000) if errors else None,
+        )
 
     def _install_one(
         self,
@@ -400,37 +400,50 @@ class DockerInstaller:
         credentials: RegistryCredentials,
         plan: _ImagePlan,
         on_output: Callable[[str], None],
-    ) -> dict[str, Any]:
+    ) -> ImageInstall:
         reference = plan.reference
-        result: dict[str, Any] = {"image": reference.image, "package": reference.repository}
-        result |= {"image_id": None, "previous_digest": None, "digest": None}
-        result |= {"recreated": [], "restart_needed": [], "message": "", "error": None}
+        previous = None
         try:
-            result["previous_digest"] = _previous_digest(client, reference, plan.containers)
+            previous = _previous_digest(client, reference, plan.containers)
             on_output(f"pulling {reference.image}")
             new_id, digest = _pull(client, credentials, reference, on_output)
         except (DockerEngineUnavailable, RegistryError) as exc:
-            result |= {"status": "failed", "error": sanitise_text(exc, 500)}
-            return result | {"message": f"pull failed: {result['error']}"}
-        result |= {"image_id": new_id, "digest": digest}
+            error = sanitise_text(exc, 500)
+            return ImageInstall(
+                reference.image,
+                reference.repository,
+                "failed",
+                previous_digest=previous,
+                message=f"pull failed: {error}",
+                error=error,
+            )
+        pulled = ImageInstall(
+            reference.image,
+            reference.repository,
+            "pulled",
+            image_id=new_id,
+            previous_digest=previous,
+            digest=digest,
+        )
         stale = {c.name for c in plan.containers if c.image_id != new_id}
         if plan.containers and not stale:
-            return result | {"status": "up to date", "message": "containers already run it"}
-        for (project, directory, files), (services, names) in plan.compose.items():
-            if stale & set(names):
-                result["recreated"].append(
-                    self._compose_up(project, directory, files, services, names, on_output)
-                )
-        result["restart_needed"] = [r for r in plan.restart_needed if r["container"] in stale]
-        failed = [r for r in result["recreated"] if r["exit_code"] != 0]
+            return replace(pulled, status="up to date", message="containers already run it")
+        recreated = tuple(
+            self._compose_up(project, directory, files, services, names, on_output)
+            for (project, directory, files), (services, names) in plan.compose.items()
+            if stale & set(names)
+        )
+        restart_needed = tuple(r for r in plan.restart_needed if r.container in stale)
+        done = replace(pulled, recreated=recreated, restart_needed=restart_needed)
+        failed = [r for r in recreated if r.exit_code != 0]
         if failed:
-            result["error"] = f"docker compose failed for {', '.join(r['project'] for r in failed)}"
-            return result | {"status": "failed", "message": result["error"]}
-        if result["restart_needed"]:
-            names = ", ".join(r["container"] for r in result["restart_needed"])
-            return result | {"status": "pulled, restart needed", "message": f"restart: {names}"}
-        status = "recreated" if result["recreated"] else "pulled"
-        return result | {"status": status, "message": status}
+            error = f"docker compose failed for {', '.join(r.project for r in failed)}"
+            return replace(done, status="failed", message=error, error=error)
+        if restart_needed:
+            names = ", ".join(r.container for r in restart_needed)
+            return replace(done, status="pulled, restart needed", message=f"restart: {names}")
+        status = "recreated" if recreated else "pulled"
+        return replace(done, status=status, message=status)
 
     def _plan(self, reference: ImageReference, containers: list[RunningContainer]) -> _ImagePlan:
         plan = _ImagePlan(reference, [], {}, [])
@@ -450,7 +463,7 @@ class DockerInstaller:
                 services.add(container.label(COMPOSE_SERVICE))
                 names.append(container.name)
             else:
-                plan.restart_needed.append({"container": container.name, "reason": reason})
+                plan.restart_needed.append(RestartNeeded(container.name, reason))
         return plan
 
     def _compose_command(
@@ -469,12 +482,11 @@ class DockerInstaller:
         services: set[str],
         names: list[str],
         on_output: Callable[[str], None],
-    ) -> dict[str, Any]:
+    ) -> ComposeRun:
         command = self._compose_command(project, files, services)
         on_output(f"recreating {', '.join(sorted(services))} of Compose project {project}")
         env = {"DOCKER_HOST": self.base_url} if self.explicit_engine else None
-        outcome: dict[str, Any] = {"project": project, "services": sorted(services)}
-        outcome["containers"] = sorted(names)
+        outcome = partial(ComposeRun, project, tuple(sorted(services)), tuple(sorted(names)))
         try:
             finished = process.run(
                 command,
@@ -485,10 +497,10 @@ class DockerInstaller:
             )
         except (process.CommandTimedOut, OSError) as exc:
             on_output(sanitise_text(f"docker compose: {exc}", 1000))
-            return outcome | {"exit_code": -1}
+            return outcome(-1)
         for line in finished.stderr.splitlines()[-50:]:
             on_output(sanitise_text(line, 1000))
-        return outcome | {"exit_code": finished.returncode}
+        return outcome(finished.returncode)
 
 
 def _validated(packages: Sequence[str]) -> list[tuple[ImageReference, bool]]:
@@ -588,3 +600,6 @@ def _pull(
         if (parsed := repository_of(str(entry))) and parsed[0] == repository
     )
     return attrs["Id"], (digests[0] if digests else None)
+
+
+register("docker", scanner=lambda config: DockerScanner(), installer=DockerInstaller)

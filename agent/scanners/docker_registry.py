@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from agent.logs import log_event
-from agent.protocol import ProtocolError, check_package_name
+from kernel.logs import log_event
+from kernel.protocol import ProtocolError, check_package_name
 
 logger = logging.getLogger("redflag.agent.scanners.docker")
 

@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 
 from agent.process import CommandTimedOut, run
-from agent.sysinfo import utc_iso
+from kernel.clock import utc_iso
 
 NEEDS_RESTARTING_TIMEOUT_S = 120.0
 MAX_PACKAGES = 100

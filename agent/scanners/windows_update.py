@@ -14,8 +14,10 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from agent.logs import log_event
-from agent.protocol import ProtocolError, UpdateRecord, check_package_name
+from agent.scanners.registry import register
+from kernel.install_results import DryRunResult, InstalledPackage, InstallResult, PlannedChange
+from kernel.logs import log_event
+from kernel.protocol import ProtocolError, UpdateRecord, check_package_name
 
 logger = logging.getLogger("redflag.agent.scanners.windows_update")
 
@@ -164,18 +166,16 @@ def select_updates(
 
 def install_summary(
     results: dict[str, int], reboot_required: bool, missing: Sequence[str], output: str = ""
-) -> dict[str, Any]:
+) -> InstallResult:
     """The installer's answer from the result code of each update it tried."""
     succeeded = (SUCCEEDED, SUCCEEDED_WITH_ERRORS)
-    return {
-        "installed": [
-            {"package": n, "from": "", "to": ""} for n, code in results.items() if code in succeeded
-        ],
-        "failed": [n for n, code in results.items() if code not in succeeded],
-        "unchanged": list(missing),
-        "output_tail": output[-8192:],
-        "reboot_required": reboot_required,
-    }
+    return InstallResult(
+        installed=tuple(InstalledPackage(n) for n, code in results.items() if code in succeeded),
+        failed=tuple(n for n, code in results.items() if code not in succeeded),
+        unchanged=tuple(missing),
+        output_tail=output[-8192:],
+        reboot_required=reboot_required,
+    )
 
 
 def check_names(packages: Sequence[str]) -> list[str]:
@@ -347,7 +347,7 @@ class WindowsUpdateInstaller:
         self._search = search or pending_update_properties
         self._install = install or install_updates
 
-    def dry_run(self, packages: Sequence[str]) -> dict[str, Any]:
+    def dry_run(self, packages: Sequence[str]) -> DryRunResult:
         """Which of the named updates are pending, with their size and reboot needs."""
         names = check_names(packages)
         updates = self._search()
@@ -355,25 +355,20 @@ class WindowsUpdateInstaller:
         records = records_from_updates(updates)
         by_name = {r["package"].lower(): r for r in records}
         listed = [package_names(updates)[i] for i in chosen]
-        return {
-            "upgrades": [
-                {
-                    "package": name,
-                    "arch": "",
-                    "from": "",
-                    "to": by_name[name.lower()]["available_version"],
-                    "repository": by_name[name.lower()]["origin"],
-                }
+        return DryRunResult(
+            upgrades=tuple(
+                PlannedChange(
+                    package=name,
+                    to_version=by_name[name.lower()]["available_version"],
+                    repository=by_name[name.lower()]["origin"],
+                )
                 for name in listed
                 if name.lower() in by_name
-            ],
-            "installs": [],
-            "removals": [],
-            "missing": missing,
-            "raw": "",
-        }
+            ),
+            missing=tuple(missing),
+        )
 
-    def install(self, packages: Sequence[str], on_output: Callable[[str], None]) -> dict[str, Any]:
+    def install(self, packages: Sequence[str], on_output: Callable[[str], None]) -> InstallResult:
         names = check_names(packages)
         lines: list[str] = []
 
@@ -383,3 +378,10 @@ class WindowsUpdateInstaller:
 
         results, reboot, missing = self._install(names, record)
         return install_summary(results, reboot, missing, "\n".join(lines))
+
+
+register(
+    "windows_update",
+    scanner=lambda config: WindowsUpdateScanner(),
+    installer=WindowsUpdateInstaller,
+)

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.logs import log_event
 from agent.process import Completed, run
-from agent.protocol import ProtocolError, UpdateRecord, check_package_name, check_version
+from agent.scanners.registry import register
+from kernel.install_results import DryRunResult, InstalledPackage, InstallResult, PlannedChange
+from kernel.logs import log_event
+from kernel.protocol import ProtocolError, UpdateRecord, check_package_name, check_version
 
 logger = logging.getLogger("redflag.agent.scanners.winget")
 
@@ -307,36 +309,33 @@ class WingetInstaller:
     def __init__(self, timeout_s: float = INSTALL_TIMEOUT_S) -> None:
         self.timeout_s = timeout_s
 
-    def dry_run(self, packages: Sequence[str]) -> dict[str, Any]:
+    def dry_run(self, packages: Sequence[str]) -> DryRunResult:
         """winget has no dry run: this says which of `packages` would be upgraded to
         what, from a fresh listing. Ids not listed are under "missing"."""
         ids = check_ids(packages)
         upgrades, raw = WingetScanner(self.timeout_s).list_upgrades()
         by_id = {u.package_id: u for u in upgrades}
-        return {
-            "upgrades": [
-                {
-                    "package": i,
-                    "arch": "",
-                    "from": by_id[i].version,
-                    "to": by_id[i].available,
-                    "repository": by_id[i].source,
-                }
+        return DryRunResult(
+            upgrades=tuple(
+                PlannedChange(
+                    package=i,
+                    from_version=by_id[i].version,
+                    to_version=by_id[i].available,
+                    repository=by_id[i].source,
+                )
                 for i in ids
                 if i in by_id
-            ],
-            "installs": [],
-            "removals": [],
-            "missing": [i for i in ids if i not in by_id],
-            "raw": raw[:RAW_OUTPUT_CHARS],
-        }
+            ),
+            missing=tuple(i for i in ids if i not in by_id),
+            raw=raw[:RAW_OUTPUT_CHARS],
+        )
 
-    def install(self, packages: Sequence[str], on_output: Callable[[str], None]) -> dict[str, Any]:
+    def install(self, packages: Sequence[str], on_output: Callable[[str], None]) -> InstallResult:
         """Upgrade each id in turn; one failing package does not stop the others.
         `installed` lists {"package", "from", "to"}, "to" as winget announced it."""
         ids = check_ids(packages)
         winget = _winget()
-        installed: list[dict[str, str]] = []
+        installed: list[InstalledPackage] = []
         outcome: dict[str, list[str]] = {"unchanged": [], "failed": []}
         reboot_required = False
         output = ""
@@ -348,18 +347,19 @@ class WingetInstaller:
             result, reboot = install_outcome(done.returncode)
             if result == "installed":
                 installed.append(
-                    {"package": package_id, "from": "", "to": announced_version(shown, package_id)}
+                    InstalledPackage(package_id, to_version=announced_version(shown, package_id))
                 )
             else:
                 outcome[result].append(package_id)
             reboot_required = reboot_required or reboot
             output += "\n".join(shown) + f"\n[{package_id}: exit 0x{exit_code(done):08X}]\n"
-        return {
-            "installed": installed,
-            **outcome,
-            "output_tail": output[-OUTPUT_TAIL_CHARS:],
-            "reboot_required": reboot_required,
-        }
+        return InstallResult(
+            installed=tuple(installed),
+            failed=tuple(outcome["failed"]),
+            unchanged=tuple(outcome["unchanged"]),
+            output_tail=output[-OUTPUT_TAIL_CHARS:],
+            reboot_required=reboot_required,
+        )
 
 
 def announced_version(lines: list[str], package_id: str) -> str:
@@ -381,3 +381,6 @@ def _screen(on_output: Callable[[str], None]) -> Callable[[str], None]:
                 on_output(shown)
 
     return forward
+
+
+register("winget", scanner=lambda config: WingetScanner(), installer=WingetInstaller)

@@ -76,9 +76,7 @@ class BackupMade(Backup, kw_only=True):
 async def create_backup(call: Call) -> Reply:
     """A consistent online snapshot, checked with `PRAGMA integrity_check`, while the
     appliance keeps serving."""
-    backup = await backups.create_backup_now(
-        call.db, call.appliance.settings, actor=call.actor, source_ip=call.source_ip
-    )
+    backup = await backups.create_backup_now(call.db, call.appliance.settings, call.actor)
     return Reply(BackupMade(**_described(backup)), status=201)
 
 
@@ -95,7 +93,7 @@ async def download_backup(call: Call) -> FileResponse:
     """The backup file itself. It holds every record and the sealed keys: each
     download is in the audit log."""
     backup = backups.find_backup(call.appliance.settings, call.path("name"))
-    await backups.record_download(call.db, backup, actor=call.actor, source_ip=call.source_ip)
+    await backups.record_download(call.db, call.actor, backup)
     return FileResponse(
         backup.path,
         media_type="application/vnd.sqlite3",

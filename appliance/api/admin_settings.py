@@ -106,9 +106,7 @@ async def change_settings(call: Call) -> SettingsChanged:
         if (value := getattr(call.body, key)) is not UNSET
     }
     try:
-        changed = await runtime_settings.change_many(
-            call.db, wanted, actor=call.actor, source_ip=call.source_ip
-        )
+        changed = await runtime_settings.change_many(call.db, call.actor, wanted)
     except runtime_settings.InvalidSettings as exc:
         errors = [{"field": key, "message": message} for key, message in exc.errors.items()]
         raise ApiError(422, "invalid input", errors) from None

@@ -11,8 +11,8 @@ from appliance.api.auth import ADMIN
 from appliance.api.endpoints import API, Call, Done, Failure, Reply, Shape, endpoint
 from appliance.api.errors import ApiError
 from appliance.api.payload import duration
-from appliance.clock import utc_now
 from appliance.services import api_tokens, users
+from kernel.clock import utc_now
 
 T = TypeVar("T", bound=Shape)
 Role = Literal["admin", "operator", "viewer"]
@@ -87,14 +87,7 @@ class NewUser(Shape):
 async def create_user(call: Call) -> Reply:
     """A user who logs in to the web UI (and can be given API tokens)."""
     body: NewUser = call.body
-    user = await users.create_user(
-        call.db,
-        body.username,
-        body.password,
-        body.role,
-        actor=call.actor,
-        source_ip=call.source_ip,
-    )
+    user = await users.create_user(call.db, call.actor, body.username, body.password, body.role)
     return Reply(_user(user), status=201)
 
 
@@ -102,9 +95,7 @@ async def _set_disabled(call: Call, disabled: bool) -> User:
     username = call.path("username")
     if disabled and username.casefold() == call.username.casefold():
         raise ApiError(409, "you cannot disable your own account; ask another admin")
-    user = await users.set_user_disabled(
-        call.db, username, disabled, actor=call.actor, source_ip=call.source_ip
-    )
+    user = await users.set_user_disabled(call.db, call.actor, username, disabled)
     return _user(user)
 
 
@@ -164,13 +155,7 @@ class NewPassword(Shape):
 )
 async def set_password(call: Call) -> Done:
     """A new password, which also lifts a login lockout and ends the user's sessions."""
-    await users.change_password(
-        call.db,
-        call.path("username"),
-        call.body.password,
-        actor=call.actor,
-        source_ip=call.source_ip,
-    )
+    await users.change_password(call.db, call.actor, call.path("username"), call.body.password)
     return Done()
 
 
@@ -243,7 +228,7 @@ class ApiTokenCreated(ApiToken):
     answer=ApiTokenCreated,
     status=201,
     failures=[
-        Failure(422, "no such user", when=users.UserNotFound, field="username"),
+        Failure(404, "no such user", when=users.UserNotFound),
         Failure(409, "the user is disabled", when=users.UserDisabled),
         Failure(
             422,
@@ -260,11 +245,10 @@ async def create_api_token(call: Call) -> Reply:
     body: NewApiToken = call.body
     token, created = await api_tokens.issue_api_token(
         call.db,
+        call.actor,
         body.username or call.username,
         body.name,
-        actor=call.actor,
         expires_in=duration(body.expires, "expires"),
-        source_ip=call.source_ip,
     )
     answer = _api_token(created, ApiTokenCreated, token=token)
     return Reply(answer, status=201, headers={"Cache-Control": "no-store"})
@@ -288,7 +272,5 @@ class ApiTokenRevoked(ApiToken, kw_only=True):
 )
 async def revoke_api_token(call: Call) -> ApiTokenRevoked:
     """Scripts using the token get 401 from now on."""
-    revoked = await api_tokens.revoke_api_token(
-        call.db, call.path("token_id"), actor=call.actor, source_ip=call.source_ip
-    )
+    revoked = await api_tokens.revoke_api_token(call.db, call.actor, call.path("token_id"))
     return _api_token(revoked, ApiTokenRevoked)

@@ -1,6 +1,6 @@
 """The endpoints agents call: trust bundle, registration, check-in, events.
 
-Every call after registration is a signed request (agent/protocol.py); the JSON body
+Every call after registration is a signed request (kernel/protocol.py); the JSON body
 is read once, verified, then parsed.
 """
 
@@ -14,19 +14,18 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from agent.protocol import CheckinReport, ProtocolError, RegistrationRequest
 from appliance.api.auth import AGENT_SIGNATURE, PUBLIC, REGISTRATION_TOKEN, client_ip
 from appliance.api.endpoints import API, Failure, endpoint
 from appliance.api.errors import ApiError
 from appliance.api.protocol_shapes import EventBatch, EventsIngested, Registered, TrustBundle
-from appliance.clock import utc_now
+from appliance.domain.actors import Actor
 from appliance.ratelimit import RateLimiter
 from appliance.runtime import Appliance
-from appliance.services import agents, enrolment, events, tokens
+from appliance.services import agent_events, agents, enrolment, tokens
 from appliance.services.agent_auth import AgentAuthFailed, AgentPrincipal
-from appliance.services.agents import CheckinAnswer
+from kernel.protocol import CheckinAnswer, CheckinReport, ProtocolError, RegistrationRequest
 
-_BAD_BODY = Failure(400, "the body is not valid JSON, or not what agent/protocol.py reads")
+_BAD_BODY = Failure(400, "the body is not valid JSON, or not what kernel/protocol.py reads")
 
 
 def _appliance(request: Request) -> Appliance:
@@ -87,9 +86,8 @@ async def register(request: Request) -> Response:
     except ProtocolError as exc:
         raise ApiError(400, str(exc)) from None
     try:
-        enrolled = await enrolment.register_agent(
-            appliance.db, registration, source_ip=ip, now=utc_now()
-        )
+        host = Actor(f"host:{registration.facts.hostname}", ip)
+        enrolled = await enrolment.register_agent(appliance.db, host, registration)
     except ProtocolError as exc:
         raise ApiError(400, f"proof of key possession: {exc}") from None
     except enrolment.RegistrationRefused as exc:
@@ -155,7 +153,7 @@ async def checkin(request: Request) -> Response:
     hold = min(report.hold_s, hold_max)
     if not hold:
         answer = await _check_in(request, appliance, principal.agent_id, report)
-        return JSONResponse(replace(answer, hold_max_s=hold_max).as_json())
+        return JSONResponse(replace(answer, hold_max_s=hold_max).to_json())
     # Armed before it looks for commands, so that one created meanwhile rings it.
     with appliance.doorbell.armed(principal.agent_id) as bell:
         answer = await _check_in(request, appliance, principal.agent_id, report)
@@ -163,7 +161,7 @@ async def checkin(request: Request) -> Response:
         waited = hold * random.uniform(0.8, 1.0)  # noqa: S311 (jitter, not a secret)
         if bell and answer.is_empty() and await bell.wait(waited, _disconnect(request)):
             answer = await _check_in(request, appliance, principal.agent_id, report)
-    return JSONResponse(replace(answer, hold_max_s=hold_max).as_json())
+    return JSONResponse(replace(answer, hold_max_s=hold_max).to_json())
 
 
 async def _check_in(
@@ -174,10 +172,8 @@ async def _check_in(
             appliance.db,
             appliance.keys,
             appliance.presence,
-            agent_id,
+            Actor.agent(agent_id, client_ip(request)),
             report,
-            source_ip=client_ip(request),
-            now=utc_now(),
             default_poll_interval_s=appliance.tunables["checkin_interval_s"],
         )
     except agents.AgentNotFound:
@@ -216,16 +212,15 @@ async def post_events(request: Request) -> Response:
     payload = _json(body)
     if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
         raise ApiError(400, 'expected {"events": [...]}')
-    if len(payload["events"]) > events.MAX_EVENTS_PER_BATCH:
-        raise ApiError(413, f"at most {events.MAX_EVENTS_PER_BATCH} events per batch")
+    if len(payload["events"]) > agent_events.MAX_EVENTS_PER_BATCH:
+        raise ApiError(413, f"at most {agent_events.MAX_EVENTS_PER_BATCH} events per batch")
     appliance = _appliance(request)
     # With the disk nearly full, keep command results; the rest waits on the agent.
     shedding = appliance.disk_is_low()
-    result = await events.ingest(
+    result = await agent_events.ingest(
         appliance.db,
-        principal.agent_id,
+        Actor.agent(principal.agent_id, client_ip(request)),
         payload["events"],
-        now=utc_now(),
         only_command_events=shedding,
     )
     if result.deferred:

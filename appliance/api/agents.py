@@ -3,8 +3,6 @@ binding and their commands. The shapes are in agent_shapes.py."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
 from appliance.api.agent_shapes import (
@@ -29,16 +27,11 @@ from appliance.api.agent_shapes import (
 )
 from appliance.api.auth import ADMIN, OPERATOR, VIEWER
 from appliance.api.endpoints import API, Call, Failure, Reply, endpoint
-from appliance.clock import utc_now
 from appliance.services import agent_admin, agent_pages, agents, commands
 from appliance.services.commands import CommandRecord
 
 AGENT = f"{API}/agents/{{agent_id}}"
 _NO_SUCH_AGENT = Failure(404, "no such agent", when=agents.AgentNotFound, message="no such agent")
-
-
-def _who(call: Call) -> dict[str, Any]:
-    return {"actor": call.actor, "source_ip": call.source_ip, "now": utc_now()}
 
 
 @endpoint(
@@ -101,7 +94,7 @@ async def delete_agent(call: Call) -> AgentDeleted:
     """The agent and everything it reported. Its key stops working at once, so the host
     must register again to come back."""
     agent_id = call.path("agent_id")
-    hostname = await agent_admin.delete_agent(call.db, agent_id, **_who(call))
+    hostname = await agent_admin.delete_agent(call.db, call.actor, agent_id)
     call.appliance.agent_auth.forget(agent_id)
     return AgentDeleted(agent_id=agent_id, hostname=hostname)
 
@@ -122,7 +115,7 @@ async def rebind(call: Call) -> Rebound:
     """Bind the agent to the machine fingerprint it now reports (after a new disk or
     board); its identity and history stay."""
     agent_id = call.path("agent_id")
-    fingerprint = await agents.rebind_hardware(call.db, agent_id, **_who(call))
+    fingerprint = await agents.rebind_hardware(call.db, call.actor, agent_id)
     return Rebound(agent_id=agent_id, machine_fingerprint=fingerprint)
 
 
@@ -146,7 +139,7 @@ async def take_over(call: Call) -> TookOver:
     """A host re-installed with a new token registers as a new agent: this moves the
     old record's history (updates, installs, tags) to it and removes the old one."""
     new_id, old_id = call.path("agent_id"), call.body.old_agent_id
-    await agents.take_over_record(call.db, old_id, new_id, **_who(call))
+    await agents.take_over_record(call.db, call.actor, old_id, new_id)
     return TookOver(agent_id=new_id, took_over=old_id)
 
 
@@ -169,7 +162,7 @@ _BAD_TAG = Failure(422, "not a valid tag", when=agent_admin.InvalidTag, field="t
 async def add_tag(call: Call) -> Reply:
     """Add one tag (lower case letters, digits, `-`, `_`, `.`)."""
     agent_id = call.path("agent_id")
-    added = await agent_admin.add_tag(call.db, agent_id, call.body.tag, **_who(call))
+    added = await agent_admin.add_tag(call.db, call.actor, agent_id, call.body.tag)
     return Reply(TagAdded(agent_id=agent_id, added=added), status=201 if added else 200)
 
 
@@ -190,7 +183,7 @@ async def add_tag(call: Call) -> Reply:
 async def set_tags(call: Call) -> TagsSet:
     """Set all of the agent's tags at once; an empty list removes them all."""
     agent_id = call.path("agent_id")
-    stored = await agent_admin.set_tags(call.db, agent_id, call.body.tags, **_who(call))
+    stored = await agent_admin.set_tags(call.db, call.actor, agent_id, call.body.tags)
     return TagsSet(agent_id=agent_id, tags=stored)
 
 
@@ -206,13 +199,13 @@ async def set_tags(call: Call) -> TagsSet:
 async def remove_tag(call: Call) -> TagRemoved:
     """Remove one tag; removing a tag the agent does not have changes nothing."""
     agent_id = call.path("agent_id")
-    removed = await agent_admin.remove_tag(call.db, agent_id, call.path("tag"), **_who(call))
+    removed = await agent_admin.remove_tag(call.db, call.actor, agent_id, call.path("tag"))
     return TagRemoved(agent_id=agent_id, removed=removed)
 
 
 async def _set_disabled(call: Call, disable: bool) -> DisabledChanged:
     agent_id = call.path("agent_id")
-    changed = await agent_admin.set_disabled(call.db, agent_id, disable, **_who(call))
+    changed = await agent_admin.set_disabled(call.db, call.actor, agent_id, disable)
     call.appliance.agent_auth.forget(agent_id)
     return DisabledChanged(agent_id=agent_id, disabled=disable, changed=changed)
 
@@ -269,10 +262,10 @@ async def rapid_mode(call: Call) -> Reply:
     agent_id, key = call.path("agent_id"), call.idempotency_key
     command, created = await agent_admin.set_rapid_mode(
         call.db,
+        call.actor,
         agent_id,
         call.body.seconds,
         idempotency_key=f"rapid-mode:{agent_id}:{key}" if key else None,
-        **_who(call),
     )
     answer = RapidModeAsked(agent_id=agent_id, command=command)
     return Reply(answer, status=201 if created else 200)
@@ -316,12 +309,10 @@ async def create_command(call: Call) -> Reply:
     body: NewCommand = call.body
     command, created = await commands.create_command(
         call.db,
+        call.actor,
         call.path("agent_id"),
         body.kind,
         body.params or {},
-        actor=call.actor,
         idempotency_key=call.idempotency_key,
-        now=utc_now(),
-        source_ip=call.source_ip,
     )
     return Reply(command, status=201 if created else 200)

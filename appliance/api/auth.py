@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from appliance.api.errors import ApiError
+from appliance.domain.actors import Actor
 from appliance.ratelimit import RateLimiter
 from appliance.runtime import Appliance
 from appliance.services import api_tokens, sessions, users
@@ -172,6 +173,13 @@ async def principal_from_session_cookie(request: Request) -> Principal | None:
 def client_ip(request: Request) -> str:
     """The caller's address, for the audit log and the per-address limits."""
     return request.client.host if request.client else ""
+
+
+def actor_of(request: Request, principal: Principal | None) -> Actor:
+    """Who acts in this request, built once at the edge for the services."""
+    if principal is None:
+        return Actor("anonymous", client_ip(request))
+    return Actor.user(principal.username, principal.role, client_ip(request))
 
 
 def _authentication_required() -> ApiError:

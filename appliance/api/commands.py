@@ -11,7 +11,6 @@ from msgspec import Meta
 from appliance.api.auth import OPERATOR, VIEWER
 from appliance.api.endpoints import API, Call, Done, Failure, Reply, Shape, endpoint
 from appliance.api.errors import ApiError
-from appliance.clock import utc_now
 from appliance.services import commands, operations
 from appliance.services.commands import CommandRecord, OutputChunk
 from appliance.services.operations import CommandSummary
@@ -141,9 +140,7 @@ async def retry(call: Call) -> Reply:
     """A new command with the same kind and parameters as a failed, timed-out or
     cancelled one. A command is retried once: asking again answers with that retry."""
     command_id = call.path("command_id")
-    command, created = await commands.retry_command(
-        call.db, command_id, actor=call.actor, source_ip=call.source_ip, now=utc_now()
-    )
+    command, created = await commands.retry_command(call.db, call.actor, command_id)
     return Reply(Retried(retry_of=command_id, command=command), status=201 if created else 200)
 
 
@@ -168,9 +165,7 @@ async def cancel(call: Call) -> Cancelled:
     """Cancel a command no agent has been sent yet; a cancelled install gives its
     updates back to approved."""
     command_id = call.path("command_id")
-    cancelled = await commands.cancel_command(
-        call.db, command_id, actor=call.actor, source_ip=call.source_ip, now=utc_now()
-    )
+    cancelled = await commands.cancel_command(call.db, call.actor, command_id)
     if not cancelled:
         raise ApiError(
             409, "too late to cancel: the command was sent, so the agent may already have it"

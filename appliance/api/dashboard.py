@@ -9,7 +9,6 @@ from msgspec import Meta
 
 from appliance.api.auth import VIEWER
 from appliance.api.endpoints import API, Call, Shape, endpoint
-from appliance.clock import utc_now
 from appliance.services import dashboard as dashboard_service
 from appliance.services.dashboard import (
     AgentCounts,
@@ -20,6 +19,7 @@ from appliance.services.dashboard import (
     SeverityCount,
     SourceCount,
 )
+from kernel.clock import utc_now
 
 
 class BackupState(Shape):

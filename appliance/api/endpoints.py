@@ -21,9 +21,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from appliance.api.auth import Requirement, client_ip
+from appliance.api.auth import Requirement, actor_of
 from appliance.api.errors import ApiError
 from appliance.api.payload import client_idempotency_key, convert_query, decode_body
+from appliance.domain.actors import Actor
+from appliance.domain.errors import DomainError
 from appliance.runtime import Appliance
 from appliance.services.users import Principal
 from appliance.store.database import Database
@@ -54,6 +56,13 @@ class Failure:
     when: type[Exception] | tuple[type[Exception], ...] = ()
     message: str = "{exc}"
     field: str | None = None
+
+    def __post_init__(self) -> None:
+        # An error kind answers with one status everywhere (appliance/domain/errors.py).
+        kinds = self.when if isinstance(self.when, tuple) else (self.when,)
+        for kind in kinds:
+            if issubclass(kind, DomainError):
+                assert kind.status == self.status, f"{kind.__name__} is {kind.status}"
 
     def error(self, exc: Exception) -> ApiError:
         text = self.message.format(exc=exc)
@@ -87,6 +96,7 @@ class Call:
 
     request: Request
     principal: Principal | None
+    actor: Actor
     body: Any = None
     query: Any = None
     idempotency_key: str | None = None
@@ -103,14 +113,6 @@ class Call:
     def username(self) -> str:
         assert self.principal is not None, "only for endpoints that require a role"
         return self.principal.username
-
-    @property
-    def actor(self) -> str:
-        return f"user:{self.username}"
-
-    @property
-    def source_ip(self) -> str:
-        return client_ip(self.request)
 
     def path(self, name: str) -> Any:
         return self.request.path_params[name]
@@ -139,7 +141,7 @@ class Endpoint:
     example: Mapping[str, Any] | None = None
     about: str = ""  # the description, when the handler's docstring is not it
     # The agent protocol's endpoints read their body themselves (a signature covers
-    # the exact bytes; agent/protocol.py's records parse it): they get the request.
+    # the exact bytes; kernel/protocol.py's records parse it): they get the request.
     takes_request: bool = False
 
     def __post_init__(self) -> None:
@@ -176,7 +178,7 @@ class Endpoint:
             fallback = getattr(body, "idempotency_key", None)
             key = client_idempotency_key(request, principal.username, fallback)
         query = convert_query(request.query_params, self.query) if self.query else None
-        call = Call(request, principal, body, query, key)
+        call = Call(request, principal, actor_of(request, principal), body, query, key)
         return self._response(await self._mapping_failures(self.handler, call))
 
     async def _mapping_failures(self, handler: Callable[[Any], Awaitable[Any]], arg: Any) -> Any:

@@ -10,6 +10,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from appliance.domain.errors import DomainError, Invalid
+
 logger = logging.getLogger("redflag.http")
 
 
@@ -67,6 +69,16 @@ async def handle_api_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.error, exc.errors, exc.headers)
 
 
+async def handle_domain_error(request: Request, exc: Exception) -> Response:
+    """A use case refused: its kind says the status (appliance/domain/errors.py)."""
+    assert isinstance(exc, DomainError)
+    if isinstance(exc, Invalid):
+        return error_response(
+            422, "invalid input", [{"field": exc.field or "", "message": exc.message}]
+        )
+    return error_response(exc.status, str(exc))
+
+
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
@@ -86,6 +98,7 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS = {
     ApiError: handle_api_error,
+    DomainError: handle_domain_error,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

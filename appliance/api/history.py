@@ -9,7 +9,7 @@ from msgspec import Meta
 
 from appliance.api.auth import VIEWER
 from appliance.api.endpoints import API, Call, Shape, endpoint
-from appliance.services import updates
+from appliance.services import history as history_service
 
 
 class HistoryQuery(Shape):
@@ -50,5 +50,5 @@ class History(Shape):
 )
 async def history(call: Call) -> History:
     """What was installed, failed or dry-run, with each package's output."""
-    found = await updates.history(call.db, call.query.agent_id or None)
+    found = await history_service.recent(call.db, call.query.agent_id or None)
     return History(history=msgspec.convert(found, list[HistoryEntry]))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -62,8 +62,7 @@ async def rotate(call: Call) -> Rotated:
     """Add a new signing key; the current ones stay valid for an overlap, then expire.
     With `root`, the old root key certifies a new one and is then forgotten."""
     keys = call.appliance.keys
-    who: dict[str, Any] = {"actor": call.actor, "source_ip": call.source_ip}
-    new_key = await (keys.rotate_root(**who) if call.body.root else keys.rotate(**who))
+    new_key = await (keys.rotate_root(call.actor) if call.body.root else keys.rotate(call.actor))
     return msgspec.convert({"new_key_id": new_key, **await keys.status()}, Rotated)
 
 
@@ -86,7 +85,5 @@ class Revoked(Done):
 async def revoke(call: Call) -> Revoked:
     """Withdraw a signing key now (a stolen one, say): agents refuse commands signed by
     it from their next check-in. Revoking the key in use first rotates to a new one."""
-    version = await call.appliance.keys.revoke(
-        call.path("key_id"), actor=call.actor, source_ip=call.source_ip
-    )
+    version = await call.appliance.keys.revoke(call.actor, call.path("key_id"))
     return Revoked(key_set_version=version)

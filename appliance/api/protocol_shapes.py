@@ -1,6 +1,6 @@
 """What the agent endpoints (agent_protocol.py) take and answer, for the API reference.
 
-Their bodies are read by agent/protocol.py's records (the agent must not need msgspec),
+Their bodies are read by kernel/protocol.py's records (the agent must not need msgspec),
 so the request shapes are those records themselves; the answers are declared here and
 checked against real answers by tests/integration/web/test_api_reference.py."""
 
@@ -10,8 +10,8 @@ from typing import Annotated
 
 from msgspec import UNSET, Meta, UnsetType
 
-from agent.protocol import Event, SignedDocument
 from appliance.api.endpoints import Shape
+from kernel.protocol import Event, SignedDocument
 
 
 class RootKey(Shape):

@@ -11,9 +11,9 @@ from appliance.api.auth import ADMIN
 from appliance.api.endpoints import API, Call, Done, Failure, Reply, Shape, endpoint
 from appliance.api.errors import ApiError
 from appliance.api.payload import duration
-from appliance.clock import utc_now
 from appliance.services import tokens
 from appliance.services.tokens import TokenUse
+from kernel.clock import utc_now
 
 T = TypeVar("T", bound=Shape)
 
@@ -95,12 +95,11 @@ async def create_token(call: Call) -> Reply:
     body: NewRegistrationToken = call.body
     token, info = await tokens.create_token(
         call.db,
+        call.actor,
         root_fingerprint=await call.appliance.keys.root_fingerprint(),
         seats=body.seats,
         expires_in=duration(body.expires, "expires"),
         note=body.note or "",
-        actor=call.actor,
-        source_ip=call.source_ip,
     )
     created = _token(info, RegistrationTokenCreated, token=token)
     return Reply(created, status=201, headers={"Cache-Control": "no-store"})
@@ -122,9 +121,7 @@ class TokenRevoked(Done):
 async def revoke_token(call: Call) -> TokenRevoked:
     """No agent can register with it any more; agents that did stay registered."""
     token_id = call.path("token_id")
-    revoked = await tokens.revoke_token(
-        call.db, token_id, actor=call.actor, source_ip=call.source_ip
-    )
+    revoked = await tokens.revoke_token(call.db, call.actor, token_id)
     if not revoked:
         raise ApiError(404, f"no active token {token_id}")
     return TokenRevoked(revoked=token_id)

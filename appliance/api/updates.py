@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -11,23 +13,14 @@ from msgspec import Meta
 from appliance.api.auth import OPERATOR, VIEWER
 from appliance.api.endpoints import API, Call, Done, Failure, Reply, Shape, endpoint
 from appliance.api.payload import invalid_input
-from appliance.clock import utc_now
+from appliance.domain.update_lifecycle import MoveRefused, State
 from appliance.services import updates
+from kernel.protocol import SEVERITIES
 
 MAX_IDS = 5000
 MAX_UNKNOWN_NAMED = 100
-Severity = Literal["critical", "important", "moderate", "low", "unknown"]
-UpdateStatus = Literal[
-    "pending",
-    "approved",
-    "rejected",
-    "scheduled",
-    "installing",
-    "installed",
-    "failed",
-    "ignored",
-    "resolved",
-]
+Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
+UpdateStatus = Literal[tuple(state.value for state in State)]  # type: ignore[misc]
 UpdateIdList = Annotated[
     list[int],
     Meta(min_length=1, max_length=MAX_IDS, description="1-5000 update ids (`GET /updates`)."),
@@ -124,19 +117,20 @@ _FILTERS = ("agent_id", "source", "package", "severity", "status", "tag", "text"
 _UNKNOWN = Failure(422, "an id names no update; `errors` names each (`ids[3]`)")
 
 
-async def _known(call: Call, ids: list[int]) -> list[int]:
-    """The ids, when each names an update; otherwise a 422 naming those that do not.
-    (One removed between this check and the action, with its agent, is left out.)"""
-    unknown = await updates.unknown_ids(call.db, ids)
-    if unknown:
-        missing = set(unknown)
+@contextmanager
+def _naming_unknown_ids(ids: list[int]) -> Iterator[None]:
+    """A request naming ids of no update is refused whole, with a 422 naming each
+    (`ids[3]`); the service decides it inside its transaction."""
+    try:
+        yield
+    except updates.UnknownUpdates as exc:
+        missing = set(exc.ids)
         named = [
             (f"ids[{i}]", f"no update has the id {n}") for i, n in enumerate(ids) if n in missing
         ]
         if len(named) > MAX_UNKNOWN_NAMED:
             named = [*named[:MAX_UNKNOWN_NAMED], ("ids", f"{len(named)} ids name no update")]
-        raise invalid_input(*named)
-    return ids
+        raise invalid_input(*named) from None
 
 
 @endpoint(
@@ -160,15 +154,14 @@ async def list_updates(call: Call) -> UpdateList:
     found, total = await updates.list_updates(
         call.db, filters, limit=query.limit, offset=query.offset
     )
-    listed = msgspec.convert(found, list[Update])
+    listed = msgspec.convert(found, list[Update], from_attributes=True)
     return UpdateList(updates=listed, total=total, limit=query.limit, offset=query.offset)
 
 
 async def _decide(call: Call, action: str) -> Decided:
-    ids = await _known(call, call.body.ids)
-    decision = await updates.decide(
-        call.db, ids, action, actor=call.actor, source_ip=call.source_ip, now=utc_now()
-    )
+    ids = call.body.ids
+    with _naming_unknown_ids(ids):
+        decision = await updates.decide(call.db, call.actor, ids, action)
     return Decided(changed=decision.changed, unchanged=decision.unchanged)
 
 
@@ -207,15 +200,11 @@ async def ignore(call: Call) -> Decided:
 
 
 async def _request(call: Call, kind: str) -> Reply:
-    created = await updates.request(
-        call.db,
-        await _known(call, call.body.ids),
-        kind,
-        actor=call.actor,
-        source_ip=call.source_ip,
-        now=utc_now(),
-        idempotency_key=call.idempotency_key,
-    )
+    ids = call.body.ids
+    with _naming_unknown_ids(ids):
+        created = await updates.request(
+            call.db, call.actor, ids, kind, idempotency_key=call.idempotency_key
+        )
     commands = msgspec.convert(created, list[RequestedCommand])
     return Reply(CommandsRequested(commands=commands), status=202)
 
@@ -255,7 +244,7 @@ async def dry_run(call: Call) -> Reply:
         Failure(
             409,
             "an update is not approved, or its install is already requested",
-            when=updates.InvalidRequest,
+            when=MoveRefused,
         ),
     ],
     example={"ids": [1, 2]},
@@ -279,8 +268,9 @@ async def install(call: Call) -> Reply:
         Failure(
             422,
             "`at` has passed, is more than a year ahead or has no UTC offset",
-            when=updates.InvalidRequest,
+            when=updates.InvalidSchedule,
             field="at",
+            message="{exc.message}",
         ),
     ],
     example={"ids": [1, 2], "at": "2027-01-15T02:00:00Z"},
@@ -290,12 +280,6 @@ async def schedule(call: Call) -> Decided:
     ones take it (pending ones are approved by it); the scheduler requests the install
     once it is due. Scheduling again sets the time again."""
     body: ScheduleRequest = call.body
-    decision = await updates.schedule(
-        call.db,
-        await _known(call, body.ids),
-        body.at,
-        actor=call.actor,
-        source_ip=call.source_ip,
-        now=utc_now(),
-    )
+    with _naming_unknown_ids(body.ids):
+        decision = await updates.schedule(call.db, call.actor, body.ids, body.at)
     return Decided(changed=decision.changed, unchanged=decision.unchanged)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from appliance import __version__
 from appliance.cli import audit, database, doctor, serve, settings, trust, users
 from appliance.cli.common import EXPECTED_ERRORS, CliError, fail
+from appliance.domain.errors import Invalid
 from appliance.file_modes import make_new_files_private
 
 DESCRIPTION = """\
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         return fail(str(exc), exc.exit_code)
     except EXPECTED_ERRORS as exc:
-        return fail(str(exc))
+        return fail(exc.described if isinstance(exc, Invalid) else str(exc))
     except KeyboardInterrupt:
         return fail("interrupted", 130)
 

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from appliance.domain.actors import Actor
+from appliance.domain.errors import DomainError
 from appliance.lockfile import DataDirLocked
 from appliance.services.backups import InvalidBackup
 from appliance.services.keys import KeyOperationRefused, UnknownKey
@@ -31,6 +33,7 @@ class CliError(Exception):
 
 
 EXPECTED_ERRORS = (
+    DomainError,  # a use case refused: not found, invalid input, a conflict
     SettingsError,
     MigrationError,
     DataDirLocked,
@@ -44,6 +47,11 @@ EXPECTED_ERRORS = (
     FileExistsError,
     PermissionError,
 )
+
+
+def cli_actor() -> Actor:
+    """Who acts when an operator runs a command: the audit log says "cli"."""
+    return Actor.system("cli")
 
 
 def fail(message: str, exit_code: int = 1) -> int:

@@ -12,6 +12,7 @@ import apsw
 from appliance.cli.common import (
     CliError,
     add_json,
+    cli_actor,
     print_json,
     require_database,
     run_with_database,
@@ -193,8 +194,8 @@ def run_restore(args: argparse.Namespace) -> int:
 async def _audit_restore(db: Database, result: backups.RestoreResult) -> None:
     await audit.append(
         db,
-        actor="cli",
-        action="backup.restored",
+        cli_actor(),
+        "backup.restored",
         target=str(result.restored_from),
         details={"safety_copy": str(result.safety_copy) if result.safety_copy else None},
     )

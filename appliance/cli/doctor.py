@@ -19,6 +19,7 @@ from appliance.lockfile import lock_holder
 from appliance.services import audit, backups, health
 from appliance.services import settings as runtime_settings
 from appliance.settings import Settings, load_settings
+from appliance.store import health as health_store
 from appliance.store.database import Database
 from appliance.store.migrations import MigrationError, load_migrations, plan_migrations
 
@@ -103,13 +104,7 @@ def _file_modes(settings: Settings) -> Finding:
 
 
 def _integrity(settings: Settings) -> Finding:
-    conn = apsw.Connection(str(settings.database_path))
-    try:
-        rows = [row[0] for row in conn.execute("PRAGMA quick_check")]
-    except apsw.Error as exc:
-        rows = [str(exc)]
-    finally:
-        conn.close()
+    rows = health_store.quick_check(settings.database_path)
     if rows != ["ok"]:
         return Finding(
             "database",

@@ -8,13 +8,13 @@ from types import FrameType
 
 import uvicorn
 
-from agent.logs import configure_logging, log_event
 from appliance.app import create_app
 from appliance.cli.common import CliError, run_with_database, settings_from, subparser
 from appliance.lockfile import DataDirLock
 from appliance.services.doorbell import raise_file_limit
 from appliance.services.keys import open_key_service
 from appliance.store.migrations import migrate
+from kernel.logs import configure_logging, log_event
 
 logger = logging.getLogger("redflag.serve")
 

@@ -6,6 +6,7 @@ import argparse
 
 from appliance.cli.common import (
     add_json,
+    cli_actor,
     print_json,
     require_database,
     run_with_database,
@@ -56,6 +57,6 @@ def run(args: argparse.Namespace) -> int:
 
 async def _run(db: Database, args: argparse.Namespace) -> dict[str, runtime_settings.Value]:
     if args.action == "set":
-        await runtime_settings.change(db, args.key, args.value, actor="cli")
+        await runtime_settings.change(db, cli_actor(), args.key, args.value)
         return {args.key: (await runtime_settings.current_all(db))[args.key]}
     return await runtime_settings.current_all(db)

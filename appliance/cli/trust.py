@@ -7,22 +7,23 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from agent.protocol import b64encode
 from appliance.cli.common import (
     CliError,
     add_json,
+    cli_actor,
     command_group,
     print_json,
     run_with_database,
     subparser,
 )
-from appliance.clock import utc_now
 from appliance.durations import parse_duration
 from appliance.services import tokens
 from appliance.services.agent_commands import AGENT_DOCS, enrol_commands
 from appliance.services.keys import KeyService, open_key_service
 from appliance.settings import Settings, load_settings
 from appliance.store.database import Database
+from kernel.clock import utc_now
+from kernel.protocol import b64encode
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -162,11 +163,11 @@ def run_token(args: argparse.Namespace) -> int:
         async def create(db: Database, keys: KeyService) -> tuple[str, tokens.TokenInfo]:
             return await tokens.create_token(
                 db,
+                cli_actor(),
                 root_fingerprint=await keys.root_fingerprint(),
                 seats=seats,
                 expires_in=expires_in,
                 note=args.note,
-                actor="cli",
             )
 
         try:
@@ -202,7 +203,7 @@ def run_token(args: argparse.Namespace) -> int:
                 f"{info.expires_at or 'never':<21} {info.note}"
             )
         return 0
-    revoked = _run(settings, lambda db, _k: tokens.revoke_token(db, args.token_id, actor="cli"))
+    revoked = _run(settings, lambda db, _k: tokens.revoke_token(db, cli_actor(), args.token_id))
     if not revoked:
         raise CliError(f"no active token {args.token_id}; 'token list' shows them")
     print(f"revoked token {args.token_id}")
@@ -219,11 +220,11 @@ def run_keys(args: argparse.Namespace) -> int:
 
     async def work(db: Database, keys: KeyService) -> dict[str, Any]:
         if action == "rotate":
-            await keys.rotate(actor="cli", overlap=overlap)
+            await keys.rotate(cli_actor(), overlap=overlap)
         elif action == "rotate-root":
-            await keys.rotate_root(actor="cli")
+            await keys.rotate_root(cli_actor())
         elif action == "revoke":
-            await keys.revoke(args.key_id, actor="cli")
+            await keys.revoke(cli_actor(), args.key_id)
         elif action == "export-root":
             root = await keys.root()
             return {

@@ -15,6 +15,7 @@ from typing import TypeVar
 from appliance.cli.common import (
     CliError,
     add_json,
+    cli_actor,
     command_group,
     print_json,
     run_with_database,
@@ -168,7 +169,8 @@ def run_user_create(args: argparse.Namespace) -> int:
         raise users.UserExists(f"a user named {args.username!r} already exists")
     password = _new_password(args)
     user = _with_database(
-        args, lambda db: users.create_user(db, args.username, password, args.role, actor="cli")
+        args,
+        lambda db: users.create_user(db, cli_actor(), args.username, password, args.role),
     )
     print(f"created user {user.username} ({user.role})")
     return 0
@@ -179,7 +181,7 @@ def run_user_passwd(args: argparse.Namespace) -> int:
     if not _with_database(args, lambda db: users.user_exists(db, args.username)):
         raise users.UserNotFound(f"there is no user named {args.username!r}")
     password = _new_password(args)
-    _with_database(args, lambda db: users.change_password(db, args.username, password, actor="cli"))
+    _with_database(args, lambda db: users.change_password(db, cli_actor(), args.username, password))
     print(f"changed the password of {args.username}")
     return 0
 
@@ -213,7 +215,7 @@ def run_api_token_create(args: argparse.Namespace) -> int:
     token = _with_database(
         args,
         lambda db: api_tokens.create_api_token(
-            db, args.user, args.name, actor="cli", expires_in=expires_in
+            db, cli_actor(), args.user, args.name, expires_in=expires_in
         ),
     )
     print(token)
@@ -255,7 +257,7 @@ def run_api_token_list(args: argparse.Namespace) -> int:
 
 @_one_line_errors
 def run_api_token_revoke(args: argparse.Namespace) -> int:
-    token = _with_database(args, lambda db: api_tokens.revoke_api_token(db, args.id, actor="cli"))
+    token = _with_database(args, lambda db: api_tokens.revoke_api_token(db, cli_actor(), args.id))
     print(f"revoked API token {token.id} ({token.name!r} of {token.username})")
     return 0
 

@@ -11,8 +11,11 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from agent.logs import SampledLog
-from agent.protocol import (
+from appliance.store import agents as agents_store
+from appliance.store.database import Database
+from kernel.clock import Clock, utc_now
+from kernel.logs import SampledLog
+from kernel.protocol import (
     CLOCK_WINDOW_S,
     ProtocolError,
     RequestSignature,
@@ -20,9 +23,6 @@ from agent.protocol import (
     request_signing_message,
     verify_signature,
 )
-from appliance.clock import Clock, utc_now
-from appliance.store import agents as agents_store
-from appliance.store.database import Database
 
 logger = logging.getLogger("redflag.agent_auth")
 
@@ -122,8 +122,7 @@ class AgentAuthenticator:
         cached = self._credential_cache.get(agent_id)
         if cached and cached[0] > now:
             return cached[1]
-        async with self.db.read() as conn:
-            found = await agents_store.credentials(conn, agent_id)
+        found = await self.db.read(agents_store.credentials, agent_id)
         if found is not None:  # unknown agents are not cached: a registration may follow
             if len(self._credential_cache) > MAX_CACHED_AGENTS:
                 self._credential_cache.clear()

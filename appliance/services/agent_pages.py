@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from appliance.clock import iso, parse_iso
 from appliance.services import commands
 from appliance.services.agent_admin import MAX_TAG_CHARS
 from appliance.services.agents import AgentNotFound, public_agent
 from appliance.store import agent_listing
 from appliance.store import commands as commands_store
 from appliance.store.database import Database
+from kernel.clock import iso, parse_iso
 
 PAGE_SIZE = 100
 SORT_KEYS = tuple(agent_listing.SORTS)
@@ -60,27 +61,30 @@ class AgentListPage:
 
 async def list_page(db: Database, query: AgentListQuery) -> AgentListPage:
     """One page of the agents list, with what the filters can offer."""
+    return await db.read(_list_page, query)
+
+
+def _list_page(conn: sqlite3.Connection, query: AgentListQuery) -> AgentListPage:
     query = query.normalised()
     found = agent_listing.AgentFilter(
         text=query.text, os_family=query.os_family, state=query.state, tag=query.tag
     )
-    async with db.read() as conn:
-        total = await agent_listing.count(conn, found)
-        pages = max(1, -(-total // PAGE_SIZE))
-        page = min(query.page, pages)
-        rows = await agent_listing.search(
-            conn,
-            found,
-            sort=query.sort,
-            descending=query.descending,
-            limit=PAGE_SIZE,
-            offset=(page - 1) * PAGE_SIZE,
-        )
-        ids = [row["id"] for row in rows]
-        tags = await agent_listing.tags_of(conn, ids)
-        attention = await agent_listing.attention_of(conn, ids)
-        families = await agent_listing.os_families(conn)
-        all_tags = await agent_listing.all_tags(conn)
+    total = agent_listing.count(conn, found)
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(query.page, pages)
+    rows = agent_listing.search(
+        conn,
+        found,
+        sort=query.sort,
+        descending=query.descending,
+        limit=PAGE_SIZE,
+        offset=(page - 1) * PAGE_SIZE,
+    )
+    ids = [row["id"] for row in rows]
+    tags = agent_listing.tags_of(conn, ids)
+    attention = agent_listing.attention_of(conn, ids)
+    families = agent_listing.os_families(conn)
+    all_tags = agent_listing.all_tags(conn)
     listed = [
         {
             **dict(row),
@@ -105,18 +109,19 @@ async def list_page(db: Database, query: AgentListQuery) -> AgentListPage:
 
 async def agent_page(db: Database, agent_id: str, *, now: datetime) -> dict[str, Any]:
     """Everything one agent's page shows, read in one snapshot."""
-    async with db.read() as conn:
-        row = await agent_listing.detail(conn, agent_id)
-        if row is None:
-            raise AgentNotFound(agent_id)
-        tags = await agent_listing.tags_of(conn, [agent_id])
-        open_updates, open_count = await agent_listing.open_updates(
-            conn, agent_id, OPEN_UPDATES_SHOWN
-        )
-        recent = await commands_store.for_agent(conn, agent_id, RECENT_COMMANDS)
-        installs = await agent_listing.install_history(conn, agent_id, RECENT_INSTALLS)
-        last_install = await agent_listing.last_install_at(conn, agent_id)
-        attention = await agent_listing.attention_of(conn, [agent_id])
+    return await db.read(_agent_page, agent_id, now=now)
+
+
+def _agent_page(conn: sqlite3.Connection, agent_id: str, *, now: datetime) -> dict[str, Any]:
+    row = agent_listing.detail(conn, agent_id)
+    if row is None:
+        raise AgentNotFound(agent_id)
+    tags = agent_listing.tags_of(conn, [agent_id])
+    open_updates, open_count = agent_listing.open_updates(conn, agent_id, OPEN_UPDATES_SHOWN)
+    recent = commands_store.for_agent(conn, agent_id, RECENT_COMMANDS)
+    installs = agent_listing.install_history(conn, agent_id, RECENT_INSTALLS)
+    last_install = agent_listing.last_install_at(conn, agent_id)
+    attention = agent_listing.attention_of(conn, [agent_id])
     agent = public_agent(row)
     del agent["system_info"]
     agent["state"] = row["state"]

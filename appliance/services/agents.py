@@ -1,82 +1,70 @@
-"""Agents after enrolment: check-in, hardware changes, re-binding, take-over.
-The agents list and pages are in agent_pages.py, an admin's changes in agent_admin.py."""
+"""Agents after enrolment: check-in, hardware changes, re-binding, take-over, going
+offline. The agents list and pages are in agent_pages.py, an admin's changes in
+agent_admin.py."""
 
 from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agent.logs import log_event
-from agent.protocol import CheckinReport
-from appliance.clock import iso
+from appliance.domain.actors import Actor
+from appliance.domain.errors import Conflict, NotFound
 from appliance.services import audit, commands
 from appliance.services.keys import KeyService
 from appliance.services.presence import PresenceBuffer
+from appliance.signers import Signer
 from appliance.store import agent_listing
 from appliance.store import agents as agents_store
-from appliance.store.database import Database
+from appliance.store.database import Database, Transaction
+from kernel.clock import iso
+from kernel.logs import log_event
+from kernel.protocol import CheckinAnswer, CheckinReport
 
 logger = logging.getLogger("redflag.agents")
 
 DEFAULT_POLL_INTERVAL_S = 300
 
 
-class AgentNotFound(LookupError):
+class AgentNotFound(NotFound):
     pass
 
 
-class NothingToRebind(ValueError):
+class NothingToRebind(Conflict):
     pass
 
 
 @dataclass(frozen=True)
-class CheckinAnswer:
-    poll_interval_s: int
-    key_set_version: int
-    trust: dict[str, Any] | None
-    commands: list[dict[str, str]]
-    # The longest check-in hold this appliance grants (0: it does not hold them).
-    hold_max_s: int = 0
+class _Seen:
+    """What a check-in needs to know of the agent's record, read in one hop."""
 
-    def is_empty(self) -> bool:
-        """Nothing for the agent: a check-in that may be held."""
-        return not self.commands and self.trust is None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "poll_interval_s": self.poll_interval_s,
-            "key_set_version": self.key_set_version,
-            "trust": self.trust,
-            "commands": self.commands,
-            "hold_max_s": self.hold_max_s,
-        }
+    row: Any
+    has_commands: bool
 
 
 async def check_in(
     db: Database,
     keys: KeyService,
     presence: PresenceBuffer,
-    agent_id: str,
+    agent: Actor,
     report: CheckinReport,
     *,
-    source_ip: str,
-    now: datetime,
     default_poll_interval_s: int = DEFAULT_POLL_INTERVAL_S,
 ) -> CheckinAnswer:
     """Answer a check-in. The common case (nothing new) only reads; last-seen goes to
     the presence buffer, which writes for all agents at once."""
+    agent_id = agent.name.removeprefix("agent:")
     version = await keys.key_set_version()
-    async with db.read() as conn:
-        row = await agents_store.get(conn, agent_id)
-        has_commands = await agents_store.has_deliverable_commands(conn, agent_id, iso(now))
-    if row is None:
+    seen = await db.read(_seen, agent_id, iso(agent.at))
+    if seen.row is None:
         raise AgentNotFound(agent_id)
+    row = seen.row
     fingerprint = report.machine_fingerprint
     hardware_news = bool(fingerprint) and (
-        (fingerprint not in (row["machine_fingerprint"], row["reported_fingerprint"]))
+        fingerprint not in (row["machine_fingerprint"], row["reported_fingerprint"])
         or (fingerprint == row["machine_fingerprint"] and bool(row["hardware_changed"]))
     )
     breakers = json.dumps(report.breakers, sort_keys=True)
@@ -91,23 +79,12 @@ async def check_in(
         or bool(report.boot_time and report.boot_time != row["boot_time"])
     )
     envelopes: list[dict[str, str]] = []
-    if has_commands or hardware_news or report_news:
-        signer = await keys.current_signer() if has_commands else None
-        async with db.write() as conn:
-            await agents_store.record_report(
-                conn,
-                agent_id,
-                key_set_version=min(report.key_set_version, version),
-                agent_version=report.agent_version,
-                breaker_states=breakers,
-                reboot_required=report.reboot_required,
-                boot_time=report.boot_time,
-            )
-            if hardware_news:
-                await _hardware_news(conn, row, fingerprint, source_ip, now)
-            if signer is not None:
-                envelopes = await commands.deliver(conn, agent_id, signer, now=now)
-    presence.record(agent_id, iso(now), source_ip)
+    if seen.has_commands or hardware_news or report_news:
+        signer = await keys.current_signer() if seen.has_commands else None
+        envelopes = await db.write(
+            _record_check_in, agent, row, report, min(report.key_set_version, version), signer
+        )
+    presence.record(agent_id, iso(agent.at), agent.source_ip)
     return CheckinAnswer(
         poll_interval_s=row["poll_interval_s"] or default_poll_interval_s,
         key_set_version=version,
@@ -116,38 +93,86 @@ async def check_in(
     )
 
 
-async def _hardware_news(
-    conn: Any, row: Any, fingerprint: str, source_ip: str, now: datetime
-) -> None:
+def _seen(conn: sqlite3.Connection, agent_id: str, now: str) -> _Seen:
+    return _Seen(
+        agents_store.get(conn, agent_id),
+        agents_store.has_deliverable_commands(conn, agent_id, now),
+    )
+
+
+def _record_check_in(
+    tx: Transaction,
+    agent: Actor,
+    row: Any,
+    report: CheckinReport,
+    key_set_version: int,
+    signer: Signer | None,
+) -> list[dict[str, str]]:
+    """What the check-in brought: its report, a hardware change, and the commands to
+    deliver (signed and marked sent in the same transaction)."""
     agent_id = row["id"]
-    if fingerprint == row["machine_fingerprint"]:
-        await agents_store.clear_hardware_change(conn, agent_id)
-        return
-    if await agents_store.flag_hardware_change(conn, agent_id, fingerprint):
-        await audit.record(
-            conn,
-            actor=f"agent:{agent_id}",
-            action="agent.hardware_changed",
-            target=agent_id,
-            source_ip=source_ip,
-            details={"bound": row["machine_fingerprint"], "reported": fingerprint},
-            now=now,
-        )
+    at = iso(agent.at)
+    agents_store.record_report(
+        tx.conn,
+        agent_id,
+        key_set_version=key_set_version,
+        agent_version=report.agent_version,
+        breaker_states=json.dumps(report.breakers, sort_keys=True),
+        reboot_required=report.reboot_required,
+        boot_time=report.boot_time,
+    )
+    old_breakers = json.loads(row["breaker_states"] or "{}")
+    for name, breaker in report.breakers.items():
+        if breaker["state"] == "open" and old_breakers.get(name, {}).get("state") != "open":
+            tx.emit(
+                "agent.breaker_open",
+                agent_id,
+                {"hostname": row["hostname"], "breaker": name, "last_error": breaker["last_error"]},
+                at,
+            )
+    if report.reboot_required and not row["reboot_required"]:
+        tx.emit("reboot.required", agent_id, {"hostname": row["hostname"]}, at)
+    fingerprint = report.machine_fingerprint
+    if fingerprint and fingerprint == row["machine_fingerprint"]:
+        agents_store.clear_hardware_change(tx.conn, agent_id)
+    elif fingerprint and agents_store.flag_hardware_change(tx.conn, agent_id, fingerprint):
+        details = {"bound": row["machine_fingerprint"], "reported": fingerprint}
+        audit.record(tx.conn, agent, "agent.hardware_changed", target=agent_id, details=details)
+        tx.emit("agent.hardware_changed", agent_id, {"hostname": row["hostname"], **details}, at)
         log_event(logger, logging.WARNING, "agent.hardware_changed", agent_id=agent_id)
+    if signer is None:
+        return []
+    return commands.deliver(tx.conn, agent_id, signer, now=agent.at)
 
 
-async def mark_offline_agents(db: Database, *, older_than: datetime) -> list[str]:
+async def mark_offline_agents(db: Database, *, older_than: datetime, now: datetime) -> list[str]:
     """Agents not seen since `older_than` become offline (the next check-in brings them
     back)."""
-    async with db.write() as conn:
-        return await agents_store.mark_offline(conn, iso(older_than))
+
+    def mark(tx: Transaction) -> list[str]:
+        gone = agents_store.mark_offline(tx.conn, iso(older_than))
+        tx.emit_many(
+            "agent.offline",
+            [
+                (row["id"], {"hostname": row["hostname"], "last_seen_at": row["last_seen_at"]})
+                for row in gone
+            ],
+            iso(now),
+        )
+        return [row["id"] for row in gone]
+
+    return await db.write(mark)
 
 
 async def get_agent(db: Database, agent_id: str) -> dict[str, Any]:
-    async with db.read() as conn:
-        row = await agents_store.get(conn, agent_id)
-        info = await agents_store.system_info(conn, agent_id)
-        tags = await agent_listing.tags_of(conn, [agent_id])
+    def read(conn: sqlite3.Connection) -> tuple[Any, Any, dict[str, list[str]]]:
+        return (
+            agents_store.get(conn, agent_id),
+            agents_store.system_info(conn, agent_id),
+            agent_listing.tags_of(conn, [agent_id]),
+        )
+
+    row, info, tags = await db.read(read)
     if row is None:
         raise AgentNotFound(agent_id)
     return {
@@ -158,8 +183,7 @@ async def get_agent(db: Database, agent_id: str) -> dict[str, Any]:
 
 
 async def list_agents(db: Database) -> list[dict[str, Any]]:
-    async with db.read() as conn:
-        return [public_agent(row) for row in await agents_store.all_agents(conn)]
+    return [public_agent(row) for row in await db.read(agents_store.all_agents)]
 
 
 def public_agent(row: Any) -> dict[str, Any]:
@@ -171,47 +195,41 @@ def public_agent(row: Any) -> dict[str, Any]:
     return agent
 
 
-async def rebind_hardware(
-    db: Database, agent_id: str, *, actor: str, source_ip: str = "", now: datetime
-) -> str:
+async def rebind_hardware(db: Database, actor: Actor, agent_id: str) -> str:
     """Accept the agent's new machine fingerprint: one admin action, history kept."""
-    async with db.write() as conn:
-        if await agents_store.get(conn, agent_id) is None:
+
+    def rebind(tx: Transaction) -> str:
+        if agents_store.get(tx.conn, agent_id) is None:
             raise AgentNotFound(agent_id)
-        fingerprint = await agents_store.rebind(conn, agent_id)
+        fingerprint = agents_store.rebind(tx.conn, agent_id)
         if fingerprint is None:
             raise NothingToRebind(f"agent {agent_id} has no hardware change to accept")
-        await audit.record(
-            conn,
-            actor=actor,
-            action="agent.rebound",
-            target=agent_id,
-            source_ip=source_ip,
-            details={"fingerprint": fingerprint},
-            now=now,
+        audit.record(
+            tx.conn, actor, "agent.rebound", target=agent_id, details={"fingerprint": fingerprint}
         )
-    return fingerprint
+        return fingerprint
+
+    return await db.write(rebind)
 
 
-async def take_over_record(
-    db: Database, old_id: str, new_id: str, *, actor: str, source_ip: str = "", now: datetime
-) -> None:
+async def take_over_record(db: Database, actor: Actor, old_id: str, new_id: str) -> None:
     """A host reinstalled from scratch registered as `new_id`; give it the history of
     its old record `old_id`, which then disappears."""
     if old_id == new_id:
         raise NothingToRebind("an agent cannot take over its own record")
-    async with db.write() as conn:
-        old = await agents_store.get(conn, old_id)
-        new = await agents_store.get(conn, new_id)
+
+    def take_over(tx: Transaction) -> None:
+        old = agents_store.get(tx.conn, old_id)
+        new = agents_store.get(tx.conn, new_id)
         if old is None or new is None:
             raise AgentNotFound(old_id if old is None else new_id)
-        await agents_store.take_over(conn, old_id, new_id)
-        await audit.record(
-            conn,
-            actor=actor,
-            action="agent.took_over",
+        agents_store.take_over(tx.conn, old_id, new_id)
+        audit.record(
+            tx.conn,
+            actor,
+            "agent.took_over",
             target=new_id,
-            source_ip=source_ip,
             details={"old_agent": old_id, "hostname": old["hostname"]},
-            now=now,
         )
+
+    await db.write(take_over)

@@ -10,11 +10,13 @@ import unicodedata
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
-from appliance.clock import iso, parse_iso, utc_now
+from appliance.domain.actors import Actor
+from appliance.domain.errors import Conflict, Invalid, NotFound
 from appliance.services import audit
 from appliance.services.users import Principal, UserDisabled, UserError, existing_user
 from appliance.store import users as users_store
-from appliance.store.database import Database
+from appliance.store.database import Database, Transaction
+from kernel.clock import iso, parse_iso, utc_now
 
 API_TOKEN_PREFIX = "rf_api_"  # noqa: S105 (a prefix, not a secret)
 API_TOKEN_CHARS = len(API_TOKEN_PREFIX) + 43  # secrets.token_urlsafe(32)
@@ -24,20 +26,19 @@ MAX_TOKEN_LIFETIME = timedelta(days=3650)
 TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
 
 
-class InvalidApiToken(UserError):
+class InvalidApiToken(UserError, Invalid):
     """A name or lifetime for a new API token that is not allowed; `field` says which
     ('name' or 'expires')."""
 
     def __init__(self, message: str, field: str = "name"):
-        super().__init__(message)
-        self.field = field
+        super().__init__(message, field)
 
 
-class ApiTokenNotFound(UserError):
+class ApiTokenNotFound(UserError, NotFound):
     pass
 
 
-class ApiTokenAlreadyRevoked(UserError):
+class ApiTokenAlreadyRevoked(UserError, Conflict):
     pass
 
 
@@ -77,31 +78,25 @@ def hash_api_token(token: str) -> str:
 
 async def create_api_token(
     db: Database,
+    actor: Actor,
     username: str,
     name: str,
     *,
-    actor: str,
     expires_in: timedelta | None = None,
-    source_ip: str = "",
-    now: datetime | None = None,
 ) -> str:
     """A new API token acting as `username`. The plaintext is returned here, once;
     only its SHA-256 digest is stored."""
-    token, _ = await issue_api_token(
-        db, username, name, actor=actor, expires_in=expires_in, source_ip=source_ip, now=now
-    )
+    token, _ = await issue_api_token(db, actor, username, name, expires_in=expires_in)
     return token
 
 
 async def issue_api_token(
     db: Database,
+    actor: Actor,
     username: str,
     name: str,
     *,
-    actor: str,
     expires_in: timedelta | None = None,
-    source_ip: str = "",
-    now: datetime | None = None,
 ) -> tuple[str, ApiToken]:
     """Like `create_api_token`, and the stored record too."""
     name = name.strip()
@@ -119,32 +114,31 @@ async def issue_api_token(
             field="expires",
         )
     token = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
-    moment = now or utc_now()
-    expires_at = iso(moment + expires_in) if expires_in is not None else None
-    async with db.write() as conn:
-        user = await existing_user(conn, username)
+    expires_at = iso(actor.at + expires_in) if expires_in is not None else None
+
+    def issue(tx: Transaction) -> ApiToken:
+        user = existing_user(tx.conn, username)
         if user.disabled:
             raise UserDisabled(f"user {user.username!r} is disabled; enable them first")
-        token_id = await users_store.insert_api_token(
-            conn,
+        token_id = users_store.insert_api_token(
+            tx.conn,
             user_id=user.id,
             name=name,
             token_hash=hash_api_token(token),
-            created_at=iso(moment),
+            created_at=iso(actor.at),
             expires_at=expires_at,
         )
         # Detail keys avoid the word "token": the sanitiser would redact their values.
-        await audit.record(
-            conn,
-            actor=actor,
-            action="api_token.created",
+        audit.record(
+            tx.conn,
+            actor,
+            "api_token.created",
             target=user.username,
-            source_ip=source_ip,
             details={"id": token_id, "name": name, "expires_at": expires_at},
-            now=moment,
         )
-        record = _api_token(await users_store.api_token_by_id(conn, token_id))
-    return token, record
+        return _api_token(users_store.api_token_by_id(tx.conn, token_id))
+
+    return token, await db.write(issue)
 
 
 async def authenticate_api_token(
@@ -155,8 +149,7 @@ async def authenticate_api_token(
     if not token.startswith(API_TOKEN_PREFIX) or len(token) != API_TOKEN_CHARS:
         raise NotAuthenticated("not a RedFlag API token")
     moment = now or utc_now()
-    async with db.read() as conn:
-        row = await users_store.api_token_by_hash(conn, hash_api_token(token))
+    row = await db.read(users_store.api_token_by_hash, hash_api_token(token))
     if row is None:
         raise NotAuthenticated("unknown token")
     state = _api_token(row).state(moment)
@@ -166,43 +159,42 @@ async def authenticate_api_token(
         raise NotAuthenticated("user disabled")
     last_used = row["last_used_at"]
     if last_used is None or parse_iso(last_used) <= moment - TOKEN_TOUCH_INTERVAL:
-        async with db.write() as conn:
-            await users_store.touch_api_token(conn, row["id"], iso(moment))
+        await db.write(lambda tx: users_store.touch_api_token(tx.conn, row["id"], iso(moment)))
     return Principal(row["user_id"], row["username"], row["role"], via="api_token")
 
 
-async def revoke_api_token(
-    db: Database, token_id: int, *, actor: str, source_ip: str = "", now: datetime | None = None
-) -> ApiToken:
-    moment = now or utc_now()
-    async with db.write() as conn:
-        row = await users_store.api_token_by_id(conn, token_id)
+async def revoke_api_token(db: Database, actor: Actor, token_id: int) -> ApiToken:
+    def revoke(tx: Transaction) -> ApiToken:
+        row = users_store.api_token_by_id(tx.conn, token_id)
         if row is None:
             raise ApiTokenNotFound(f"there is no API token with id {token_id}")
-        if not await users_store.revoke_api_token(conn, token_id, iso(moment)):
+        if not users_store.revoke_api_token(tx.conn, token_id, iso(actor.at)):
             raise ApiTokenAlreadyRevoked(
                 f"API token {token_id} was already revoked at {row['revoked_at']}"
             )
-        await audit.record(
-            conn,
-            actor=actor,
-            action="api_token.revoked",
+        audit.record(
+            tx.conn,
+            actor,
+            "api_token.revoked",
             target=row["username"],
-            source_ip=source_ip,
             details={"id": token_id, "name": row["name"]},
-            now=moment,
         )
-        return _api_token(await users_store.api_token_by_id(conn, token_id))
+        return _api_token(users_store.api_token_by_id(tx.conn, token_id))
+
+    return await db.write(revoke)
 
 
 async def list_api_tokens(db: Database, username: str | None = None) -> list[ApiToken]:
     """Every API token (revoked and expired ones too), or only `username`'s."""
-    async with db.read() as conn:
-        if username is None:
-            rows = await users_store.all_api_tokens(conn)
-        else:
-            user = await existing_user(conn, username)
-            rows = await users_store.api_tokens_for_user(conn, user.id)
+    return await db.read(_list_api_tokens, username)
+
+
+def _list_api_tokens(conn: sqlite3.Connection, username: str | None = None) -> list[ApiToken]:
+    if username is None:
+        rows = users_store.all_api_tokens(conn)
+    else:
+        user = existing_user(conn, username)
+        rows = users_store.api_tokens_for_user(conn, user.id)
     return [_api_token(row) for row in rows]
 
 

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
-from agent.sanitise import sanitise_fields, sanitise_text
+from appliance.domain.actors import Actor
 from appliance.store import audit as audit_store
-from appliance.store.database import Database, connect_sync
+from appliance.store.database import Database
+from kernel.sanitise import sanitise_fields, sanitise_text
 
 
 @dataclass(frozen=True)
@@ -62,33 +62,31 @@ def entry_hash(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def record(
-    conn: aiosqlite.Connection,
-    *,
-    actor: str,
+def record(
+    conn: sqlite3.Connection,
+    actor: Actor,
     action: str,
+    *,
     target: str = "",
-    source_ip: str = "",
     details: dict[str, Any] | None = None,
-    now: datetime | None = None,
 ) -> AuditEntry:
-    """Append one entry. Call it inside the `Database.write()` block of the action it
+    """Append one entry. Call it inside the write transaction of the action it
     describes, so that the action and its audit row commit together or not at all."""
-    at = (now or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    actor = sanitise_text(actor, max_chars=200)
+    at = actor.at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    name = sanitise_text(actor.name, max_chars=200)
     action = sanitise_text(action, max_chars=100)
     target = sanitise_text(target, max_chars=500)
-    source_ip = sanitise_text(source_ip, max_chars=64)
+    source_ip = sanitise_text(actor.source_ip, max_chars=64)
     clean_details = sanitise_fields(details or {})
     details_json = json.dumps(clean_details, sort_keys=True, separators=(",", ":"))
-    entry_id = await audit_store.next_id(conn)
-    _, prev_hash = await audit_store.head(conn)
-    digest = entry_hash(entry_id, at, actor, action, target, source_ip, details_json, prev_hash)
-    await audit_store.insert(
+    entry_id = audit_store.next_id(conn)
+    _, prev_hash = audit_store.head(conn)
+    digest = entry_hash(entry_id, at, name, action, target, source_ip, details_json, prev_hash)
+    audit_store.insert(
         conn,
         entry_id=entry_id,
         at=at,
-        actor=actor,
+        actor=name,
         action=action,
         target=target,
         source_ip=source_ip,
@@ -96,13 +94,19 @@ async def record(
         prev_hash=prev_hash,
         entry_hash=digest,
     )
-    return AuditEntry(entry_id, at, actor, action, target, source_ip, clean_details)
+    return AuditEntry(entry_id, at, name, action, target, source_ip, clean_details)
 
 
-async def append(db: Database, **entry: Any) -> AuditEntry:
+async def append(
+    db: Database,
+    actor: Actor,
+    action: str,
+    *,
+    target: str = "",
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
     """Append one entry in a transaction of its own."""
-    async with db.write() as conn:
-        return await record(conn, **entry)
+    return await db.write(lambda tx: record(tx.conn, actor, action, target=target, details=details))
 
 
 class _ChainWalk:
@@ -171,9 +175,7 @@ def verify_chain(database: Path, max_problems: int = 20) -> ChainReport:
     does not block writers), with the stdlib sqlite3 module like the serving
     connections. CPU-bound for big logs (about 6 µs a row): the appliance runs it in a
     worker thread."""
-    conn = connect_sync(database, readonly=True)
-    try:
-        conn.execute("BEGIN")
+    with audit_store.snapshot(database) as conn:
         walk = _ChainWalk(max_problems)
         head_id, head_hash = audit_store.head_sync(conn)
         walk.report.head_id = head_id
@@ -181,8 +183,6 @@ def verify_chain(database: Path, max_problems: int = 20) -> ChainReport:
             if not walk.feed(row):
                 return walk.report
         return walk.finish(head_id, head_hash)
-    finally:
-        conn.close()
 
 
 # --- reading the log: the audit page and its API ------------------------------------
@@ -223,16 +223,19 @@ class AuditPage:
 
 
 async def search(db: Database, query: AuditQuery) -> AuditPage:
-    async with db.read() as conn:
-        rows = await audit_store.search(
-            conn,
-            actor=query.actor,
-            action=query.action,
-            target=query.target,
-            limit=PAGE_SIZE + 1,
-            offset=(query.page - 1) * PAGE_SIZE,
-        )
-        newest_id, _ = await audit_store.head(conn)
+    return await db.read(_search, query)
+
+
+def _search(conn: sqlite3.Connection, query: AuditQuery) -> AuditPage:
+    rows = audit_store.search(
+        conn,
+        actor=query.actor,
+        action=query.action,
+        target=query.target,
+        limit=PAGE_SIZE + 1,
+        offset=(query.page - 1) * PAGE_SIZE,
+    )
+    newest_id, _ = audit_store.head(conn)
     entries = [
         AuditEntry(
             r["id"],

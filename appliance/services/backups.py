@@ -15,11 +15,13 @@ from pathlib import Path
 
 import apsw
 
-from agent.sanitise import sanitise_text
+from appliance.domain.actors import Actor
+from appliance.domain.errors import Invalid, NotFound
 from appliance.lockfile import DataDirLock
 from appliance.services import audit
 from appliance.settings import Settings
-from appliance.store.database import Database
+from appliance.store import health as health_store
+from appliance.store.database import Database, Transaction
 from appliance.store.migrations import (
     Migration,
     MigrationError,
@@ -28,6 +30,8 @@ from appliance.store.migrations import (
     plan_migrations,
 )
 from appliance.store.snapshot import fsync_dir, integrity_problems, write_snapshot
+from kernel.clock import iso
+from kernel.sanitise import sanitise_text
 
 SCHEDULED_PREFIX = "redflag-"
 MANUAL_PREFIX = "redflag-manual-"
@@ -36,11 +40,11 @@ MANUAL_PREFIX = "redflag-manual-"
 REGULAR_KINDS = ("scheduled", "manual")
 
 
-class InvalidBackup(ValueError):
+class InvalidBackup(Invalid):
     """The file is not a restorable RedFlag backup; the message says why."""
 
 
-class BackupNotFound(LookupError):
+class BackupNotFound(NotFound):
     """No backup file has exactly that name."""
 
 
@@ -115,38 +119,38 @@ def find_backup(settings: Settings, name: str) -> BackupFile:
 
 
 async def create_backup_now(
-    db: Database, settings: Settings, *, actor: str, source_ip: str = ""
+    db: Database, settings: Settings, actor: Actor, *, kind: str = "manual"
 ) -> BackupFile:
-    """A backup asked for by an admin: written in a thread (the snapshot goes through
-    `sqlite3`, which the serving process may use; see appliance/store/snapshot.py),
-    then audited. Retention counts it with the scheduled ones."""
-    path = await asyncio.to_thread(create_backup, settings)
+    """A backup, asked for by an admin (or `kind` "scheduled", by the scheduler):
+    written in a thread (the snapshot goes through `sqlite3`, which the serving process
+    may use; see appliance/store/snapshot.py), then audited, with its domain event
+    (backup.done, or backup.failed with the reason before the error goes on)."""
+    try:
+        path = await asyncio.to_thread(create_backup, settings, scheduled=kind == "scheduled")
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        await db.write(lambda tx: tx.emit("backup.failed", kind, {"error": error}, iso(actor.at)))
+        raise
     backup = find_backup(settings, path.name)
-    async with db.write() as conn:
-        await audit.record(
-            conn,
-            actor=actor,
-            action="backup.created",
-            target=path.name,
-            source_ip=source_ip,
-            details={"size_bytes": backup.size_bytes},
-        )
+
+    def record(tx: Transaction) -> None:
+        details = {"size_bytes": backup.size_bytes}
+        audit.record(tx.conn, actor, "backup.created", target=path.name, details=details)
+        tx.emit("backup.done", path.name, {"kind": backup.kind, **details}, iso(actor.at))
+
+    await db.write(record)
     return backup
 
 
-async def record_download(
-    db: Database, backup: BackupFile, *, actor: str, source_ip: str = ""
-) -> None:
+async def record_download(db: Database, actor: Actor, backup: BackupFile) -> None:
     """A backup holds every record and the sealed keys: who took a copy is audited."""
-    async with db.write() as conn:
-        await audit.record(
-            conn,
-            actor=actor,
-            action="backup.downloaded",
-            target=backup.path.name,
-            source_ip=source_ip,
-            details={"size_bytes": backup.size_bytes},
-        )
+    await audit.append(
+        db,
+        actor,
+        "backup.downloaded",
+        target=backup.path.name,
+        details={"size_bytes": backup.size_bytes},
+    )
 
 
 def prune_backups(settings: Settings, keep: int) -> list[Path]:
@@ -194,11 +198,7 @@ def verify_backup(path: Path, migrations: list[Migration] | None = None) -> int:
 
 
 def _table_names(conn: apsw.Connection) -> list[str]:
-    rows = conn.execute(
-        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-        "ORDER BY name"
-    )
-    return [sanitise_text(row[0], max_chars=60) for row in rows]
+    return [sanitise_text(name, max_chars=60) for name in health_store.table_names(conn)]
 
 
 def restore_backup(
@@ -214,7 +214,7 @@ def restore_backup(
     with DataDirLock(settings.lock_path, purpose="restore"):
         safety_copy = None
         if database.exists():
-            _checkpoint(database)
+            health_store.checkpoint(database)
             safety_copy = write_snapshot(
                 database, settings.backups_dir / f"pre-restore-{_stamp()}.db"
             )
@@ -228,11 +228,3 @@ def restore_backup(
         os.replace(incoming, database)
         fsync_dir(database.parent)
     return RestoreResult(source, version, safety_copy)
-
-
-def _checkpoint(database: Path) -> None:
-    conn = apsw.Connection(str(database))
-    try:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()

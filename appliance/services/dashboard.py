@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from appliance.clock import iso
 from appliance.services import backups
 from appliance.services.settings import SPECS
 from appliance.settings import Settings
 from appliance.store import dashboard as dashboard_store
 from appliance.store.database import Database
+from kernel.clock import iso
+from kernel.protocol import SEVERITIES
 
-SEVERITIES = ("critical", "important", "moderate", "low", "unknown")
 CHART_DAYS = 30
 # Why an agent needs attention, most urgent first, with words for people.
 ATTENTION_REASONS = {
@@ -198,15 +199,29 @@ async def dashboard(
     """Everything the dashboard shows, as of `now`; chart days are days in `zone`."""
     days = local_days(now, zone, CHART_DAYS)
     bounds = [(d.day, d.starts, d.ends) for d in days]
-    async with db.read() as conn:
-        counts = await dashboard_store.agent_counts(conn)
-        attention = await dashboard_store.agents_needing_attention(conn)
-        severities = await dashboard_store.waiting_updates_by_severity(conn)
-        sources = await dashboard_store.waiting_updates_by_source(conn)
-        commands = await dashboard_store.recent_failed_commands(conn)
-        installs = await dashboard_store.recent_failed_installs(conn)
-        first_seen = await dashboard_store.updates_first_seen_per_day(conn, bounds)
-        install_days = await dashboard_store.installs_per_day(conn, bounds)
+
+    def read(conn: sqlite3.Connection) -> tuple[Any, ...]:
+        return (
+            dashboard_store.agent_counts(conn),
+            dashboard_store.agents_needing_attention(conn),
+            dashboard_store.waiting_updates_by_severity(conn),
+            dashboard_store.waiting_updates_by_source(conn),
+            dashboard_store.recent_failed_commands(conn),
+            dashboard_store.recent_failed_installs(conn),
+            dashboard_store.updates_first_seen_per_day(conn, bounds),
+            dashboard_store.installs_per_day(conn, bounds),
+        )
+
+    (
+        counts,
+        attention,
+        severities,
+        sources,
+        commands,
+        installs,
+        first_seen,
+        install_days,
+    ) = await db.read(read)
     backup, disk = await asyncio.to_thread(_backup_and_disk, settings, tunables)
 
     by_severity = {row["severity"]: row for row in severities}

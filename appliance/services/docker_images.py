@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
+from appliance.domain.actors import Actor
+from appliance.domain.errors import Invalid, NotFound
+from appliance.domain.update_lifecycle import NEEDS_WORK, Action
 from appliance.services import updates
 from appliance.store import updates as updates_store
-from appliance.store.database import Database
+from appliance.store.database import Database, Transaction
 
 HOSTS_SHOWN = 10  # per image; the updates page lists them all
 CONTAINERS_SHOWN = 20
 MAX_IDS = 5000
 ACTIONS = ("approve", "pull")
+
+
+class NoImageUpdates(NotFound):
+    """No host has an update of this image waiting."""
 
 
 @dataclass(frozen=True)
@@ -56,12 +63,15 @@ class ImageGroup:
 
 async def image_page(db: Database, *, limit: int, offset: int) -> tuple[list[ImageGroup], int]:
     """One page of image tags that need work, each with its first hosts."""
-    async with db.read() as conn:
-        groups = await updates_store.image_groups(conn, updates.NEEDS_WORK, limit, offset)
-        total = await updates_store.image_count(conn, updates.NEEDS_WORK)
-        rows = await updates_store.image_hosts(
-            conn, [g["package"] for g in groups], updates.NEEDS_WORK, HOSTS_SHOWN
-        )
+    return await db.read(_image_page, limit=limit, offset=offset)
+
+
+def _image_page(
+    conn: sqlite3.Connection, *, limit: int, offset: int
+) -> tuple[list[ImageGroup], int]:
+    groups = updates_store.image_groups(conn, NEEDS_WORK, limit, offset)
+    total = updates_store.image_count(conn, NEEDS_WORK)
+    rows = updates_store.image_hosts(conn, [g["package"] for g in groups], NEEDS_WORK, HOSTS_SHOWN)
     hosts: dict[str, list[ImageHost]] = {}
     for row in rows:
         hosts.setdefault(row["package"], []).append(_host(row))
@@ -108,33 +118,22 @@ def _details(text: str | None) -> dict[str, Any]:
 
 
 async def act_on_image(
-    db: Database,
-    image: str,
-    action: str,
-    *,
-    form_key: str,
-    actor: str,
-    source_ip: str,
-    now: datetime,
+    db: Database, actor: Actor, image: str, action: str, *, form_key: str
 ) -> updates.Decision | updates.InstallRequest:
     """Approve, or approve and pull now (an install command per host), every update of
     this image tag that needs work. Pulling twice from the same form makes no second
     command: the idempotency key is the form's key and the image."""
     if action not in ACTIONS:
-        raise updates.InvalidRequest(f"action: one of {', '.join(ACTIONS)}")
-    filters = {"source": "docker", "package": image, "status": updates.NEEDS_WORK}
-    async with db.read() as conn:
-        ids = await updates_store.ids_matching(conn, filters, MAX_IDS)
-    if not ids:
-        raise updates.InvalidRequest("no host has an update of this image waiting")
-    if action == "approve":
-        return await updates.decide(db, ids, "approve", actor=actor, source_ip=source_ip, now=now)
+        raise Invalid(f"one of {', '.join(ACTIONS)}", "action")
+    filters = {"source": "docker", "package": image, "status": NEEDS_WORK}
     image_digest = hashlib.sha256(image.encode()).hexdigest()[:16]
-    return await updates.install_now(
-        db,
-        ids,
-        actor=actor,
-        source_ip=source_ip,
-        now=now,
-        idempotency_key=f"web:{form_key}:image:{image_digest}",
-    )
+
+    def act(tx: Transaction) -> updates.Decision | updates.InstallRequest:
+        ids = updates_store.ids_matching(tx.conn, filters, MAX_IDS)
+        if not ids:
+            raise NoImageUpdates("no host has an update of this image waiting")
+        if action == "approve":
+            return updates.decide_in(tx, actor, ids, Action.APPROVE)
+        return updates.install_now_in(tx, actor, ids, f"web:{form_key}:image:{image_digest}")
+
+    return await db.write(act)

@@ -10,6 +10,7 @@ result. Everything here is agent-supplied text: the pages show it with `|inert`.
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,8 +74,11 @@ class DryRun:
 
 async def dry_runs(db: Database, command_ids: list[int]) -> list[DryRun]:
     """The dry-run commands among `command_ids`, each with its transaction so far."""
-    async with db.read() as conn:
-        rows = await updates_store.commands_by_ids(conn, command_ids[:MAX_COMMANDS])
+    return await db.read(_dry_runs, command_ids)
+
+
+def _dry_runs(conn: sqlite3.Connection, command_ids: list[int]) -> list[DryRun]:
+    rows = updates_store.commands_by_ids(conn, command_ids[:MAX_COMMANDS])
     return [dry_run_of(row) for row in rows if row["kind"] == "dry_run"]
 
 

@@ -8,21 +8,22 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
-from agent.logs import log_event
-from agent.protocol import CLOCK_WINDOW_S, RegistrationRequest, b64decode
-from agent.sanitise import sanitise_text
-from appliance.clock import iso
+from appliance.domain.actors import Actor
+from appliance.domain.errors import Invalid
 from appliance.services import audit, tokens
 from appliance.store import agents as agents_store
 from appliance.store import tokens as tokens_store
-from appliance.store.database import Database
+from appliance.store.database import Database, Transaction
+from kernel.clock import iso
+from kernel.logs import log_event
+from kernel.protocol import CLOCK_WINDOW_S, RegistrationRequest, b64decode
+from kernel.sanitise import sanitise_text
 
 logger = logging.getLogger("redflag.enrolment")
 
 
-class RegistrationRefused(Exception):
+class RegistrationRefused(Invalid):
     """Proof or clock wrong; `reason` is safe to tell the client."""
 
     def __init__(self, reason: str):
@@ -36,60 +37,71 @@ class Enrolled:
     created: bool
 
 
-async def register_agent(
-    db: Database, request: RegistrationRequest, *, source_ip: str, now: datetime
-) -> Enrolled:
-    """Raises RegistrationRefused (bad proof, clock) or tokens.TokenNotAccepted."""
+async def register_agent(db: Database, host: Actor, request: RegistrationRequest) -> Enrolled:
+    """`host` is who asks (`Actor("host:NAME", source_ip)`). Raises RegistrationRefused
+    (bad proof, clock) or tokens.TokenNotAccepted (recorded in the audit log first)."""
     request.verify_proof()  # SignatureInvalid propagates as a 400 at the edge
-    if abs(request.timestamp - int(now.timestamp())) > CLOCK_WINDOW_S:
+    if abs(request.timestamp - int(host.at.timestamp())) > CLOCK_WINDOW_S:
         raise RegistrationRefused(
             f"the agent's clock is more than {CLOCK_WINDOW_S}s away from the appliance's; "
             "fix the host's time (NTP) and register again"
         )
-    public_key = b64decode(request.public_key)
     facts = {k: sanitise_text(v, max_chars=253) for k, v in request.facts.to_json().items()}
-    async with db.write() as conn:
-        existing = await agents_store.agent_id_for_key(conn, public_key)
-        if existing:
-            return Enrolled(existing, created=False)
-        try:
-            token_id = await tokens.claim_seat(conn, request.token, now=now)
-        except tokens.TokenNotAccepted as refusal:
-            await audit.record(
-                conn,
-                actor=f"host:{facts['hostname']}",
-                action="agent.registration_refused",
-                source_ip=source_ip,
-                details={"reason": refusal.reason},
-                now=now,
-            )
-            refused = refusal
-        else:
-            refused = None
-            agent_id = str(uuid.uuid4())
-            await agents_store.insert_agent(
-                conn,
-                agent_id=agent_id,
-                facts=facts,
-                registered_at=iso(now),
-                last_ip=source_ip,
-                token_id=token_id,
-            )
-            await agents_store.insert_key(conn, agent_id, public_key, iso(now))
-            await tokens_store.record_use(conn, token_id, agent_id, iso(now), source_ip)
-            await audit.record(
-                conn,
-                actor=f"agent:{agent_id}",
-                action="agent.registered",
-                target=agent_id,
-                source_ip=source_ip,
-                details={"hostname": facts["hostname"], "token_id": token_id},
-                now=now,
-            )
-    if refused is not None:
-        # Committed above so that the refusal is on record; now tell the client.
-        raise refused
-    log_event(
-        logger, logging.INFO, "agent.registered", agent_id=agent_id, hostname=facts["hostname"]
+    outcome = await db.write(_register, host, request, facts)
+    if isinstance(outcome, tokens.TokenNotAccepted):
+        # Committed so that the refusal is on record; now tell the client.
+        raise outcome
+    if outcome.created:
+        log_event(
+            logger,
+            logging.INFO,
+            "agent.registered",
+            agent_id=outcome.agent_id,
+            hostname=facts["hostname"],
+        )
+    return outcome
+
+
+def _register(
+    tx: Transaction, host: Actor, request: RegistrationRequest, facts: dict[str, str]
+) -> Enrolled | tokens.TokenNotAccepted:
+    public_key = b64decode(request.public_key)
+    existing = agents_store.agent_id_for_key(tx.conn, public_key)
+    if existing:
+        return Enrolled(existing, created=False)
+    try:
+        token_id = tokens.claim_seat(tx.conn, request.token, now=host.at)
+    except tokens.TokenNotAccepted as refusal:
+        audit.record(
+            tx.conn,
+            Actor(f"host:{facts['hostname']}", host.source_ip, None, host.at),
+            "agent.registration_refused",
+            details={"reason": refusal.reason},
+        )
+        return refusal
+    agent_id = str(uuid.uuid4())
+    at = iso(host.at)
+    agents_store.insert_agent(
+        tx.conn,
+        agent_id=agent_id,
+        facts=facts,
+        registered_at=at,
+        last_ip=host.source_ip,
+        token_id=token_id,
+    )
+    agents_store.insert_key(tx.conn, agent_id, public_key, at)
+    tokens_store.record_use(tx.conn, token_id, agent_id, at, host.source_ip)
+    audit.record(
+        tx.conn,
+        Actor.agent(agent_id, host.source_ip, host.at),
+        "agent.registered",
+        target=agent_id,
+        details={"hostname": facts["hostname"], "token_id": token_id},
+    )
+    tx.emit(
+        "agent.registered",
+        agent_id,
+        {"hostname": facts["hostname"], "token_id": token_id, "created": True},
+        at,
     )
     return Enrolled(agent_id, created=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sqlite3
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,8 +47,7 @@ async def database_writable(db: Database) -> Check:
     at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
     async def probe() -> None:
-        async with db.write() as conn:
-            await health_store.touch_probe(conn, at)
+        await db.write(lambda tx: health_store.touch_probe(tx.conn, at))
 
     try:
         await asyncio.wait_for(probe(), DB_CHECK_TIMEOUT_S)
@@ -59,9 +59,12 @@ async def database_writable(db: Database) -> Check:
 
 
 async def schema_current(db: Database, head_version: int) -> Check:
+    return await db.read(_schema_current, head_version)
+
+
+def _schema_current(conn: sqlite3.Connection, head_version: int) -> Check:
     try:
-        async with db.read() as conn:
-            version = await health_store.schema_version(conn)
+        version = health_store.schema_version(conn)
     except Exception as exc:
         return Check("schema_current", False, f"cannot read schema version: {exc}")
     if version != head_version:

@@ -3,16 +3,19 @@ went, searchable by text, outcome, source, agent and date."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from agent.protocol import SOURCES, is_known_source
+from appliance.domain.errors import NotFound
 from appliance.store import agents as agents_store
 from appliance.store import history as history_store
+from appliance.store import updates as updates_store
 from appliance.store.database import Database
 from appliance.store.history import HistoryFilter
+from kernel.protocol import SOURCES, is_known_source
 
 PAGE_SIZE = 100
 OUTCOMES = ("installed", "failed", "dry_run")
@@ -21,7 +24,7 @@ OUTPUT_SHOWN_CHARS = 4000
 MAX_PAGE = 10_000
 
 
-class EntryNotFound(LookupError):
+class EntryNotFound(NotFound):
     pass
 
 
@@ -118,15 +121,18 @@ def parse_query(values: Mapping[str, str]) -> HistoryQuery:
 
 async def search(db: Database, query: HistoryQuery) -> HistoryPage:
     """One page of entries, newest first."""
-    async with db.read() as conn:
-        rows = await history_store.search(
-            conn,
-            query.as_filter(),
-            limit=PAGE_SIZE + 1,
-            offset=(query.page - 1) * PAGE_SIZE,
-            output_chars=OUTPUT_SHOWN_CHARS,
-        )
-        agent = await agents_store.get(conn, query.agent_id) if query.agent_id else None
+    return await db.read(_search, query)
+
+
+def _search(conn: sqlite3.Connection, query: HistoryQuery) -> HistoryPage:
+    rows = history_store.search(
+        conn,
+        query.as_filter(),
+        limit=PAGE_SIZE + 1,
+        offset=(query.page - 1) * PAGE_SIZE,
+        output_chars=OUTPUT_SHOWN_CHARS,
+    )
+    agent = agents_store.get(conn, query.agent_id) if query.agent_id else None
     return HistoryPage(
         entries=[HistoryEntry.from_row(r) for r in rows[:PAGE_SIZE]],
         page=query.page,
@@ -136,8 +142,11 @@ async def search(db: Database, query: HistoryQuery) -> HistoryPage:
 
 
 async def entry(db: Database, entry_id: int) -> HistoryEntry:
-    async with db.read() as conn:
-        row = await history_store.entry(conn, entry_id)
+    return await db.read(_entry, entry_id)
+
+
+def _entry(conn: sqlite3.Connection, entry_id: int) -> HistoryEntry:
+    row = history_store.entry(conn, entry_id)
     if row is None:
         raise EntryNotFound(f"no install history entry {entry_id}")
     return HistoryEntry.from_row(row)
@@ -159,3 +168,9 @@ def _start_of(day: str) -> str:
 def _day_after(day: str) -> str:
     parsed = _date(day)
     return f"{parsed + timedelta(days=1)}T00:00:00Z" if parsed else ""
+
+
+async def recent(db: Database, agent_id: str | None = None, limit: int = 200) -> list[dict]:
+    """The newest entries (of one agent), as the JSON API lists them."""
+    rows = await db.read(updates_store.history, agent_id, limit)
+    return [dict(row) for row in rows]

@@ -19,8 +19,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agent.logs import log_event
-from agent.protocol import (
+from appliance.domain.actors import Actor
+from appliance.domain.errors import Conflict, NotFound
+from appliance.services import audit
+from appliance.signers import FileSigner, KeyEncryptionKey, KeyFileError, Signer
+from appliance.store import keys as keys_store
+from appliance.store.database import Database, Transaction
+from kernel.clock import Clock, iso, parse_iso, unix, utc_now
+from kernel.logs import log_event
+from kernel.protocol import (
     KeySet,
     PublishedKey,
     RootCertificate,
@@ -29,22 +36,17 @@ from agent.protocol import (
     canonical_json,
     fingerprint,
 )
-from appliance.clock import Clock, iso, parse_iso, unix, utc_now
-from appliance.services import audit
-from appliance.signers import FileSigner, KeyEncryptionKey, KeyFileError, Signer
-from appliance.store import keys as keys_store
-from appliance.store.database import Database
 
 logger = logging.getLogger("redflag.keys")
 
 DEFAULT_OVERLAP = timedelta(days=7)
 
 
-class KeyOperationRefused(RuntimeError):
+class KeyOperationRefused(Conflict):
     """A key operation that cannot be done; the message says why."""
 
 
-class UnknownKey(KeyOperationRefused):
+class UnknownKey(NotFound):
     pass
 
 
@@ -129,8 +131,8 @@ class KeyService:
         version = await self.key_set_version()
         if self._records and self._records[0] == version:
             return self._records[1]
-        async with self.db.read() as conn:
-            records = [KeyRecord.from_row(row) for row in await keys_store.all_keys(conn)]
+        rows = await self.db.read(keys_store.all_keys)
+        records = [KeyRecord.from_row(row) for row in rows]
         self._records = (version, records)
         return records
 
@@ -147,8 +149,7 @@ class KeyService:
         now = time.monotonic()
         if self._version and now < self._version[1]:
             return self._version[0]
-        async with self.db.read() as conn:
-            version = await keys_store.latest_key_set_version(conn)
+        version = await self.db.read(keys_store.latest_key_set_version)
         self._version = (version, now + self.version_ttl_s)
         return version
 
@@ -159,8 +160,7 @@ class KeyService:
             return self._bundle[1]
         records = await self.records()
         roots = [r for r in records if r.purpose == "root"]
-        async with self.db.read() as conn:
-            latest = await keys_store.latest_key_set(conn)
+        latest = await self.db.read(keys_store.latest_key_set)
         if latest is None:
             raise KeyOperationRefused("no key set published yet")
         bundle = {
@@ -214,17 +214,20 @@ class KeyService:
         now = self.clock()
         root = FileSigner.generate()
         signing = FileSigner.generate()
-        async with self.db.write() as conn:
-            await self._insert(conn, root, "root", now)
-            await self._insert(conn, signing, "signing", now)
-            await self._publish(conn, root, now)
-            await audit.record(
-                conn,
-                actor="system",
-                action="keys.initialised",
+
+        def initialise(tx: Transaction) -> None:
+            self._insert(tx, root, "root", now)
+            self._insert(tx, signing, "signing", now)
+            self._publish(tx, root, now)
+            audit.record(
+                tx.conn,
+                Actor.system("system", now),
+                "keys.initialised",
                 target=root.key_id,
                 details={"signing_key": signing.key_id},
             )
+
+        await self.db.write(initialise)
         self._forget_cached()
         self._signers.update({root.key_id: root, signing.key_id: signing})
         log_event(
@@ -242,9 +245,7 @@ class KeyService:
                 self.kek.unseal(record.sealed)  # raises KeyFileError with the fix
                 return
 
-    async def rotate(
-        self, *, actor: str, overlap: timedelta = DEFAULT_OVERLAP, source_ip: str = ""
-    ) -> str:
+    async def rotate(self, actor: Actor, *, overlap: timedelta = DEFAULT_OVERLAP) -> str:
         """Add a signing key; current ones stay valid for `overlap`, then expire."""
         now = self.clock()
         new = FileSigner.generate()
@@ -254,34 +255,42 @@ class KeyService:
             for r in await self.records()
             if r.purpose == "signing" and r.usable_at(now) and r.retired_at is None
         ]
-        async with self.db.write() as conn:
+
+        def rotate(tx: Transaction) -> None:
             for record in previous:
-                await keys_store.retire_key(
-                    conn,
+                keys_store.retire_key(
+                    tx.conn,
                     record.key_id,
                     at=iso(now),
                     not_after=iso(now + overlap),
                     forget_private=True,
                 )
-            await self._insert(conn, new, "signing", now)
-            version = await self._publish(conn, root, now)
-            await audit.record(
-                conn,
-                actor=actor,
-                action="keys.rotated",
+            self._insert(tx, new, "signing", now)
+            version = self._publish(tx, root, now)
+            audit.record(
+                tx.conn,
+                actor,
+                "keys.rotated",
                 target=new.key_id,
-                source_ip=source_ip,
                 details={
                     "retired": [r.key_id for r in previous],
                     "overlap_s": int(overlap.total_seconds()),
                     "key_set_version": version,
                 },
             )
+            tx.emit(
+                "key.rotated",
+                new.key_id,
+                {"purpose": "signing", "key_set_version": version, "by": actor.name},
+                iso(now),
+            )
+
+        await self.db.write(rotate)
         self._forget_cached()
         self._signers[new.key_id] = new
         return new.key_id
 
-    async def revoke(self, key_id: str, *, actor: str, source_ip: str = "") -> int:
+    async def revoke(self, actor: Actor, key_id: str) -> int:
         """Withdraw a signing key now. Revoking the key in use first rotates to a new
         one with no overlap, so the appliance can keep sending commands."""
         now = self.clock()
@@ -304,24 +313,29 @@ class KeyService:
             and r.key_id != key_id
         ]
         if not in_use:
-            await self.rotate(actor=actor, overlap=timedelta(0), source_ip=source_ip)
+            await self.rotate(actor, overlap=timedelta(0))
         root = await self._root_signer()
-        async with self.db.write() as conn:
-            await keys_store.revoke_key(conn, key_id, at=iso(now))
-            version = await self._publish(conn, root, now)
-            await audit.record(
-                conn,
-                actor=actor,
-                action="keys.revoked",
-                target=key_id,
-                source_ip=source_ip,
-                details={"key_set_version": version},
+
+        def revoke(tx: Transaction) -> int:
+            keys_store.revoke_key(tx.conn, key_id, at=iso(now))
+            version = self._publish(tx, root, now)
+            audit.record(
+                tx.conn, actor, "keys.revoked", target=key_id, details={"key_set_version": version}
             )
+            tx.emit(
+                "key.revoked",
+                key_id,
+                {"key_set_version": version, "by": actor.name},
+                iso(now),
+            )
+            return version
+
+        version = await self.db.write(revoke)
         self._forget_cached()
         self._signers.pop(key_id, None)
         return version
 
-    async def rotate_root(self, *, actor: str, source_ip: str = "") -> str:
+    async def rotate_root(self, actor: Actor) -> str:
         """Replace the root key; the old root certifies the new one, then is forgotten."""
         now = self.clock()
         old_record = await self.root()
@@ -342,22 +356,28 @@ class KeyService:
             None,
         )
         certification = old.sign(root_certificate_document(record).encode())
-        async with self.db.write() as conn:
-            await self._insert(
-                conn, new, "root", now, certified_by=old.key_id, certification=certification
+
+        def rotate_root(tx: Transaction) -> None:
+            self._insert(tx, new, "root", now, certified_by=old.key_id, certification=certification)
+            keys_store.retire_key(
+                tx.conn, old_record.key_id, at=iso(now), not_after=iso(now), forget_private=True
             )
-            await keys_store.retire_key(
-                conn, old_record.key_id, at=iso(now), not_after=iso(now), forget_private=True
-            )
-            version = await self._publish(conn, new, now)
-            await audit.record(
-                conn,
-                actor=actor,
-                action="keys.root_rotated",
+            version = self._publish(tx, new, now)
+            audit.record(
+                tx.conn,
+                actor,
+                "keys.root_rotated",
                 target=new.key_id,
-                source_ip=source_ip,
                 details={"previous_root": old.key_id, "key_set_version": version},
             )
+            tx.emit(
+                "key.rotated",
+                new.key_id,
+                {"purpose": "root", "key_set_version": version, "by": actor.name},
+                iso(now),
+            )
+
+        await self.db.write(rotate_root)
         self._forget_cached()
         self._signers.pop(old.key_id, None)
         self._signers[new.key_id] = new
@@ -366,17 +386,17 @@ class KeyService:
     async def _root_signer(self) -> Signer:
         return self._signer_for(await self.root())
 
-    async def _insert(
+    def _insert(
         self,
-        conn: Any,
+        tx: Transaction,
         signer: FileSigner,
         purpose: str,
         now: datetime,
         certified_by: str | None = None,
         certification: bytes | None = None,
     ) -> None:
-        await keys_store.insert_key(
-            conn,
+        keys_store.insert_key(
+            tx.conn,
             key_id=signer.key_id,
             purpose=purpose,
             public_key=signer.public_key,
@@ -389,11 +409,11 @@ class KeyService:
             certification=certification,
         )
 
-    async def _publish(self, conn: Any, root: Signer, now: datetime) -> int:
+    def _publish(self, tx: Transaction, root: Signer, now: datetime) -> int:
         """Sign and store the next key-set version from the keys as they are now."""
-        rows = [KeyRecord.from_row(r) for r in await keys_store.all_keys(conn)]
+        rows = [KeyRecord.from_row(r) for r in keys_store.all_keys(tx.conn)]
         signing = [r for r in rows if r.purpose == "signing"]
-        version = await keys_store.latest_key_set_version(conn) + 1
+        version = keys_store.latest_key_set_version(tx.conn) + 1
         key_set = KeySet(
             version=version,
             root_key_id=root.key_id,
@@ -406,15 +426,14 @@ class KeyService:
             revoked=tuple(r.key_id for r in signing if r.revoked_at is not None),
         )
         document = canonical_json(key_set.to_json()).decode()
-        await keys_store.insert_key_set(
-            conn,
+        keys_store.insert_key_set(
+            tx.conn,
             version=version,
             document=document,
             signature=root.sign(document.encode()),
             root_key_id=root.key_id,
             created_at=iso(now),
         )
-        self._forget_cached()
         return version
 
     def _forget_cached(self) -> None:
@@ -460,8 +479,7 @@ async def open_key_service(
 ) -> KeyService:
     """Load the key file and check it opens the stored keys. With `initialise`, a fresh
     appliance gets its key file, root key, signing key and key set 1."""
-    async with db.read() as conn:
-        has_keys = await keys_store.latest_key_set_version(conn) > 0
+    has_keys = await db.read(keys_store.latest_key_set_version) > 0
     if key_file.exists():
         kek = KeyEncryptionKey.load(key_file)
     elif has_keys:

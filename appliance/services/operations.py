@@ -4,6 +4,7 @@ agents, one command's timeline, outcome and output (the live pages and their API
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,14 +173,19 @@ async def live_overview(
     db: Database, *, agent_id: str | None = None, kind: str | None = None
 ) -> LiveOverview:
     """Running and waiting commands across the fleet, and the newest finished ones."""
-    async with db.read() as conn:
-        active = await commands_store.across_fleet(
-            conn, STATES["active"], limit=LIVE_ACTIVE_ROWS, agent_id=agent_id, kind=kind
-        )
-        total = await commands_store.count_active(conn, agent_id=agent_id, kind=kind)
-        finished = await commands_store.across_fleet(
-            conn, STATES["finished"], limit=LIVE_FINISHED_ROWS, agent_id=agent_id, kind=kind
-        )
+    return await db.read(_live_overview, agent_id=agent_id, kind=kind)
+
+
+def _live_overview(
+    conn: sqlite3.Connection, *, agent_id: str | None = None, kind: str | None = None
+) -> LiveOverview:
+    active = commands_store.across_fleet(
+        conn, STATES["active"], limit=LIVE_ACTIVE_ROWS, agent_id=agent_id, kind=kind
+    )
+    total = commands_store.count_active(conn, agent_id=agent_id, kind=kind)
+    finished = commands_store.across_fleet(
+        conn, STATES["finished"], limit=LIVE_FINISHED_ROWS, agent_id=agent_id, kind=kind
+    )
     return LiveOverview(
         tuple(CommandSummary.from_row(r) for r in active),
         total,
@@ -197,6 +203,25 @@ async def recent_commands(
     before_id: int | None = None,
 ) -> list[CommandSummary]:
     """Newest first; `state` is 'active', 'finished' or one status."""
+    return await db.read(
+        _recent_commands,
+        state=state,
+        agent_id=agent_id,
+        kind=kind,
+        limit=limit,
+        before_id=before_id,
+    )
+
+
+def _recent_commands(
+    conn: sqlite3.Connection,
+    *,
+    state: str | None = None,
+    agent_id: str | None = None,
+    kind: str | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+) -> list[CommandSummary]:
     if state is None:
         statuses = STATES["active"] + STATES["finished"]
     elif state in STATES:
@@ -205,20 +230,22 @@ async def recent_commands(
         statuses = (state,)
     else:
         raise InvalidCommand("state: active, finished or a command status")
-    async with db.read() as conn:
-        rows = await commands_store.across_fleet(
-            conn, statuses, limit=limit, agent_id=agent_id, kind=kind, before_id=before_id
-        )
+    rows = commands_store.across_fleet(
+        conn, statuses, limit=limit, agent_id=agent_id, kind=kind, before_id=before_id
+    )
     return [CommandSummary.from_row(r) for r in rows]
 
 
 async def command_view(db: Database, command_id: int) -> CommandView:
-    async with db.read() as conn:
-        row = await commands_store.detail(conn, command_id)
-        if row is None:
-            raise CommandNotFound(f"no command {command_id}")
-        chunks, total = await commands_store.output_tail(conn, command_id, OUTPUT_CHUNKS_SHOWN)
-        retry = await commands_store.by_idempotency_key(conn, retry_key(command_id))
+    return await db.read(_command_view, command_id)
+
+
+def _command_view(conn: sqlite3.Connection, command_id: int) -> CommandView:
+    row = commands_store.detail(conn, command_id)
+    if row is None:
+        raise CommandNotFound(f"no command {command_id}")
+    chunks, total = commands_store.output_tail(conn, command_id, OUTPUT_CHUNKS_SHOWN)
+    retry = commands_store.by_idempotency_key(conn, retry_key(command_id))
     return CommandView(
         id=row["id"],
         agent_id=row["agent_id"],
@@ -265,8 +292,11 @@ class CommandProgress:
 
 async def progress_of(db: Database, command_id: int) -> CommandProgress | None:
     """A cheap look at one command (None when there is no such command)."""
-    async with db.read() as conn:
-        row = await commands_store.progress(conn, command_id)
+    return await db.read(_progress_of, command_id)
+
+
+def _progress_of(conn: sqlite3.Connection, command_id: int) -> CommandProgress | None:
+    row = commands_store.progress(conn, command_id)
     return CommandProgress(*row) if row else None
 
 

@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from appliance.store import agents as agents_store
-from appliance.store.database import Database
+from appliance.store.database import Database, Transaction
 
 logger = logging.getLogger("redflag.presence")
 
@@ -35,10 +35,7 @@ class PresenceBuffer:
             return 0
         batch, self._pending = self._pending, {}
         try:
-            async with self.db.write() as conn:
-                await agents_store.record_presence(
-                    conn, [(seen.at, seen.ip, agent_id) for agent_id, seen in batch.items()]
-                )
+            await self.db.write(_record, batch)
         except Exception:
             # Keep what we could not write; newer sightings win.
             self._pending = {**batch, **self._pending}
@@ -56,3 +53,9 @@ class PresenceBuffer:
                 logger.error(
                     "presence flush failed", exc_info=True, extra={"event": "presence.flush_failed"}
                 )
+
+
+def _record(tx: Transaction, batch: dict[str, Seen]) -> None:
+    rows = [(seen.at, seen.ip, agent_id) for agent_id, seen in batch.items()]
+    for row in agents_store.record_presence(tx.conn, rows):
+        tx.emit("agent.online", row["id"], {"hostname": row["hostname"]}, batch[row["id"]].at)

@@ -9,10 +9,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from appliance.clock import iso, parse_iso, utc_now
 from appliance.services.users import Principal, User
 from appliance.store import sessions as sessions_store
-from appliance.store.database import Database
+from appliance.store.database import Database, Transaction
+from kernel.clock import iso, parse_iso, utc_now
 
 IDLE_TIMEOUT = timedelta(hours=12)
 ABSOLUTE_LIFETIME = timedelta(days=7)
@@ -49,10 +49,11 @@ async def start_session(
     # The prefix lets the log redactor recognise a session cookie that leaks anywhere.
     cookie_value = "rf_ses_" + secrets.token_urlsafe(32)
     csrf_token = secrets.token_urlsafe(32)
-    async with db.write() as conn:
-        await sessions_store.delete_expired_sessions(conn, iso(moment))
-        await sessions_store.insert_session(
-            conn,
+
+    def start(tx: Transaction) -> None:
+        sessions_store.delete_expired_sessions(tx.conn, iso(moment))
+        sessions_store.insert_session(
+            tx.conn,
             id_hash=_hash(cookie_value),
             user_id=user.id,
             csrf_token=csrf_token,
@@ -61,6 +62,8 @@ async def start_session(
             ip=ip,
             user_agent=user_agent[:200],
         )
+
+    await db.write(start)
     return NewSession(cookie_value, csrf_token)
 
 
@@ -73,8 +76,7 @@ async def session_for_cookie(
         return None
     moment = now or utc_now()
     id_hash = _hash(cookie_value)
-    async with db.read() as conn:
-        row = await sessions_store.session_with_user(conn, id_hash)
+    row = await db.read(sessions_store.session_with_user, id_hash)
     if row is None or row["disabled"]:
         return None
     expires_at = parse_iso(row["expires_at"])
@@ -82,10 +84,8 @@ async def session_for_cookie(
     if moment >= expires_at or moment >= hard_end:
         return None
     if moment - parse_iso(row["last_seen_at"]) >= TOUCH_INTERVAL:
-        async with db.write() as conn:
-            await sessions_store.touch_session(
-                conn, id_hash, iso(moment), iso(min(moment + IDLE_TIMEOUT, hard_end))
-            )
+        seen, until = iso(moment), iso(min(moment + IDLE_TIMEOUT, hard_end))
+        await db.write(lambda tx: sessions_store.touch_session(tx.conn, id_hash, seen, until))
     principal = Principal(row["user_id"], row["username"], row["role"], via="session")
     return WebSession(principal, row["csrf_token"], id_hash)
 
@@ -93,5 +93,5 @@ async def session_for_cookie(
 async def end_session(db: Database, cookie_value: str | None) -> None:
     if not cookie_value or len(cookie_value) > MAX_COOKIE_CHARS:
         return
-    async with db.write() as conn:
-        await sessions_store.delete_session(conn, _hash(cookie_value))
+    id_hash = _hash(cookie_value)
+    await db.write(lambda tx: sessions_store.delete_session(tx.conn, id_hash))

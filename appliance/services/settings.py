@@ -5,6 +5,7 @@ Values are stored in the database; anything not stored takes its default here.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -12,23 +13,25 @@ from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from appliance.domain.actors import Actor
+from appliance.domain.errors import Invalid
 from appliance.services import audit
 from appliance.store import settings as settings_store
-from appliance.store.database import Database
+from appliance.store.database import Database, Transaction
+from kernel.clock import iso
 
 Value = int | str
 
 
-class InvalidSetting(ValueError):
+class InvalidSetting(Invalid):
     """Unknown key or a value outside its allowed range; the message says which."""
 
     def __init__(self, key: str, message: str):
-        super().__init__(f"{key}: {message}")
+        super().__init__(message, key)
         self.key = key
-        self.message = message
 
 
-class InvalidSettings(ValueError):
+class InvalidSettings(Invalid):
     """Several values at once, some of them wrong: `errors` maps each key to why."""
 
     def __init__(self, errors: dict[str, str]):
@@ -158,6 +161,14 @@ SPECS: dict[str, SettingSpec] = {
             "and their agents poll (the open-files limit caps it too)",
         ),
         SettingSpec(
+            "event_retention_days",
+            30,
+            1,
+            3650,
+            "how many days domain events (what happened: docs/events.md) are kept; none "
+            "is forgotten before every consumer has dealt with it",
+        ),
+        SettingSpec(
             "logins_per_minute",
             10,
             1,
@@ -207,8 +218,11 @@ def validate_all(raw: Mapping[str, Any]) -> dict[str, Value]:
 async def current_all(db: Database) -> dict[str, Value]:
     """Every setting with its effective value; stored values that no longer validate
     (e.g. after a range change in a later release) fall back to the default."""
-    async with db.read() as conn:
-        stored = await settings_store.all_values(conn)
+    return await db.read(_current_all)
+
+
+def _current_all(conn: sqlite3.Connection) -> dict[str, Value]:
+    stored = settings_store.all_values(conn)
     values: dict[str, Value] = {}
     for key, spec in SPECS.items():
         try:
@@ -250,7 +264,7 @@ def local_time(moment: datetime, zone: tzinfo) -> str:
     return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
 
 
-class NoSuchLocalTime(ValueError):
+class NoSuchLocalTime(Invalid):
     """A wall-clock time that a DST change skips (clocks jump from 02:00 to 03:00)."""
 
 
@@ -268,38 +282,24 @@ def utc_of_wall_time(wall: datetime, zone: tzinfo) -> datetime:
     return moment
 
 
-async def change(db: Database, key: str, raw: Any, *, actor: str, source_ip: str = "") -> Value:
+async def change(db: Database, actor: Actor, key: str, raw: Any) -> Value:
     value = validate(key, raw)
-    await _save(db, {key: value}, actor=actor, source_ip=source_ip)
+    await change_many(db, actor, {key: value})
     return value
 
 
-async def change_many(
-    db: Database, raw: Mapping[str, Any], *, actor: str, source_ip: str = ""
-) -> dict[str, Value]:
+async def change_many(db: Database, actor: Actor, raw: Mapping[str, Any]) -> dict[str, Value]:
     """Check every value first (nothing is saved when any is wrong: InvalidSettings),
     then save, in one transaction, those that differ from their current value, with
     an audit entry each. Returns what changed."""
     values = validate_all(raw)
-    now_values = await current_all(db)
-    changed = {key: value for key, value in values.items() if now_values[key] != value}
-    if changed:
-        await _save(db, changed, actor=actor, source_ip=source_ip)
+    return await db.write(_save_changed, actor, values)
+
+
+def _save_changed(tx: Transaction, actor: Actor, values: dict[str, Value]) -> dict[str, Value]:
+    current = _current_all(tx.conn)
+    changed = {key: value for key, value in values.items() if current[key] != value}
+    for key, value in changed.items():
+        settings_store.put(tx.conn, key, value, at=iso(actor.at), updated_by=actor.name)
+        audit.record(tx.conn, actor, "settings.changed", target=key, details={"value": value})
     return changed
-
-
-async def _save(db: Database, values: dict[str, Value], *, actor: str, source_ip: str) -> None:
-    now = datetime.now(UTC)
-    at = now.isoformat(timespec="seconds").replace("+00:00", "Z")
-    async with db.write() as conn:
-        for key, value in values.items():
-            await settings_store.put(conn, key, value, at=at, updated_by=actor)
-            await audit.record(
-                conn,
-                actor=actor,
-                action="settings.changed",
-                target=key,
-                source_ip=source_ip,
-                details={"value": value},
-                now=now,
-            )

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import aiosqlite
-
-from agent.protocol import ProtocolError, parse_registration_token
-from appliance.clock import iso, parse_iso, utc_now
+from appliance.domain.actors import Actor
+from appliance.domain.errors import Invalid, NotFound
 from appliance.services import audit
 from appliance.store import tokens as tokens_store
-from appliance.store.database import Database
+from appliance.store.database import Database, Transaction
+from kernel.clock import iso, parse_iso
+from kernel.protocol import ProtocolError, parse_registration_token
 
 MAX_SEATS = 100_000
 MAX_LIFETIME = timedelta(days=365)
@@ -26,16 +28,14 @@ MAX_NOTE_CHARS = 200
 MAX_USES_SHOWN = 1000
 
 
-class InvalidTokenRequest(ValueError):
+class InvalidTokenRequest(Invalid):
     """Bad seats/expiry/note when creating a token; `field` names which."""
 
     def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+        super().__init__(message, field)
 
 
-class TokenNotFound(LookupError):
+class TokenNotFound(NotFound):
     pass
 
 
@@ -86,17 +86,15 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-async def create_token(
-    db: Database,
+def prepare(
     *,
     root_fingerprint: str,
     seats: int | None,
     expires_in: timedelta | None,
     note: str = "",
-    actor: str,
-    source_ip: str = "",
-) -> tuple[str, TokenInfo]:
-    """Return the token text (shown once, never stored) and its record."""
+) -> tuple[str, Callable[[Transaction, Actor], TokenInfo]]:
+    """Check a new token's terms and draw its secret: (the token text, shown once and
+    never stored; the step that stores its hash inside a write transaction)."""
     if seats is not None and not 1 <= seats <= MAX_SEATS:
         raise InvalidTokenRequest("seats", f"between 1 and {MAX_SEATS}, or none for unlimited")
     if expires_in is not None and not timedelta(minutes=1) <= expires_in <= MAX_LIFETIME:
@@ -104,46 +102,63 @@ async def create_token(
     if len(note) > MAX_NOTE_CHARS:
         raise InvalidTokenRequest("note", f"at most {MAX_NOTE_CHARS} characters")
     secret = secrets.token_urlsafe(32)
-    now = utc_now()
-    expires_at = iso(now + expires_in) if expires_in else None
-    async with db.write() as conn:
-        token_id = await tokens_store.insert(
-            conn,
+
+    def store(tx: Transaction, actor: Actor) -> TokenInfo:
+        expires_at = iso(actor.at + expires_in) if expires_in else None
+        token_id = tokens_store.insert(
+            tx.conn,
             token_hash=hash_secret(secret),
             note=note,
             seats_total=seats,
-            created_at=iso(now),
-            created_by=actor,
+            created_at=iso(actor.at),
+            created_by=actor.name,
             expires_at=expires_at,
         )
-        await audit.record(
-            conn,
-            actor=actor,
-            action="token.created",
+        audit.record(
+            tx.conn,
+            actor,
+            "token.created",
             target=f"token:{token_id}",
-            source_ip=source_ip,
             details={"seats": seats, "expires_at": expires_at, "note": note},
         )
-    info = TokenInfo(token_id, note, seats, 0, iso(now), actor, expires_at, None)
-    return f"rf_reg_{secret}.{root_fingerprint}", info
+        return TokenInfo(token_id, note, seats, 0, iso(actor.at), actor.name, expires_at, None)
+
+    return f"rf_reg_{secret}.{root_fingerprint}", store
+
+
+async def create_token(
+    db: Database,
+    actor: Actor,
+    *,
+    root_fingerprint: str,
+    seats: int | None,
+    expires_in: timedelta | None,
+    note: str = "",
+) -> tuple[str, TokenInfo]:
+    """Return the token text (shown once, never stored) and its record."""
+    text, store = prepare(
+        root_fingerprint=root_fingerprint, seats=seats, expires_in=expires_in, note=note
+    )
+    return text, await db.write(store, actor)
 
 
 async def list_tokens(db: Database) -> list[TokenInfo]:
-    async with db.read() as conn:
-        return [TokenInfo(**dict(row)) for row in await tokens_store.all_tokens(conn)]
+    return [TokenInfo(**dict(row)) for row in await db.read(tokens_store.all_tokens)]
 
 
 async def token_page(db: Database, page: int, per_page: int) -> tuple[list[TokenInfo], int]:
     """One page of tokens, newest first, and how many there are in all."""
-    async with db.read() as conn:
-        rows = await tokens_store.tokens_page(conn, per_page, (max(page, 1) - 1) * per_page)
-        total = await tokens_store.count_tokens(conn)
+
+    def read(conn: sqlite3.Connection) -> tuple[list[Any], int]:
+        offset = (max(page, 1) - 1) * per_page
+        return tokens_store.tokens_page(conn, per_page, offset), tokens_store.count_tokens(conn)
+
+    rows, total = await db.read(read)
     return [TokenInfo(**dict(row)) for row in rows], total
 
 
 async def get_token(db: Database, token_id: int) -> TokenInfo:
-    async with db.read() as conn:
-        row = await tokens_store.by_id(conn, token_id)
+    row = await db.read(tokens_store.by_id, token_id)
     if row is None:
         raise TokenNotFound(f"there is no registration token {token_id}")
     return TokenInfo(**dict(row))
@@ -151,39 +166,34 @@ async def get_token(db: Database, token_id: int) -> TokenInfo:
 
 async def token_uses(db: Database, token_id: int, limit: int = MAX_USES_SHOWN) -> list[TokenUse]:
     """Which agents registered with the token, when and from where; newest first."""
-    async with db.read() as conn:
-        rows = await tokens_store.uses_with_agents(conn, token_id, limit)
+    rows = await db.read(tokens_store.uses_with_agents, token_id, limit)
     return [TokenUse(**dict(row)) for row in rows]
 
 
-async def revoke_token(db: Database, token_id: int, *, actor: str, source_ip: str = "") -> bool:
-    async with db.write() as conn:
-        changed = await tokens_store.revoke(conn, token_id, iso(utc_now()))
+async def revoke_token(db: Database, actor: Actor, token_id: int) -> bool:
+    def revoke(tx: Transaction) -> bool:
+        changed = tokens_store.revoke(tx.conn, token_id, iso(actor.at))
         if changed:
-            await audit.record(
-                conn,
-                actor=actor,
-                action="token.revoked",
-                target=f"token:{token_id}",
-                source_ip=source_ip,
-            )
-    return changed
+            audit.record(tx.conn, actor, "token.revoked", target=f"token:{token_id}")
+        return changed
+
+    return await db.write(revoke)
 
 
-async def claim_seat(conn: aiosqlite.Connection, token: str, *, now: datetime) -> int:
+def claim_seat(conn: sqlite3.Connection, token: str, *, now: datetime) -> int:
     """Inside the registration transaction: check the token and take one seat.
     Returns the token id; raises TokenNotAccepted with the private reason."""
     try:
         secret, _ = parse_registration_token(token)
     except ProtocolError:
         raise TokenNotAccepted("malformed") from None
-    row = await tokens_store.by_hash(conn, hash_secret(secret))
+    row = tokens_store.by_hash(conn, hash_secret(secret))
     if row is None:
         raise TokenNotAccepted("unknown")
     info = TokenInfo(**dict(row))
     state = info.state(now)
     if state != "active":
         raise TokenNotAccepted(state)
-    if not await tokens_store.take_seat(conn, info.id):
+    if not tokens_store.take_seat(conn, info.id):
         raise TokenNotAccepted("used up")
     return info.id

@@ -13,16 +13,17 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from functools import cache
 
-import aiosqlite
 import nacl.exceptions
 from nacl.pwhash import argon2id
 
-from agent.logs import log_event
-from appliance.clock import iso, parse_iso, utc_now
+from appliance.domain.actors import Actor
+from appliance.domain.errors import Conflict, DomainError, Invalid, NotFound
 from appliance.services import audit
 from appliance.store import sessions as sessions_store
 from appliance.store import users as users_store
-from appliance.store.database import Database
+from appliance.store.database import Database, Transaction
+from kernel.clock import iso, parse_iso, utc_now
+from kernel.logs import log_event
 
 logger = logging.getLogger("redflag.users")
 
@@ -45,35 +46,39 @@ PASSWORD_OPSLIMIT = argon2id.OPSLIMIT_INTERACTIVE
 PASSWORD_MEMLIMIT = argon2id.MEMLIMIT_INTERACTIVE
 
 
-class UserError(ValueError):
-    """A request about users or API tokens that cannot be carried out; says why."""
+class UserError(DomainError):
+    """A request about users or API tokens that cannot be carried out; says why. Each
+    kind below is also the kind of error it is (invalid, not found, conflict)."""
 
 
-class InvalidUsername(UserError):
+class InvalidUsername(UserError, Invalid):
+    def __init__(self, message: str):
+        super().__init__(message, "username")
+
+
+class InvalidPassword(UserError, Invalid):
+    def __init__(self, message: str):
+        super().__init__(message, "password")
+
+
+class InvalidRole(UserError, Invalid):
+    def __init__(self, message: str):
+        super().__init__(message, "role")
+
+
+class UserExists(UserError, Conflict):
     pass
 
 
-class InvalidPassword(UserError):
+class UserNotFound(UserError, NotFound):
     pass
 
 
-class InvalidRole(UserError):
+class UserDisabled(UserError, Conflict):
     pass
 
 
-class UserExists(UserError):
-    pass
-
-
-class UserNotFound(UserError):
-    pass
-
-
-class UserDisabled(UserError):
-    pass
-
-
-class LastAdmin(UserError):
+class LastAdmin(UserError, Conflict):
     """Disabling this user would leave no enabled admin to manage the appliance."""
 
 
@@ -160,103 +165,83 @@ def password_matches(password_hash: str, password: str) -> bool:
         return False
 
 
-async def create_user(
-    db: Database,
-    username: str,
-    password: str,
-    role: str,
-    *,
-    actor: str,
-    source_ip: str = "",
-    now: datetime | None = None,
-) -> User:
+async def create_user(db: Database, actor: Actor, username: str, password: str, role: str) -> User:
     check_username(username)
     check_role(role)
     check_password(password)
     password_hash = await asyncio.to_thread(hash_password, password)
-    moment = now or utc_now()
-    async with db.write() as conn:
-        if await users_store.user_by_username(conn, username) is not None:
+
+    def create(tx: Transaction) -> User:
+        if users_store.user_by_username(tx.conn, username) is not None:
             raise UserExists(f"a user named {username!r} already exists")
-        user_id = await users_store.insert_user(
-            conn, username=username, password_hash=password_hash, role=role, created_at=iso(moment)
+        user_id = users_store.insert_user(
+            tx.conn,
+            username=username,
+            password_hash=password_hash,
+            role=role,
+            created_at=iso(actor.at),
         )
-        await audit.record(
-            conn,
-            actor=actor,
-            action="user.created",
-            target=username,
-            source_ip=source_ip,
-            details={"role": role},
-            now=moment,
-        )
-        return user_from_row(await users_store.user_by_id(conn, user_id))
+        audit.record(tx.conn, actor, "user.created", target=username, details={"role": role})
+        return user_from_row(users_store.user_by_id(tx.conn, user_id))
+
+    return await db.write(create)
 
 
-async def change_password(
-    db: Database,
-    username: str,
-    new_password: str,
-    *,
-    actor: str,
-    source_ip: str = "",
-    now: datetime | None = None,
-) -> None:
+async def change_password(db: Database, actor: Actor, username: str, new_password: str) -> None:
     """Set a new password; this also lifts a login lockout."""
     check_password(new_password)
     password_hash = await asyncio.to_thread(hash_password, new_password)
-    async with db.write() as conn:
-        user = await existing_user(conn, username)
-        await users_store.set_password_hash(conn, user.id, password_hash)
-        await users_store.reset_failed_logins(conn, user.id)
+
+    def change(tx: Transaction) -> None:
+        user = existing_user(tx.conn, username)
+        users_store.set_password_hash(tx.conn, user.id, password_hash)
+        users_store.reset_failed_logins(tx.conn, user.id)
         # Whoever held a session with the old password is logged out.
-        await sessions_store.delete_sessions_of_user(conn, user.id)
-        await audit.record(
-            conn,
-            actor=actor,
-            action="user.password_changed",
-            target=user.username,
-            source_ip=source_ip,
-            now=now,
-        )
+        sessions_store.delete_sessions_of_user(tx.conn, user.id)
+        audit.record(tx.conn, actor, "user.password_changed", target=user.username)
+
+    await db.write(change)
 
 
-async def set_user_disabled(
-    db: Database, username: str, disabled: bool, *, actor: str, source_ip: str = ""
-) -> User:
+async def set_user_disabled(db: Database, actor: Actor, username: str, disabled: bool) -> User:
     """Disable (or enable again) a user: a disabled user can neither log in nor use
     their API tokens, but keeps them and their history. The last enabled admin cannot
     be disabled."""
-    async with db.write() as conn:
-        user = await existing_user(conn, username)
+
+    def change(tx: Transaction) -> User:
+        user = existing_user(tx.conn, username)
         if (
             disabled
             and user.role == "admin"
             and not user.disabled
-            and await sessions_store.count_admins(conn) <= 1
+            and sessions_store.count_admins(tx.conn) <= 1
         ):
             raise LastAdmin(
                 f"{user.username!r} is the only enabled admin; make another admin first"
             )
-        await users_store.set_disabled(conn, user.id, disabled)
-        await audit.record(
-            conn,
-            actor=actor,
-            action="user.disabled" if disabled else "user.enabled",
-            target=user.username,
-            source_ip=source_ip,
+        users_store.set_disabled(tx.conn, user.id, disabled)
+        audit.record(
+            tx.conn, actor, "user.disabled" if disabled else "user.enabled", target=user.username
         )
-        return user_from_row(await users_store.user_by_id(conn, user.id))
+        return user_from_row(users_store.user_by_id(tx.conn, user.id))
+
+    return await db.write(change)
 
 
 async def user_exists(db: Database, username: str) -> bool:
-    async with db.read() as conn:
-        return await users_store.user_by_username(conn, username) is not None
+    return await db.read(_user_exists, username)
+
+
+def _user_exists(conn: sqlite3.Connection, username: str) -> bool:
+    return users_store.user_by_username(conn, username) is not None
 
 
 async def list_users(db: Database) -> list[User]:
-    async with db.read() as conn:
-        return [user_from_row(row) for row in await users_store.all_users(conn)]
+    return await db.read(_list_users)
+
+
+def _list_users(conn: sqlite3.Connection) -> list[User]:
+    return [user_from_row(row) for row in users_store.all_users(conn)]
 
 
 async def verify_password(
@@ -273,37 +258,17 @@ async def verify_password(
     disabled; else LoginFailed, whatever the reason. After `max_failures` wrong
     passwords in a row the account is locked for `lock_for`."""
     moment = now or utc_now()
-    async with db.read() as conn:
-        row = await users_store.user_by_username(conn, username)
+    row = await db.read(users_store.user_by_username, username)
     # Unknown users cost one argon2 run too, so that timing does not tell them apart.
     checked_hash = row["password_hash"] if row else await asyncio.to_thread(_dummy_hash)
     matches = await asyncio.to_thread(password_matches, checked_hash, password)
-    async with db.write() as conn:
-        # Read again: a concurrent attempt may have counted a failure or locked it since.
-        row = await users_store.user_by_username(conn, username)
-        user = user_from_row(row) if row else None
-        if user is None:
-            reason = "unknown user"
-        elif user.disabled:
-            reason = "disabled"
-        elif user.is_locked(moment):
-            reason = "locked"
-        elif not matches or row["password_hash"] != checked_hash:
-            reason = "wrong password"
-        else:
-            await users_store.record_login(conn, user.id, iso(moment))
-            await audit.record(
-                conn,
-                actor=f"user:{user.username}",
-                action="user.logged_in",
-                target=user.username,
-                source_ip=source_ip,
-                now=moment,
-            )
-            return user_from_row(await users_store.user_by_id(conn, user.id))
-        locked_until = await _record_failed_login(
-            conn, username, user, reason, source_ip, moment, max_failures, lock_for
-        )
+    attempt = Actor("anonymous", source_ip, None, moment)
+    outcome = await db.write(
+        _settle_login, attempt, username, checked_hash, matches, max_failures, lock_for
+    )
+    if isinstance(outcome, User):
+        return outcome
+    reason, locked_until = outcome
     log_event(
         logger,
         logging.WARNING if locked_until else logging.INFO,
@@ -316,47 +281,58 @@ async def verify_password(
     raise LoginFailed()
 
 
-async def _record_failed_login(
-    conn: aiosqlite.Connection,
+def _settle_login(
+    tx: Transaction,
+    attempt: Actor,
     username: str,
-    user: User | None,
-    reason: str,
-    source_ip: str,
-    moment: datetime,
+    checked_hash: str,
+    matches: bool,
     max_failures: int,
     lock_for: timedelta,
-) -> str | None:
-    """Count and audit one failed login; return the lock's end when it locked the user.
-    Attempts on a locked account are not counted: they cannot extend the lock."""
+) -> User | tuple[str, str | None]:
+    """The logged-in user, or (why not, the lock's end if it locked the account).
+    Read again: a concurrent attempt may have counted a failure or locked it since."""
+    row = users_store.user_by_username(tx.conn, username)
+    user = user_from_row(row) if row else None
+    if user is None:
+        reason = "unknown user"
+    elif user.disabled:
+        reason = "disabled"
+    elif user.is_locked(attempt.at):
+        reason = "locked"
+    elif not matches or row["password_hash"] != checked_hash:
+        reason = "wrong password"
+    else:
+        users_store.record_login(tx.conn, user.id, iso(attempt.at))
+        who = Actor(f"user:{user.username}", attempt.source_ip, user.role, attempt.at)
+        audit.record(tx.conn, who, "user.logged_in", target=user.username)
+        return user_from_row(users_store.user_by_id(tx.conn, user.id))
     details: dict[str, object] = {"reason": reason}
     locked_until = None
     if user is not None and reason == "wrong password":
-        failures = await users_store.record_failed_login(conn, user.id)
+        failures = users_store.record_failed_login(tx.conn, user.id)
         details["failed_logins"] = failures
         if failures >= max_failures:
-            locked_until = iso(moment + lock_for)
-            await users_store.lock_user(conn, user.id, locked_until)
+            locked_until = iso(attempt.at + lock_for)
+            users_store.lock_user(tx.conn, user.id, locked_until)
     # The attempted name is kept (the audit log sanitises it), never the password.
-    await audit.record(
-        conn,
-        actor="anonymous",
-        action="user.login_failed",
-        target=username,
-        source_ip=source_ip,
-        details=details,
-        now=moment,
-    )
+    audit.record(tx.conn, attempt, "user.login_failed", target=username, details=details)
     if locked_until is not None:
-        await audit.record(
-            conn,
-            actor="system",
-            action="user.locked",
+        system = Actor("system", attempt.source_ip, None, attempt.at)
+        audit.record(
+            tx.conn,
+            system,
+            "user.locked",
             target=username,
-            source_ip=source_ip,
             details={"until": locked_until, "after_failures": details["failed_logins"]},
-            now=moment,
         )
-    return locked_until
+        tx.emit(
+            "login.locked",
+            username,
+            {"until": locked_until, "source_ip": attempt.source_ip},
+            iso(attempt.at),
+        )
+    return reason, locked_until
 
 
 def _normalised(password: str) -> str:
@@ -370,8 +346,8 @@ def _dummy_hash() -> str:
     return hash_password(secrets.token_urlsafe(16))
 
 
-async def existing_user(conn: aiosqlite.Connection, username: str) -> User:
-    row = await users_store.user_by_username(conn, username)
+def existing_user(conn: sqlite3.Connection, username: str) -> User:
+    row = users_store.user_by_username(conn, username)
     if row is None:
         raise UserNotFound(f"there is no user named {username[:80]!r}")
     return user_from_row(row)

@@ -7,8 +7,6 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from appliance.store.agents import AGENT_COLUMNS
 
 # Whether an agent needs a look: new hardware, a reboot, an open breaker, a failing disk
@@ -84,8 +82,8 @@ def _filter_sql(found: AgentFilter) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), params
 
 
-async def search(
-    conn: aiosqlite.Connection,
+def search(
+    conn: sqlite3.Connection,
     found: AgentFilter,
     *,
     sort: str,
@@ -97,7 +95,7 @@ async def search(
     joined, so the count can be sorted on."""
     where, params = _filter_sql(found)
     order = SORTS[sort].format(dir="DESC" if descending else "ASC")
-    async with conn.execute(
+    cursor = conn.execute(
         "SELECT a.id, a.hostname, a.display_name, a.os_family, a.os_name, a.os_version, "  # noqa: S608
         "a.arch, a.agent_version, a.status, a.disabled, a.hardware_changed, "
         "a.reboot_required, a.last_seen_at, a.last_ip, "
@@ -105,19 +103,19 @@ async def search(
         f"FROM agents a LEFT JOIN ({_PENDING_COUNTS}) p ON p.agent_id = a.id "
         f"WHERE {where} ORDER BY {order}, a.id LIMIT ? OFFSET ?",
         (*params, limit, offset),
-    ) as cursor:
-        return list(await cursor.fetchall())
+    )
+    return list(cursor.fetchall())
 
 
-async def attention_of(conn: aiosqlite.Connection, agent_ids: list[str]) -> dict[str, list[str]]:
+def attention_of(conn: sqlite3.Connection, agent_ids: list[str]) -> dict[str, list[str]]:
     """Why each of these agents needs a look (only agents that do), in one query."""
     marks = ",".join("?" for _ in agent_ids) or "NULL"
-    async with conn.execute(
+    cursor = conn.execute(
         f"SELECT a.id, a.hardware_changed, a.reboot_required, {_BREAKER_OPEN}, "  # noqa: S608
         f"{_DISK_FAILING} FROM agents a WHERE a.id IN ({marks})",
         agent_ids,
-    ) as cursor:
-        rows = await cursor.fetchall()
+    )
+    rows = cursor.fetchall()
     words = ("hardware changed", "reboot required", "breaker open", "disk failing")
     found = {}
     for row in rows:
@@ -127,95 +125,91 @@ async def attention_of(conn: aiosqlite.Connection, agent_ids: list[str]) -> dict
     return found
 
 
-async def count(conn: aiosqlite.Connection, found: AgentFilter) -> int:
+def count(conn: sqlite3.Connection, found: AgentFilter) -> int:
     where, params = _filter_sql(found)
-    async with conn.execute(
+    cursor = conn.execute(
         f"SELECT count(*) FROM agents a WHERE {where}",  # noqa: S608
         params,
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
+    row = cursor.fetchone()
     return int(row[0]) if row else 0
 
 
-async def os_families(conn: aiosqlite.Connection) -> list[str]:
-    async with conn.execute(
+def os_families(conn: sqlite3.Connection) -> list[str]:
+    cursor = conn.execute(
         "SELECT DISTINCT os_family FROM agents WHERE os_family != '' ORDER BY os_family"
-    ) as cursor:
-        return [row[0] for row in await cursor.fetchall()]
+    )
+    return [row[0] for row in cursor.fetchall()]
 
 
-async def all_tags(conn: aiosqlite.Connection) -> list[tuple[str, int]]:
+def all_tags(conn: sqlite3.Connection) -> list[tuple[str, int]]:
     """Every tag in use, with how many agents carry it."""
-    async with conn.execute(
-        "SELECT tag, count(*) FROM agent_tags GROUP BY tag ORDER BY tag"
-    ) as cursor:
-        return [(row[0], row[1]) for row in await cursor.fetchall()]
+    cursor = conn.execute("SELECT tag, count(*) FROM agent_tags GROUP BY tag ORDER BY tag")
+    return [(row[0], row[1]) for row in cursor.fetchall()]
 
 
-async def tags_of(conn: aiosqlite.Connection, agent_ids: list[str]) -> dict[str, list[str]]:
+def tags_of(conn: sqlite3.Connection, agent_ids: list[str]) -> dict[str, list[str]]:
     """The tags of several agents in one query."""
     marks = ",".join("?" for _ in agent_ids) or "NULL"
-    async with conn.execute(
+    cursor = conn.execute(
         f"SELECT agent_id, tag FROM agent_tags WHERE agent_id IN ({marks}) "  # noqa: S608
         "ORDER BY agent_id, tag",
         agent_ids,
-    ) as cursor:
-        found: dict[str, list[str]] = {}
-        for row in await cursor.fetchall():
-            found.setdefault(row[0], []).append(row[1])
+    )
+    found: dict[str, list[str]] = {}
+    for row in cursor.fetchall():
+        found.setdefault(row[0], []).append(row[1])
     return found
 
 
-async def detail(conn: aiosqlite.Connection, agent_id: str) -> sqlite3.Row | None:
+def detail(conn: sqlite3.Connection, agent_id: str) -> sqlite3.Row | None:
     """Everything about one agent that its page shows, besides its related rows."""
-    async with conn.execute(
+    cursor = conn.execute(
         f"SELECT {AGENT_COLUMNS}, rapid_until, system_info, "  # noqa: S608
         f"registration_token_id, {_STATE} AS state FROM agents a WHERE id = ?",
         (agent_id,),
-    ) as cursor:
-        return await cursor.fetchone()
+    )
+    return cursor.fetchone()
 
 
-async def open_updates(
-    conn: aiosqlite.Connection, agent_id: str, limit: int
+def open_updates(
+    conn: sqlite3.Connection, agent_id: str, limit: int
 ) -> tuple[list[sqlite3.Row], int]:
     """The agent's updates waiting for a decision or an install, most urgent first, and
     how many there are in all."""
-    async with conn.execute(
+    cursor = conn.execute(
         "SELECT id, source, package, arch, current_version, available_version, severity, "
         "security, status, first_seen_at FROM updates "
         "WHERE agent_id = ? AND status IN ('pending', 'approved') "
         "ORDER BY security DESC, CASE severity WHEN 'critical' THEN 0 WHEN 'important' "
         "THEN 1 WHEN 'moderate' THEN 2 WHEN 'low' THEN 3 ELSE 4 END, package LIMIT ?",
         (agent_id, limit),
-    ) as cursor:
-        rows = list(await cursor.fetchall())
-    async with conn.execute(
+    )
+    rows = list(cursor.fetchall())
+    cursor = conn.execute(
         "SELECT count(*) FROM updates WHERE agent_id = ? AND status IN ('pending', 'approved')",
         (agent_id,),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
+    row = cursor.fetchone()
     return rows, int(row[0]) if row else 0
 
 
-async def install_history(
-    conn: aiosqlite.Connection, agent_id: str, limit: int
-) -> list[sqlite3.Row]:
-    async with conn.execute(
+def install_history(conn: sqlite3.Connection, agent_id: str, limit: int) -> list[sqlite3.Row]:
+    cursor = conn.execute(
         "SELECT id, command_id, source, package, from_version, to_version, outcome, output, "
         "started_at, finished_at FROM install_history WHERE agent_id = ? "
         "ORDER BY started_at DESC, id DESC LIMIT ?",
         (agent_id, limit),
-    ) as cursor:
-        return list(await cursor.fetchall())
+    )
+    return list(cursor.fetchall())
 
 
-async def last_install_at(conn: aiosqlite.Connection, agent_id: str) -> str | None:
+def last_install_at(conn: sqlite3.Connection, agent_id: str) -> str | None:
     """When the newest successful install finished (what a reboot is due after)."""
-    async with conn.execute(
+    cursor = conn.execute(
         "SELECT max(coalesce(finished_at, started_at)) FROM install_history "
         "WHERE agent_id = ? AND outcome = 'installed'",
         (agent_id,),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
+    row = cursor.fetchone()
     return row[0] if row else None

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-
-import aiosqlite
+from typing import Any
 
 AGENT_COLUMNS = (
     "id, hostname, display_name, os_family, os_name, os_version, kernel, arch, "
@@ -23,8 +22,8 @@ AGENT_HISTORY_TABLES = (
 )
 
 
-async def insert_agent(
-    conn: aiosqlite.Connection,
+def insert_agent(
+    conn: sqlite3.Connection,
     *,
     agent_id: str,
     facts: dict[str, str],
@@ -32,7 +31,7 @@ async def insert_agent(
     last_ip: str,
     token_id: int,
 ) -> None:
-    await conn.execute(
+    conn.execute(
         "INSERT INTO agents (id, hostname, os_family, os_name, os_version, kernel, arch, "
         "agent_version, machine_fingerprint, registered_at, last_seen_at, last_ip, "
         "registration_token_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -54,55 +53,53 @@ async def insert_agent(
     )
 
 
-async def insert_key(
-    conn: aiosqlite.Connection, agent_id: str, public_key: bytes, created_at: str
-) -> None:
-    await conn.execute(
+def insert_key(conn: sqlite3.Connection, agent_id: str, public_key: bytes, created_at: str) -> None:
+    conn.execute(
         "INSERT INTO agent_keys (agent_id, public_key, created_at) VALUES (?, ?, ?)",
         (agent_id, public_key, created_at),
     )
 
 
-async def agent_id_for_key(conn: aiosqlite.Connection, public_key: bytes) -> str | None:
-    async with conn.execute(
+def agent_id_for_key(conn: sqlite3.Connection, public_key: bytes) -> str | None:
+    cursor = conn.execute(
         "SELECT agent_id FROM agent_keys WHERE public_key = ? AND revoked_at IS NULL",
         (public_key,),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
+    row = cursor.fetchone()
     return row[0] if row else None
 
 
-async def credentials(conn: aiosqlite.Connection, agent_id: str) -> tuple[bool, list[bytes]] | None:
+def credentials(conn: sqlite3.Connection, agent_id: str) -> tuple[bool, list[bytes]] | None:
     """(disabled, active public keys) for request verification, or None if unknown."""
-    async with conn.execute("SELECT disabled FROM agents WHERE id = ?", (agent_id,)) as cursor:
-        row = await cursor.fetchone()
+    cursor = conn.execute("SELECT disabled FROM agents WHERE id = ?", (agent_id,))
+    row = cursor.fetchone()
     if row is None:
         return None
-    async with conn.execute(
+    cursor = conn.execute(
         "SELECT public_key FROM agent_keys WHERE agent_id = ? AND revoked_at IS NULL",
         (agent_id,),
-    ) as cursor:
-        keys = [bytes(r[0]) for r in await cursor.fetchall()]
+    )
+    keys = [bytes(r[0]) for r in cursor.fetchall()]
     return bool(row[0]), keys
 
 
-async def get(conn: aiosqlite.Connection, agent_id: str) -> sqlite3.Row | None:
-    async with conn.execute(
+def get(conn: sqlite3.Connection, agent_id: str) -> sqlite3.Row | None:
+    cursor = conn.execute(
         f"SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?",  # noqa: S608
         (agent_id,),
-    ) as cursor:
-        return await cursor.fetchone()
+    )
+    return cursor.fetchone()
 
 
-async def all_agents(conn: aiosqlite.Connection) -> list[sqlite3.Row]:
-    async with conn.execute(
+def all_agents(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    cursor = conn.execute(
         f"SELECT {AGENT_COLUMNS} FROM agents ORDER BY hostname, id"  # noqa: S608
-    ) as cursor:
-        return list(await cursor.fetchall())
+    )
+    return list(cursor.fetchall())
 
 
-async def record_checkin(
-    conn: aiosqlite.Connection,
+def record_checkin(
+    conn: sqlite3.Connection,
     agent_id: str,
     *,
     at: str,
@@ -110,7 +107,7 @@ async def record_checkin(
     key_set_version: int,
     agent_version: str,
 ) -> None:
-    await conn.execute(
+    conn.execute(
         "UPDATE agents SET last_seen_at = ?, last_ip = ?, status = 'online', "
         "key_set_version = max(key_set_version, ?), "
         "agent_version = CASE WHEN ? = '' THEN agent_version ELSE ? END WHERE id = ?",
@@ -118,10 +115,10 @@ async def record_checkin(
     )
 
 
-async def flag_hardware_change(conn: aiosqlite.Connection, agent_id: str, reported: str) -> bool:
+def flag_hardware_change(conn: sqlite3.Connection, agent_id: str, reported: str) -> bool:
     """Mark the agent when it reports a fingerprint other than its bound one. True when
     this is news (so that it is audited once, not on every check-in)."""
-    cursor = await conn.execute(
+    cursor = conn.execute(
         "UPDATE agents SET hardware_changed = 1, reported_fingerprint = ? "
         "WHERE id = ? AND machine_fingerprint != ? "
         "AND (reported_fingerprint IS NULL OR reported_fingerprint != ?)",
@@ -130,9 +127,9 @@ async def flag_hardware_change(conn: aiosqlite.Connection, agent_id: str, report
     return cursor.rowcount == 1
 
 
-async def clear_hardware_change(conn: aiosqlite.Connection, agent_id: str) -> bool:
+def clear_hardware_change(conn: sqlite3.Connection, agent_id: str) -> bool:
     """A check-in with the bound fingerprint again (e.g. the old disk came back)."""
-    cursor = await conn.execute(
+    cursor = conn.execute(
         "UPDATE agents SET hardware_changed = 0, reported_fingerprint = NULL "
         "WHERE id = ? AND hardware_changed = 1",
         (agent_id,),
@@ -140,68 +137,78 @@ async def clear_hardware_change(conn: aiosqlite.Connection, agent_id: str) -> bo
     return cursor.rowcount == 1
 
 
-async def rebind(conn: aiosqlite.Connection, agent_id: str) -> str | None:
+def rebind(conn: sqlite3.Connection, agent_id: str) -> str | None:
     """Accept the reported fingerprint as the bound one; returns it, or None."""
-    async with conn.execute(
+    cursor = conn.execute(
         "UPDATE agents SET machine_fingerprint = reported_fingerprint, hardware_changed = 0, "
         "reported_fingerprint = NULL WHERE id = ? AND hardware_changed = 1 "
         "RETURNING machine_fingerprint",
         (agent_id,),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
+    row = cursor.fetchone()
     return row[0] if row else None
 
 
-async def next_command_seq(conn: aiosqlite.Connection, agent_id: str) -> int:
-    async with conn.execute(
+def next_command_seq(conn: sqlite3.Connection, agent_id: str) -> int:
+    cursor = conn.execute(
         "UPDATE agents SET command_seq = command_seq + 1 WHERE id = ? RETURNING command_seq",
         (agent_id,),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
+    row = cursor.fetchone()
     if row is None:
         raise LookupError(agent_id)
     return int(row[0])
 
 
-async def take_over(conn: aiosqlite.Connection, old_id: str, new_id: str) -> None:
+def take_over(conn: sqlite3.Connection, old_id: str, new_id: str) -> None:
     """Move the old record's history to the new agent, keep its name, drop the old row.
 
     The old record's commands keep their order with sequence numbers <= 0 (the new
     agent's own start at 1), and new commands continue above both, so no envelope
     issued to either identity can ever be replayed."""
-    async with conn.execute(
+    cursor = conn.execute(
         "SELECT coalesce(max(seq), 0) FROM commands WHERE agent_id = ?", (old_id,)
-    ) as cursor:
-        (highest,) = await cursor.fetchone() or (0,)
-    await conn.execute(
+    )
+    (highest,) = cursor.fetchone() or (0,)
+    conn.execute(
         "UPDATE commands SET agent_id = ?, seq = seq - ? - 1 WHERE agent_id = ?",
         (new_id, highest, old_id),
     )
     for table in AGENT_HISTORY_TABLES:
-        await conn.execute(
+        conn.execute(
             f"UPDATE OR IGNORE {table} SET agent_id = ? WHERE agent_id = ?",  # noqa: S608
             (new_id, old_id),
         )
-    await conn.execute(
+    conn.execute(
         "UPDATE agents SET display_name = (SELECT display_name FROM agents WHERE id = ?), "
         "registered_at = min(registered_at, (SELECT registered_at FROM agents WHERE id = ?)), "
         "command_seq = max(command_seq, (SELECT command_seq FROM agents WHERE id = ?)) "
         "WHERE id = ?",
         (old_id, old_id, old_id, new_id),
     )
-    await conn.execute("DELETE FROM agents WHERE id = ?", (old_id,))
+    conn.execute("DELETE FROM agents WHERE id = ?", (old_id,))
 
 
-async def record_presence(conn: aiosqlite.Connection, rows: list[tuple[str, str, str]]) -> None:
-    """(at, ip, agent_id) for many agents in one statement batch."""
-    await conn.executemany(
+def record_presence(conn: sqlite3.Connection, rows: list[tuple[str, str, str]]) -> list[Any]:
+    """(at, ip, agent_id) for many agents in one statement batch; the agents among them
+    that were offline until now (id, hostname)."""
+    back = []
+    for start in range(0, len(rows), 5000):
+        ids = [agent_id for _, _, agent_id in rows[start : start + 5000]]
+        back += conn.execute(
+            "SELECT id, hostname FROM agents WHERE status = 'offline' "  # noqa: S608
+            f"AND id IN ({','.join('?' for _ in ids)})",
+            ids,
+        ).fetchall()
+    conn.executemany(
         "UPDATE agents SET last_seen_at = ?, last_ip = ?, status = 'online' WHERE id = ?",
         rows,
     )
+    return back
 
 
-async def record_report(
-    conn: aiosqlite.Connection,
+def record_report(
+    conn: sqlite3.Connection,
     agent_id: str,
     *,
     key_set_version: int,
@@ -210,7 +217,7 @@ async def record_report(
     reboot_required: bool | None,
     boot_time: str,
 ) -> None:
-    await conn.execute(
+    conn.execute(
         "UPDATE agents SET key_set_version = max(key_set_version, ?), "
         "agent_version = CASE WHEN ? = '' THEN agent_version ELSE ? END, "
         "breaker_states = ?, "
@@ -229,72 +236,69 @@ async def record_report(
     )
 
 
-async def record_system_info(conn: aiosqlite.Connection, agent_id: str, info: str) -> None:
-    await conn.execute("UPDATE agents SET system_info = ? WHERE id = ?", (info, agent_id))
+def record_system_info(conn: sqlite3.Connection, agent_id: str, info: str) -> None:
+    conn.execute("UPDATE agents SET system_info = ? WHERE id = ?", (info, agent_id))
 
 
-async def has_deliverable_commands(conn: aiosqlite.Connection, agent_id: str, now: str) -> bool:
-    async with conn.execute(
+def has_deliverable_commands(conn: sqlite3.Connection, agent_id: str, now: str) -> bool:
+    cursor = conn.execute(
         "SELECT 1 FROM commands WHERE agent_id = ? AND status IN ('created', 'sent') "
         "AND expires_at > ? LIMIT 1",
         (agent_id, now),
-    ) as cursor:
-        return await cursor.fetchone() is not None
+    )
+    return cursor.fetchone() is not None
 
 
-async def mark_offline(conn: aiosqlite.Connection, seen_before: str) -> list[str]:
-    async with conn.execute(
+def mark_offline(conn: sqlite3.Connection, seen_before: str) -> list[sqlite3.Row]:
+    """Online agents not seen since `seen_before` go offline: their id, hostname and
+    last-seen time."""
+    return conn.execute(
         "UPDATE agents SET status = 'offline' WHERE status = 'online' "
-        "AND (last_seen_at IS NULL OR last_seen_at < ?) RETURNING id",
+        "AND (last_seen_at IS NULL OR last_seen_at < ?) RETURNING id, hostname, last_seen_at",
         (seen_before,),
-    ) as cursor:
-        return [row[0] for row in await cursor.fetchall()]
+    ).fetchall()
 
 
-async def system_info(conn: aiosqlite.Connection, agent_id: str) -> str | None:
-    async with conn.execute("SELECT system_info FROM agents WHERE id = ?", (agent_id,)) as cur:
-        row = await cur.fetchone()
+def system_info(conn: sqlite3.Connection, agent_id: str) -> str | None:
+    cur = conn.execute("SELECT system_info FROM agents WHERE id = ?", (agent_id,))
+    row = cur.fetchone()
     return row[0] if row else None
 
 
-async def add_tag(conn: aiosqlite.Connection, agent_id: str, tag: str) -> bool:
-    cursor = await conn.execute(
+def add_tag(conn: sqlite3.Connection, agent_id: str, tag: str) -> bool:
+    cursor = conn.execute(
         "INSERT INTO agent_tags (agent_id, tag) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (agent_id, tag),
     )
     return cursor.rowcount == 1
 
 
-async def remove_tag(conn: aiosqlite.Connection, agent_id: str, tag: str) -> bool:
-    cursor = await conn.execute(
-        "DELETE FROM agent_tags WHERE agent_id = ? AND tag = ?", (agent_id, tag)
-    )
+def remove_tag(conn: sqlite3.Connection, agent_id: str, tag: str) -> bool:
+    cursor = conn.execute("DELETE FROM agent_tags WHERE agent_id = ? AND tag = ?", (agent_id, tag))
     return cursor.rowcount == 1
 
 
-async def tag_count(conn: aiosqlite.Connection, agent_id: str) -> int:
-    async with conn.execute(
-        "SELECT count(*) FROM agent_tags WHERE agent_id = ?", (agent_id,)
-    ) as cursor:
-        row = await cursor.fetchone()
+def tag_count(conn: sqlite3.Connection, agent_id: str) -> int:
+    cursor = conn.execute("SELECT count(*) FROM agent_tags WHERE agent_id = ?", (agent_id,))
+    row = cursor.fetchone()
     return int(row[0]) if row else 0
 
 
-async def set_disabled(conn: aiosqlite.Connection, agent_id: str, disabled: bool) -> bool:
+def set_disabled(conn: sqlite3.Connection, agent_id: str, disabled: bool) -> bool:
     """True when this changed the agent (disabling a disabled agent changes nothing)."""
-    cursor = await conn.execute(
+    cursor = conn.execute(
         "UPDATE agents SET disabled = ? WHERE id = ? AND disabled != ?",
         (int(disabled), agent_id, int(disabled)),
     )
     return cursor.rowcount == 1
 
 
-async def set_rapid_until(conn: aiosqlite.Connection, agent_id: str, until: str | None) -> None:
-    await conn.execute("UPDATE agents SET rapid_until = ? WHERE id = ?", (until, agent_id))
+def set_rapid_until(conn: sqlite3.Connection, agent_id: str, until: str | None) -> None:
+    conn.execute("UPDATE agents SET rapid_until = ? WHERE id = ?", (until, agent_id))
 
 
-async def delete(conn: aiosqlite.Connection, agent_id: str) -> bool:
+def delete(conn: sqlite3.Connection, agent_id: str) -> bool:
     """Remove the agent; its keys, updates, commands, history, events and tags go with
     it (ON DELETE CASCADE)."""
-    cursor = await conn.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
+    cursor = conn.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
     return cursor.rowcount == 1

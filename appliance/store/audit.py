@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
-import aiosqlite
+from appliance.store.database import connect_sync
 
 GENESIS_HASH = "0" * 64
 
 
-async def head(conn: aiosqlite.Connection) -> tuple[int, str]:
+def head(conn: sqlite3.Connection) -> tuple[int, str]:
     """(id, hash) of the newest row, or (0, GENESIS_HASH) for an empty log."""
-    async with conn.execute("SELECT last_id, last_hash FROM audit_head") as cursor:
-        row = await cursor.fetchone()
+    cursor = conn.execute("SELECT last_id, last_hash FROM audit_head")
+    row = cursor.fetchone()
     return (row["last_id"], row["last_hash"]) if row else (0, GENESIS_HASH)
 
 
-async def insert(
-    conn: aiosqlite.Connection,
+def insert(
+    conn: sqlite3.Connection,
     *,
     entry_id: int,
     at: str,
@@ -30,17 +32,29 @@ async def insert(
     prev_hash: str,
     entry_hash: str,
 ) -> None:
-    await conn.execute(
+    conn.execute(
         "INSERT INTO audit_log (id, at, actor, action, target, source_ip, details, "
         "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (entry_id, at, actor, action, target, source_ip, details, prev_hash, entry_hash),
     )
-    await conn.execute(
+    conn.execute(
         "INSERT INTO audit_head (singleton, last_id, last_hash) VALUES (1, ?, ?) "
         "ON CONFLICT (singleton) DO UPDATE SET last_id = excluded.last_id, "
         "last_hash = excluded.last_hash",
         (entry_id, entry_hash),
     )
+
+
+@contextmanager
+def snapshot(database: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection of its own inside one read transaction: a consistent
+    view of the whole log that does not block writers (for the long chain walk)."""
+    conn = connect_sync(database, readonly=True)
+    try:
+        conn.execute("BEGIN")
+        yield conn
+    finally:
+        conn.close()
 
 
 def head_sync(conn: sqlite3.Connection) -> tuple[int, str]:
@@ -62,26 +76,26 @@ def iterate_sync(conn: sqlite3.Connection, batch: int = 1000) -> Iterator[sqlite
         last = rows[-1]["id"]
 
 
-async def next_id(conn: aiosqlite.Connection) -> int:
+def next_id(conn: sqlite3.Connection) -> int:
     """The id the next row gets; AUTOINCREMENT never reuses ids of deleted rows."""
-    async with conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'") as cur:
-        row = await cur.fetchone()
+    cur = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'")
+    row = cur.fetchone()
     return (row[0] if row else 0) + 1
 
 
-async def recent(
-    conn: aiosqlite.Connection, limit: int = 100, before_id: int | None = None
+def recent(
+    conn: sqlite3.Connection, limit: int = 100, before_id: int | None = None
 ) -> list[sqlite3.Row]:
-    async with conn.execute(
+    cursor = conn.execute(
         "SELECT id, at, actor, action, target, source_ip, details FROM audit_log "
         "WHERE id < ? ORDER BY id DESC LIMIT ?",
         (before_id or 2**62, limit),
-    ) as cursor:
-        return list(await cursor.fetchall())
+    )
+    return list(cursor.fetchall())
 
 
-async def search(
-    conn: aiosqlite.Connection,
+def search(
+    conn: sqlite3.Connection,
     *,
     actor: str = "",
     action: str = "",
@@ -96,9 +110,9 @@ async def search(
             clauses.append(f"{column} LIKE ? ESCAPE '\\'")
             escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             params.append(f"%{escaped}%")
-    async with conn.execute(
+    cursor = conn.execute(
         "SELECT id, at, actor, action, target, source_ip, details FROM audit_log "  # noqa: S608
         f"WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ? OFFSET ?",
         (*params, limit, offset),
-    ) as cursor:
-        return list(await cursor.fetchall())
+    )
+    return list(cursor.fetchall())

@@ -7,8 +7,6 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
-import aiosqlite
-
 # Updates still waiting for a decision or an install.
 WAITING_STATES = ("pending", "approved")
 ATTENTION_LIST_SIZE = 10
@@ -73,53 +71,53 @@ LIMIT ?
 )
 
 
-async def agent_counts(conn: aiosqlite.Connection) -> sqlite3.Row:
+def agent_counts(conn: sqlite3.Connection) -> sqlite3.Row:
     """total, online, offline, disabled, attention and one count per attention reason."""
-    async with conn.execute(_COUNTS) as cursor:
-        row = await cursor.fetchone()
+    cursor = conn.execute(_COUNTS)
+    row = cursor.fetchone()
     assert row is not None
     return row
 
 
-async def agents_needing_attention(
-    conn: aiosqlite.Connection, limit: int = ATTENTION_LIST_SIZE
+def agents_needing_attention(
+    conn: sqlite3.Connection, limit: int = ATTENTION_LIST_SIZE
 ) -> list[sqlite3.Row]:
     """The first `limit` agents with a reason, the most urgent reasons first."""
-    async with conn.execute(_NEEDING_ATTENTION, (limit,)) as cursor:
-        return list(await cursor.fetchall())
+    cursor = conn.execute(_NEEDING_ATTENTION, (limit,))
+    return list(cursor.fetchall())
 
 
-async def waiting_updates_by_severity(conn: aiosqlite.Connection) -> list[sqlite3.Row]:
+def waiting_updates_by_severity(conn: sqlite3.Connection) -> list[sqlite3.Row]:
     """(severity, updates, security) for updates pending or approved."""
     # `+status`: most rows wait in a big fleet, and reading each one's security flag
     # through updates_by_status costs three times a plain scan. An index on
     # (status, severity, security) would make either form a covering-index read.
-    async with conn.execute(
+    cursor = conn.execute(
         "SELECT severity, count(*) AS updates, coalesce(sum(security), 0) AS security "
         "FROM updates WHERE +status IN (?, ?) GROUP BY severity",
         WAITING_STATES,
-    ) as cursor:
-        return list(await cursor.fetchall())
+    )
+    return list(cursor.fetchall())
 
 
-async def waiting_updates_by_source(conn: aiosqlite.Connection) -> list[sqlite3.Row]:
+def waiting_updates_by_source(conn: sqlite3.Connection) -> list[sqlite3.Row]:
     """(source, updates) for updates pending or approved, the biggest first."""
     # `+status` steers SQLite (no ANALYZE statistics) to a covering scan of
     # updates_by_source instead of a row read per waiting update through updates_by_status.
-    async with conn.execute(
+    cursor = conn.execute(
         "SELECT source, count(*) AS updates FROM updates WHERE +status IN (?, ?) "
         "GROUP BY source ORDER BY updates DESC, source",
         WAITING_STATES,
-    ) as cursor:
-        return list(await cursor.fetchall())
+    )
+    return list(cursor.fetchall())
 
 
-async def recent_failed_commands(
-    conn: aiosqlite.Connection, limit: int = RECENT_FAILURES
+def recent_failed_commands(
+    conn: sqlite3.Connection, limit: int = RECENT_FAILURES
 ) -> list[sqlite3.Row]:
     # One ordered index walk per status (commands_by_status), then the newest of both:
     # an IN list would sort every failed command there ever was.
-    async with conn.execute(
+    cursor = conn.execute(
         "SELECT c.id, c.agent_id, a.hostname, a.display_name, c.kind, c.status, "
         "c.created_at, c.finished_at, c.error "
         "FROM (SELECT * FROM (SELECT id FROM commands WHERE status = 'failed' "
@@ -131,21 +129,21 @@ async def recent_failed_commands(
         "JOIN agents AS a ON a.id = c.agent_id "
         "ORDER BY c.created_at DESC, c.id DESC LIMIT ?",
         (limit, limit, limit),
-    ) as cursor:
-        return list(await cursor.fetchall())
+    )
+    return list(cursor.fetchall())
 
 
-async def recent_failed_installs(
-    conn: aiosqlite.Connection, limit: int = RECENT_FAILURES
+def recent_failed_installs(
+    conn: sqlite3.Connection, limit: int = RECENT_FAILURES
 ) -> list[sqlite3.Row]:
-    async with conn.execute(
+    cursor = conn.execute(
         "SELECT h.id, h.agent_id, a.hostname, a.display_name, h.command_id, h.source, "
         "h.package, h.from_version, h.to_version, h.started_at "
         "FROM install_history AS h JOIN agents AS a ON a.id = h.agent_id "
         "WHERE h.outcome = 'failed' ORDER BY h.started_at DESC, h.id DESC LIMIT ?",
         (limit,),
-    ) as cursor:
-        return list(await cursor.fetchall())
+    )
+    return list(cursor.fetchall())
 
 
 # The days of a chart, from a JSON list of [day, starts, ends] (UTC text, ends excluded):
@@ -169,23 +167,23 @@ _INSTALLS_PER_DAY = _DAYS + (
 )
 
 
-async def updates_first_seen_per_day(
-    conn: aiosqlite.Connection, days: Sequence[tuple[str, str, str]]
+def updates_first_seen_per_day(
+    conn: sqlite3.Connection, days: Sequence[tuple[str, str, str]]
 ) -> list[sqlite3.Row]:
     """(day, updates) for each (day, starts, ends) of `days`.
 
     One range count per day on updates_by_first_seen: ten times faster than a GROUP BY
     substr(first_seen_at, 1, 10) over 100,000 rows, which sorts them all in a temp tree.
     """
-    async with conn.execute(_FIRST_SEEN_PER_DAY, (json.dumps(days),)) as cursor:
-        return list(await cursor.fetchall())
+    cursor = conn.execute(_FIRST_SEEN_PER_DAY, (json.dumps(days),))
+    return list(cursor.fetchall())
 
 
-async def installs_per_day(
-    conn: aiosqlite.Connection, days: Sequence[tuple[str, str, str]]
+def installs_per_day(
+    conn: sqlite3.Connection, days: Sequence[tuple[str, str, str]]
 ) -> list[sqlite3.Row]:
     """(day, installed, failed) for each (day, starts, ends) of `days`: a range of
     install_history_by_time per day, reading each attempt's outcome from the table (an
     index on (started_at, outcome) would make it a covering-index scan)."""
-    async with conn.execute(_INSTALLS_PER_DAY, (json.dumps(days),)) as cursor:
-        return list(await cursor.fetchall())
+    cursor = conn.execute(_INSTALLS_PER_DAY, (json.dumps(days),))
+    return list(cursor.fetchall())

@@ -6,8 +6,6 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 _COLUMNS = (
     "h.id, h.agent_id, a.hostname, h.command_id, h.source, h.package, h.from_version, "
     "h.to_version, h.outcome, h.started_at, h.finished_at, length(h.output) AS output_chars"
@@ -26,8 +24,8 @@ class HistoryFilter:
     until: str = ""
 
 
-async def search(
-    conn: aiosqlite.Connection,
+def search(
+    conn: sqlite3.Connection,
     found: HistoryFilter,
     *,
     limit: int,
@@ -45,25 +43,25 @@ async def search(
     clauses, params = _where(found)
     selective = bool(found.text or found.outcome or found.source) and not found.agent_id
     order = "+h.started_at DESC, h.id DESC" if selective else "h.started_at DESC, h.id DESC"
-    async with conn.execute(
+    cursor = conn.execute(
         f"SELECT {_COLUMNS}, substr(h.output, -?) AS output "  # noqa: S608
         "FROM install_history h JOIN agents a ON a.id = h.agent_id WHERE h.id IN ("
         f"  SELECT h.id FROM install_history h WHERE {clauses} ORDER BY {order} "
         "  LIMIT ? OFFSET ?"
         ") ORDER BY h.started_at DESC, h.id DESC",
         (output_chars, *params, limit, offset),
-    ) as cursor:
-        return list(await cursor.fetchall())
+    )
+    return list(cursor.fetchall())
 
 
-async def entry(conn: aiosqlite.Connection, entry_id: int) -> sqlite3.Row | None:
+def entry(conn: sqlite3.Connection, entry_id: int) -> sqlite3.Row | None:
     """One row with all of its output."""
-    async with conn.execute(
+    cursor = conn.execute(
         f"SELECT {_COLUMNS}, h.output FROM install_history h "  # noqa: S608
         "JOIN agents a ON a.id = h.agent_id WHERE h.id = ?",
         (entry_id,),
-    ) as cursor:
-        return await cursor.fetchone()
+    )
+    return cursor.fetchone()
 
 
 def _where(found: HistoryFilter) -> tuple[str, list[Any]]:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import apsw
 
-from appliance.clock import iso, utc_now
 from appliance.store.database import BUSY_TIMEOUT_MS
-from appliance.store.snapshot import SnapshotFailed, write_snapshot
+from appliance.store.snapshot import SnapshotFailed, create_private, write_snapshot
+from kernel.clock import iso, utc_now
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
@@ -256,8 +256,10 @@ def migrate(
     """Bring `database` to the newest schema, or raise MigrationError and change nothing."""
     migrations = load_migrations() if migrations is None else migrations
     try:
+        database.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        create_private(database)
         conn = open_for_migration(database)
-    except apsw.Error as exc:
+    except (apsw.Error, OSError) as exc:
         raise MigrationError(f"cannot open the database {database}: {exc}") from exc
     try:
         plan = plan_migrations(conn, migrations)

@@ -4,27 +4,25 @@ from __future__ import annotations
 
 import sqlite3
 
-import aiosqlite
 
-
-async def all_jobs(conn: aiosqlite.Connection) -> list[sqlite3.Row]:
-    async with conn.execute(
+def all_jobs(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    cursor = conn.execute(
         "SELECT name, next_run_at, last_started_at, last_finished_at, last_duration_s, "
         "last_error, runs, failures FROM scheduler_jobs ORDER BY name"
-    ) as cursor:
-        return list(await cursor.fetchall())
+    )
+    return list(cursor.fetchall())
 
 
-async def ensure_job(conn: aiosqlite.Connection, name: str, next_run_at: str) -> None:
-    await conn.execute(
+def ensure_job(conn: sqlite3.Connection, name: str, next_run_at: str) -> None:
+    conn.execute(
         "INSERT INTO scheduler_jobs (name, next_run_at) VALUES (?, ?) "
         "ON CONFLICT (name) DO NOTHING",
         (name, next_run_at),
     )
 
 
-async def record_run(
-    conn: aiosqlite.Connection,
+def record_run(
+    conn: sqlite3.Connection,
     name: str,
     *,
     started_at: str,
@@ -33,7 +31,7 @@ async def record_run(
     error: str | None,
     next_run_at: str,
 ) -> None:
-    await conn.execute(
+    conn.execute(
         "UPDATE scheduler_jobs SET last_started_at = ?, last_finished_at = ?, "
         "last_duration_s = ?, last_error = ?, next_run_at = ?, runs = runs + 1, "
         "failures = failures + ? WHERE name = ?",

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 
-import aiosqlite
 
-
-async def insert_session(
-    conn: aiosqlite.Connection,
+def insert_session(
+    conn: sqlite3.Connection,
     *,
     id_hash: str,
     user_id: int,
@@ -18,52 +16,50 @@ async def insert_session(
     ip: str,
     user_agent: str,
 ) -> None:
-    await conn.execute(
+    conn.execute(
         "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen_at, "
         "expires_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (id_hash, user_id, csrf_token, created_at, created_at, expires_at, ip, user_agent),
     )
 
 
-async def session_with_user(conn: aiosqlite.Connection, id_hash: str) -> sqlite3.Row | None:
+def session_with_user(conn: sqlite3.Connection, id_hash: str) -> sqlite3.Row | None:
     """The session and its user's name, role and disabled flag."""
-    async with conn.execute(
+    cursor = conn.execute(
         "SELECT s.id_hash, s.user_id, s.csrf_token, s.created_at, s.last_seen_at, "
         "s.expires_at, u.username, u.role, u.disabled "
         "FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?",
         (id_hash,),
-    ) as cursor:
-        return await cursor.fetchone()
+    )
+    return cursor.fetchone()
 
 
-async def touch_session(
-    conn: aiosqlite.Connection, id_hash: str, last_seen_at: str, expires_at: str
+def touch_session(
+    conn: sqlite3.Connection, id_hash: str, last_seen_at: str, expires_at: str
 ) -> None:
-    await conn.execute(
+    conn.execute(
         "UPDATE sessions SET last_seen_at = ?, expires_at = ? WHERE id_hash = ?",
         (last_seen_at, expires_at, id_hash),
     )
 
 
-async def delete_session(conn: aiosqlite.Connection, id_hash: str) -> int:
-    cursor = await conn.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
+def delete_session(conn: sqlite3.Connection, id_hash: str) -> int:
+    cursor = conn.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
     return cursor.rowcount
 
 
-async def delete_sessions_of_user(conn: aiosqlite.Connection, user_id: int) -> int:
-    cursor = await conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+def delete_sessions_of_user(conn: sqlite3.Connection, user_id: int) -> int:
+    cursor = conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
     return cursor.rowcount
 
 
-async def delete_expired_sessions(conn: aiosqlite.Connection, now: str) -> int:
-    cursor = await conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+def delete_expired_sessions(conn: sqlite3.Connection, now: str) -> int:
+    cursor = conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
     return cursor.rowcount
 
 
-async def count_admins(conn: aiosqlite.Connection) -> int:
-    async with conn.execute(
-        "SELECT count(*) FROM users WHERE role = 'admin' AND disabled = 0"
-    ) as cursor:
-        row = await cursor.fetchone()
+def count_admins(conn: sqlite3.Connection) -> int:
+    cursor = conn.execute("SELECT count(*) FROM users WHERE role = 'admin' AND disabled = 0")
+    row = cursor.fetchone()
     assert row is not None
     return int(row[0])

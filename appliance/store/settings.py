@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
-import aiosqlite
+
+def all_values(conn: sqlite3.Connection) -> dict[str, Any]:
+    cursor = conn.execute("SELECT key, value FROM settings")
+    return {row["key"]: json.loads(row["value"]) for row in cursor.fetchall()}
 
 
-async def all_values(conn: aiosqlite.Connection) -> dict[str, Any]:
-    async with conn.execute("SELECT key, value FROM settings") as cursor:
-        return {row["key"]: json.loads(row["value"]) for row in await cursor.fetchall()}
-
-
-async def put(
-    conn: aiosqlite.Connection, key: str, value: Any, *, at: str, updated_by: str
-) -> None:
-    await conn.execute(
+def put(conn: sqlite3.Connection, key: str, value: Any, *, at: str, updated_by: str) -> None:
+    conn.execute(
         "INSERT INTO settings (key, value, updated_at, updated_by) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
         "updated_at = excluded.updated_at, updated_by = excluded.updated_by",
@@ -24,5 +21,5 @@ async def put(
     )
 
 
-async def delete(conn: aiosqlite.Connection, key: str) -> None:
-    await conn.execute("DELETE FROM settings WHERE key = ?", (key,))
+def delete(conn: sqlite3.Connection, key: str) -> None:
+    conn.execute("DELETE FROM settings WHERE key = ?", (key,))

@@ -41,7 +41,8 @@ def write_snapshot(
     """
     partial = destination.with_name(destination.name + ".partial")
     try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        create_private(partial)
         if open_source is not None:
             _copy_with_apsw(open_source, partial)
         else:
@@ -59,6 +60,14 @@ def write_snapshot(
         _discard(partial)
         raise
     return destination
+
+
+def create_private(path: Path) -> None:
+    """An empty file only its owner may read, for SQLite to fill: a database, its WAL
+    and shared-memory files and every copy of them hold password hashes and sealed keys,
+    whatever the umask of the process that makes them. An existing file is left as is."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _copy_with_sqlite3(source: Path, partial: Path) -> None:

@@ -13,13 +13,21 @@ import httpx
 import pytest
 
 from agent.enrol import register
-from agent.protocol import HostFacts, SignedDocument, b64encode, canonical_json
 from agent.session import AgentSession
+from appliance.domain.actors import Actor
 from appliance.services import api_tokens, users
 from appliance.services.keys import KeyService
 from appliance.signers import KeyEncryptionKey
 from appliance.store.database import Database
-from tests.support import RunningAppliance, key_file_for, run_async, start_appliance
+from kernel.protocol import HostFacts, SignedDocument, b64encode, canonical_json
+from tests.support import (
+    InProcessAppliance,
+    RunningAppliance,
+    key_file_for,
+    run_async,
+    start_appliance,
+    start_in_process,
+)
 
 _hosts = itertools.count(1)
 
@@ -63,7 +71,7 @@ class InjectingTransport(httpx.HTTPTransport):
 
 @dataclass
 class Fleet:
-    appliance: RunningAppliance
+    appliance: RunningAppliance | InProcessAppliance
     admin_token: str
     tmp_path: Path
     secrets: list[str] = field(default_factory=list)
@@ -176,15 +184,25 @@ def forge_envelope(
 async def _make_admin(database: Path) -> str:
     db = await Database.open(database)
     try:
-        await users.create_user(db, "admin", "correct horse battery", "admin", actor="test")
-        return await api_tokens.create_api_token(db, "admin", "tests", actor="test")
+        await users.create_user(db, Actor("test"), "admin", "correct horse battery", "admin")
+        return await api_tokens.create_api_token(db, Actor("test"), "admin", "tests")
     finally:
         await db.close()
 
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    running = start_appliance(tmp_path / "data")
+    """The real appliance served from this process, an admin and its API token."""
+    yield from _fleet(tmp_path, start_in_process(tmp_path / "data"))
+
+
+@pytest.fixture
+def fleet_process(tmp_path: Path) -> Iterator[Fleet]:
+    """The same with the appliance as its own process, for tests that signal or kill it."""
+    yield from _fleet(tmp_path, start_appliance(tmp_path / "data"))
+
+
+def _fleet(tmp_path: Path, running: Any) -> Iterator[Fleet]:
     try:
         token = run_async(_make_admin(running.data_dir / "redflag.db"))
         master_key = key_file_for(running.data_dir).read_text().strip()

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from agent.enrol import Identity
-from appliance.clock import parse_iso, utc_now
-from appliance.services import agents, commands, events
+from appliance.domain.actors import Actor
+from appliance.services import agent_events, agents, commands
 from appliance.settings import Settings
 from appliance.store.database import Database
+from kernel.clock import parse_iso, utc_now
 from tests.integration.conftest import Fleet, host_facts
 
 pytestmark = pytest.mark.slow
@@ -74,37 +75,45 @@ def test_an_unacknowledged_command_times_out_and_a_late_result_still_counts(
     async def scenario() -> tuple[list[int], str, str]:
         db = await Database.open(migrated.database_path)
         try:
-            async with db.write() as conn:
-                await conn.execute(
+            await db.write(
+                lambda tx: tx.conn.execute(
                     "INSERT INTO agents (id, hostname, registered_at) VALUES "
                     "('6f1c2a9e-0000-4000-8000-000000000009', 'h', '2026-01-01T00:00:00Z')"
                 )
+            )
             start = utc_now()
             await commands.create_command(
-                db, "6f1c2a9e-0000-4000-8000-000000000009", "noop", actor="test", now=start
+                db, Actor("test", at=start), "6f1c2a9e-0000-4000-8000-000000000009", "noop"
             )
             sent_at = start.isoformat().replace("+00:00", "Z")
 
             async def delivered(attempts: int) -> None:
-                async with db.write() as conn:
-                    await conn.execute(
+                await db.write(
+                    lambda tx: tx.conn.execute(
                         "UPDATE commands SET status = 'sent', sent_at = ?, attempts = ?",
                         (sent_at, attempts),
                     )
+                )
+
+            async def row(columns: str) -> tuple[str, ...]:
+                return tuple(
+                    await db.read(lambda c: c.execute(f"SELECT {columns} FROM commands").fetchone())
+                )
+
+            def scheduler(at: datetime) -> Actor:
+                return Actor.system("scheduler", at)
 
             # The scheduler's step, with the clock moved past the timeout: a noop is
             # safe to repeat, so an unacknowledged one is queued again...
             await delivered(1)
             late = start + timedelta(seconds=3601)
-            assert await commands.enforce_timeouts(db, now=late) == []
-            async with db.read() as conn, conn.execute("SELECT status FROM commands") as c:
-                assert (await c.fetchone())[0] == "created"
+            assert await commands.enforce_timeouts(db, scheduler(late)) == []
+            assert await row("status") == ("created",)
             # ...until its attempts are used up.
             await delivered(3)
-            before = await commands.enforce_timeouts(db, now=start + timedelta(seconds=3599))
-            after = await commands.enforce_timeouts(db, now=late)
-            async with db.read() as conn, conn.execute("SELECT status, error FROM commands") as c:
-                status, error = await c.fetchone()
+            before = await commands.enforce_timeouts(db, scheduler(start + timedelta(seconds=3599)))
+            after = await commands.enforce_timeouts(db, scheduler(late))
+            status, error = await row("status, error")
             assert before == []
             # The agent's result arrives late (it was offline): it replaces timed_out.
             late = {
@@ -113,9 +122,9 @@ def test_an_unacknowledged_command_times_out_and_a_late_result_still_counts(
                 "occurred_at": 0,
                 "payload": {"command_id": after[0], "status": "succeeded"},
             }
-            await events.ingest(db, "6f1c2a9e-0000-4000-8000-000000000009", [late], now=start)
-            async with db.read() as conn, conn.execute("SELECT status FROM commands") as c:
-                assert (await c.fetchone())[0] == "succeeded"
+            agent = Actor.agent("6f1c2a9e-0000-4000-8000-000000000009", "", start)
+            await agent_events.ingest(db, agent, [late])
+            assert await row("status") == ("succeeded",)
             return after, status, error
         finally:
             await db.close()
@@ -129,8 +138,8 @@ def test_agents_not_seen_for_a_while_go_offline(migrated: Settings) -> None:
     async def scenario() -> list[str]:
         db = await Database.open(migrated.database_path)
         try:
-            async with db.write() as conn:
-                await conn.executemany(
+            await db.write(
+                lambda tx: tx.conn.executemany(
                     "INSERT INTO agents (id, hostname, registered_at, last_seen_at) "
                     "VALUES (?, ?, ?, ?)",
                     [
@@ -138,8 +147,11 @@ def test_agents_not_seen_for_a_while_go_offline(migrated: Settings) -> None:
                         ("a-silent", "h2", "2026-01-01T00:00:00Z", "2026-11-29T11:00:00Z"),
                     ],
                 )
+            )
             now = parse_iso("2026-11-29T12:00:00Z")
-            return await agents.mark_offline_agents(db, older_than=now - timedelta(minutes=15))
+            return await agents.mark_offline_agents(
+                db, older_than=now - timedelta(minutes=15), now=now
+            )
         finally:
             await db.close()
 

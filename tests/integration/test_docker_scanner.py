@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 
 from agent.breaker import CircuitBreaker
-from agent.protocol import UpdateRecord
 from agent.scanners.docker import DockerEngineUnavailable, DockerInstaller, DockerScanner
 from agent.scanners.docker_registry import (
     MANIFEST_TYPES,
     InvalidImageReference,
     RegistryUnavailable,
 )
+from kernel.protocol import UpdateRecord
 from tests.fakes.docker_engine import FakeDockerEngine
 from tests.fakes.registry import FakeRegistry
 
@@ -344,7 +344,7 @@ def test_install_pulls_recreates_the_compose_service_and_reports_the_plain_conta
     output: list[str] = []
     installer = DockerInstaller(engine.base_url, docker_config=docker_config)
 
-    result = installer.install([f"{APP}:1.0"], output.append)
+    result = installer.install([f"{APP}:1.0"], output.append).to_json()
 
     pulls = [r for r in engine.requests if r[1].startswith("/v1.45/images/create")]
     assert len(pulls) == 1
@@ -392,7 +392,11 @@ def test_install_pulls_recreates_the_compose_service_and_reports_the_plain_conta
 def test_dry_run_shows_the_pull_the_recreation_and_the_manual_restart_and_changes_nothing(
     engine: FakeDockerEngine, docker_cli: Path, docker_config: Path, shop: Path
 ) -> None:
-    plan = DockerInstaller(engine.base_url, docker_config=docker_config).dry_run([f"{APP}:1.0"])
+    plan = (
+        DockerInstaller(engine.base_url, docker_config=docker_config)
+        .dry_run([f"{APP}:1.0"])
+        .to_json()
+    )
 
     [image] = plan["images"]
     assert image["pull"] == f"{APP}:1.0"
@@ -423,8 +427,10 @@ def test_a_failing_compose_makes_the_install_fail(
 ) -> None:
     (docker_cli.parent / "exit-code").write_text("1")
 
-    result = DockerInstaller(engine.base_url, docker_config=docker_config).install(
-        [f"{APP}:1.0"], lambda line: None
+    result = (
+        DockerInstaller(engine.base_url, docker_config=docker_config)
+        .install([f"{APP}:1.0"], lambda line: None)
+        .to_json()
     )
 
     assert result["installed"] == []
@@ -437,8 +443,10 @@ def test_a_failed_pull_is_reported_and_nothing_is_recreated(
 ) -> None:
     engine.state.pull_error = "toomanyrequests: rate limit reached"
 
-    result = DockerInstaller(engine.base_url, docker_config=docker_config).install(
-        [f"{APP}:1.0"], lambda line: None
+    result = (
+        DockerInstaller(engine.base_url, docker_config=docker_config)
+        .install([f"{APP}:1.0"], lambda line: None)
+        .to_json()
     )
 
     assert result["failed"] == [f"{APP}:1.0"]
@@ -474,8 +482,8 @@ def test_a_repository_name_without_tag_updates_every_tag_that_running_containers
     engine.serve_on_pull(f"{APP}:2.0", "sha256:" + "2" * 64)
     installer = DockerInstaller(engine.base_url, docker_config=docker_config)
 
-    plan = installer.dry_run([APP, "registry.test/team/unused"])
-    result = installer.install([APP], lambda line: None)
+    plan = installer.dry_run([APP, "registry.test/team/unused"]).to_json()
+    result = installer.install([APP], lambda line: None).to_json()
 
     assert [i["image"] for i in plan["images"]] == [f"{APP}:1.0", f"{APP}:2.0"]
     assert plan["not_in_use"] == ["registry.test/team/unused"]

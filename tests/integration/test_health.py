@@ -39,6 +39,7 @@ def test_readyz_reports_every_check(appliance: RunningAppliance) -> None:
         "audit_chain",
         "backup",
         "command_timeouts",
+        "domain_event_retention",
         "offline_agents",
         "reload_settings",
         "scheduled_installs",

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from agent.protocol import RequestSignature, canonical_json, request_signing_message
 from agent.session import AgentSession
+from kernel.protocol import RequestSignature, canonical_json, request_signing_message
 from tests.integration.conftest import Fleet, host_facts
 from tests.integration.test_agent_runtime import NO_BUILTIN_SCANNERS, agent_process, metric
 from tests.support import wait_for
@@ -104,7 +104,8 @@ def test_a_held_check_in_whose_agent_went_away_frees_its_place(fleet: Fleet) -> 
         session.close()
 
 
-def test_stopping_the_appliance_answers_held_check_ins_at_once(fleet: Fleet) -> None:
+def test_stopping_the_appliance_answers_held_check_ins_at_once(fleet_process: Fleet) -> None:
+    fleet = fleet_process
     session = AgentSession(fleet.enrol())
     answers: list[float] = []
 
@@ -137,6 +138,3 @@ def test_the_agent_stops_at_once_while_its_check_in_is_held(fleet: Fleet) -> Non
         process.wait(timeout=10)
         assert time.monotonic() - started < 3
         assert process.returncode == 0
-
-
-

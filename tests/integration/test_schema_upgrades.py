@@ -70,3 +70,27 @@ def test_fixture_upgrades_to_head_and_keeps_every_value(version: int, tmp_path: 
     # The audit chain written by the old version still verifies.
     verified = run_cli("audit", "verify", "--data-dir", str(data_dir))
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_0003_moves_an_install_waiting_for_its_agent_to_queued(tmp_path: Path) -> None:
+    """Before 0003 an update whose install command existed was 'scheduled' with no
+    install time; it becomes 'queued'. One scheduled for a time stays 'scheduled'."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    database = data_dir / "redflag.db"
+    shutil.copy(FIXTURES / "v0002.db", database)
+    conn = sqlite3.connect(database)
+    conn.execute(
+        "INSERT INTO updates (agent_id, source, package, available_version, status, "
+        "status_changed_at, first_seen_at, last_seen_at) VALUES "
+        "('6f1c2a9e-0000-4000-8000-000000000001', 'apt', 'curl', '8', 'scheduled', 't', 't', 't')"
+    )
+    conn.commit()
+    conn.close()
+
+    migrate(database, data_dir / "backups")
+
+    conn = sqlite3.connect(database)
+    rows = dict(conn.execute("SELECT package, status FROM updates").fetchall())
+    conn.close()
+    assert rows == {"openssl": "scheduled", "curl": "queued"}

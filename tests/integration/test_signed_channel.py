@@ -11,8 +11,8 @@ import pytest
 from nacl.signing import SigningKey
 
 from agent.enrol import Identity
-from agent.protocol import RequestSignature, canonical_json, request_signing_message
 from appliance.signers import FileSigner
+from kernel.protocol import RequestSignature, canonical_json, request_signing_message
 from tests.integration.conftest import Fleet, InjectingTransport, forge_envelope, host_facts
 
 pytestmark = pytest.mark.slow

@@ -83,7 +83,7 @@ def test_scan_approve_dry_run_install_rescan_history(fleet: Fleet, tmp_path: Pat
         assert install.status_code == 202, install.text
         install_id = install.json()["commands"][0]["command_id"]
         assert repeat.json()["commands"][0]["command_id"] == install_id
-        assert updates()["openssl"]["status"] == "scheduled"
+        assert updates()["openssl"]["status"] == "queued"
         done = wait_for(lambda: finished(install_id), 60, "the install")
         assert done["status"] == "succeeded", done
         assert any("Setting up openssl (3.0.13-1)" in o["text"] for o in done["output"])

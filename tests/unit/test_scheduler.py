@@ -67,8 +67,7 @@ async def test_a_failing_job_does_not_stop_the_others(migrated: Settings) -> Non
         clock.advance(minutes=10)
         assert await scheduler.run_due() == 2
         await scheduler.wait_idle()
-        async with db.read() as conn:
-            rows = {row["name"]: row for row in await scheduler_store.all_jobs(conn)}
+        rows = {row["name"]: row for row in await db.read(scheduler_store.all_jobs)}
         assert rows["broken"]["failures"] == 2 and rows["broken"]["runs"] == 2
         assert rows["healthy"]["failures"] == 0 and rows["healthy"]["runs"] == 2
         assert rows["healthy"]["next_run_at"] == "2026-11-29T12:20:00Z"

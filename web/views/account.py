@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from appliance.domain.actors import Actor
 from appliance.services import sessions, setup, users
 from appliance.services.agent_commands import enrol_commands
 from web.auth import (
@@ -48,7 +50,33 @@ async def setup_form(request: Request) -> Response:
 async def setup_submit(request: Request) -> Response:
     if await setup_done(request):
         raise PageError(409, "Setup is already done; log in instead.")
-    form = await anonymous_form(request)
+    username, password, errors = _setup_form(await anonymous_form(request))
+    if errors:
+        context = {"errors": errors, "username": username}
+        return _anonymous_page(request, "setup.html", context, status=422)
+    appliance = request.state.appliance
+    fingerprint = await appliance.keys.root_fingerprint()
+    admin, token, info = await setup.complete_setup(
+        appliance.db,
+        Actor("setup", client_ip(request)),
+        username,
+        password,
+        root_fingerprint=fingerprint,
+    )
+    appliance.setup_done = True
+    context = {
+        "fingerprint": fingerprint,
+        "token": token,
+        "token_info": info,
+        "enrol": enrol_commands(server_url(request), token),
+    }
+    response = await _logged_in(request, admin, "setup_done.html", context)
+    response.headers["Cache-Control"] = "no-store"  # the token is shown only here
+    return response
+
+
+def _setup_form(form: FormData) -> tuple[str, str, dict[str, str]]:
+    """(username, password, errors by field) from the wizard's form."""
     username = field_text(form, "username", 64)
     password = form.get("password") if isinstance(form.get("password"), str) else ""
     confirm = form.get("confirm") if isinstance(form.get("confirm"), str) else ""
@@ -63,40 +91,20 @@ async def setup_submit(request: Request) -> Response:
         errors["password"] = str(exc)
     if not errors and password != confirm:
         errors["confirm"] = "the two passwords differ"
-    if errors:
-        context = {"errors": errors, "username": username}
-        return _anonymous_page(request, "setup.html", context, status=422)
+    return username, str(password), errors
+
+
+async def _logged_in(
+    request: Request, user: users.User, template: str, context: dict[str, object]
+) -> Response:
+    """The page shown to a user who just logged in (their new session's cookie set)."""
     appliance = request.state.appliance
-    try:
-        admin = await setup.create_first_admin(
-            appliance.db, username, str(password), source_ip=client_ip(request)
-        )
-    except setup.SetupAlreadyDone as exc:
-        raise PageError(409, str(exc)) from None
-    appliance.setup_done = True
-    fingerprint = await appliance.keys.root_fingerprint()
-    token, info = await setup.create_first_token(
-        appliance.db,
-        root_fingerprint=fingerprint,
-        actor=f"user:{admin.username}",
-        source_ip=client_ip(request),
-    )
     new = await sessions.start_session(
-        appliance.db, admin, ip=client_ip(request), user_agent=request.headers.get("user-agent", "")
+        appliance.db, user, ip=client_ip(request), user_agent=request.headers.get("user-agent", "")
     )
     request.state.web_session = await sessions.session_for_cookie(appliance.db, new.cookie_value)
-    response = render(
-        request,
-        "setup_done.html",
-        {
-            "fingerprint": fingerprint,
-            "token": token,
-            "token_info": info,
-            "enrol": enrol_commands(server_url(request), token),
-        },
-    )
+    response = render(request, template, context)
     set_session_cookie(request, response, new.cookie_value)
-    response.headers["Cache-Control"] = "no-store"  # the token is shown only here
     return response
 
 
@@ -117,6 +125,11 @@ async def login_form(request: Request) -> Response:
     return _anonymous_page(request, "login.html", context)
 
 
+WRONG_LOGIN = (
+    "Wrong username or password, or the account is locked for a while after too many failures."
+)
+
+
 async def login_submit(request: Request) -> Response:
     if not await setup_done(request):
         raise RedirectTo("/setup")
@@ -129,18 +142,11 @@ async def login_submit(request: Request) -> Response:
     if appliance.limits.logins.acquire(client_ip(request)):
         context["error"] = "Too many login attempts from your address; wait a minute."
         return _anonymous_page(request, "login.html", context, status=429)
+    password = password if isinstance(password, str) else ""
     try:
-        user = await users.verify_password(
-            appliance.db,
-            username,
-            password if isinstance(password, str) else "",
-            client_ip(request),
-        )
+        user = await users.verify_password(appliance.db, username, password, client_ip(request))
     except users.LoginFailed:
-        context["error"] = (
-            "Wrong username or password, or the account is locked for a while after "
-            "too many failures."
-        )
+        context["error"] = WRONG_LOGIN
         return _anonymous_page(request, "login.html", context, status=401)
     new = await sessions.start_session(
         appliance.db, user, ip=client_ip(request), user_agent=request.headers.get("user-agent", "")

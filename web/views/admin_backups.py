@@ -8,11 +8,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from agent.logs import log_event
 from appliance.services import backups, restore_help
 from appliance.services import settings as runtime_settings
 from appliance.store.snapshot import SnapshotFailed
-from web.auth import PageError, RedirectTo, client_ip, form_with_csrf, require_page
+from kernel.logs import log_event
+from web.auth import PageError, RedirectTo, actor_of, form_with_csrf, require_page
 from web.templating import render
 
 logger = logging.getLogger("redflag.web")
@@ -41,10 +41,7 @@ async def create_backup(request: Request) -> Response:
     appliance = request.state.appliance
     try:
         await backups.create_backup_now(
-            appliance.db,
-            appliance.settings,
-            actor=f"user:{web_session.principal.username}",
-            source_ip=client_ip(request),
+            appliance.db, appliance.settings, actor_of(request, web_session)
         )
     except (SnapshotFailed, OSError) as exc:
         log_event(logger, logging.ERROR, "backup.failed", error=str(exc))
@@ -59,12 +56,7 @@ async def download_backup(request: Request) -> Response:
         backup = backups.find_backup(appliance.settings, request.path_params["name"])
     except backups.BackupNotFound:
         raise PageError(404, "There is no backup with that name.") from None
-    await backups.record_download(
-        appliance.db,
-        backup,
-        actor=f"user:{web_session.principal.username}",
-        source_ip=client_ip(request),
-    )
+    await backups.record_download(appliance.db, actor_of(request, web_session), backup)
     return FileResponse(
         backup.path,
         media_type="application/vnd.sqlite3",

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from appliance.services.keys import KeyOperationRefused, UnknownKey
-from web.auth import PageError, RedirectTo, client_ip, field_text, form_with_csrf, require_page
+from web.auth import PageError, RedirectTo, actor_of, field_text, form_with_csrf, require_page
 from web.templating import render
 
 CONFIRM_ROTATE = "Tick the box to confirm the rotation."
@@ -38,9 +38,7 @@ async def rotate(request: Request) -> Response:
     form = await form_with_csrf(request, web_session)
     if field_text(form, "confirm", 10) != "yes":
         return await _status_page(request, {"confirm": CONFIRM_ROTATE}, status=422)
-    await request.state.appliance.keys.rotate(
-        actor=f"user:{web_session.principal.username}", source_ip=client_ip(request)
-    )
+    await request.state.appliance.keys.rotate(actor_of(request, web_session))
     raise RedirectTo("/admin/keys?notice=rotated")
 
 
@@ -67,11 +65,7 @@ async def revoke(request: Request) -> Response:
         context = {"key": key, "errors": {"confirm": CONFIRM_REVOKE}}
         return render(request, "admin_key_revoke.html", context, status=422)
     try:
-        await request.state.appliance.keys.revoke(
-            key["key_id"],
-            actor=f"user:{web_session.principal.username}",
-            source_ip=client_ip(request),
-        )
+        await request.state.appliance.keys.revoke(actor_of(request, web_session), key["key_id"])
     except UnknownKey:
         raise PageError(404, "There is no key with that id.") from None
     except KeyOperationRefused as exc:

@@ -8,7 +8,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from appliance.services import settings as runtime_settings
-from web.auth import RedirectTo, client_ip, field_text, form_with_csrf, require_page
+from web.auth import RedirectTo, actor_of, field_text, form_with_csrf, require_page
 from web.templating import render
 
 # How the page groups and names the settings; one missing here still shows, under "Other".
@@ -80,10 +80,7 @@ async def save_settings(request: Request) -> Response:
     appliance = request.state.appliance
     try:
         changed = await runtime_settings.change_many(
-            appliance.db,
-            typed,
-            actor=f"user:{web_session.principal.username}",
-            source_ip=client_ip(request),
+            appliance.db, actor_of(request, web_session), typed
         )
     except runtime_settings.InvalidSettings as exc:
         shown = {**await runtime_settings.current_all(appliance.db), **typed}

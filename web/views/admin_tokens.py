@@ -10,11 +10,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from appliance.clock import utc_now
 from appliance.durations import parse_duration
 from appliance.services import tokens
 from appliance.services.agent_commands import enrol_commands
-from web.auth import PageError, RedirectTo, client_ip, field_text, form_with_csrf, require_page
+from kernel.clock import utc_now
+from web.auth import PageError, RedirectTo, actor_of, field_text, form_with_csrf, require_page
 from web.templating import render
 from web.views.account import server_url
 
@@ -93,26 +93,19 @@ async def create_token(request: Request) -> Response:
     try:
         token, info = await tokens.create_token(
             appliance.db,
+            actor_of(request, web_session),
             root_fingerprint=await appliance.keys.root_fingerprint(),
             seats=parsed.seats,
             expires_in=parsed.expires_in,
             note=parsed.values["note"],
-            actor=f"user:{web_session.principal.username}",
-            source_ip=client_ip(request),
         )
     except tokens.InvalidTokenRequest as exc:
         errors = {exc.field: exc.message}
         return await _list_page(request, parsed.values, errors, status=422)
     # Shown in this answer only: the token is never stored, so it is not redirected to.
-    response = render(
-        request,
-        "admin_token_created.html",
-        {
-            "info": info,
-            "token": token,
-            "enrol": enrol_commands(server_url(request), token),
-        },
-    )
+    enrol = enrol_commands(server_url(request), token)
+    context = {"info": info, "token": token, "enrol": enrol}
+    response = render(request, "admin_token_created.html", context)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -121,10 +114,7 @@ async def revoke_token(request: Request) -> Response:
     web_session = await require_page(request, "admin")
     await form_with_csrf(request, web_session)
     revoked = await tokens.revoke_token(
-        request.state.appliance.db,
-        request.path_params["token_id"],
-        actor=f"user:{web_session.principal.username}",
-        source_ip=client_ip(request),
+        request.state.appliance.db, actor_of(request, web_session), request.path_params["token_id"]
     )
     raise RedirectTo(f"/admin/tokens?notice={'revoked' if revoked else 'not-revoked'}")
 

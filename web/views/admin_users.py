@@ -3,6 +3,7 @@ lockout) and the API tokens that act for them (create and show once, revoke)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -10,10 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from appliance.clock import utc_now
 from appliance.durations import parse_duration
 from appliance.services import api_tokens, users
-from web.auth import PageError, RedirectTo, client_ip, field_text, form_with_csrf, require_page
+from kernel.clock import utc_now
+from web.auth import PageError, RedirectTo, actor_of, field_text, form_with_csrf, require_page
 from web.templating import render
 
 NEW_USER = {"username": "", "role": "viewer"}
@@ -68,11 +69,10 @@ async def create_user(request: Request) -> Response:
         try:
             await users.create_user(
                 request.state.appliance.db,
+                actor_of(request, web_session),
                 values["username"],
                 password,
                 values["role"],
-                actor=f"user:{web_session.principal.username}",
-                source_ip=client_ip(request),
             )
         except users.UserExists as exc:
             errors["username"] = str(exc)
@@ -98,10 +98,9 @@ async def _set_disabled(request: Request, disabled: bool) -> Response:
     try:
         await users.set_user_disabled(
             request.state.appliance.db,
+            actor_of(request, web_session),
             username,
             disabled,
-            actor=f"user:{web_session.principal.username}",
-            source_ip=client_ip(request),
         )
     except users.UserNotFound:
         raise PageError(404, "There is no such user.") from None
@@ -142,38 +141,24 @@ async def set_password(request: Request) -> Response:
         return render(request, "admin_user_password.html", context, status=422)
     await users.change_password(
         request.state.appliance.db,
+        actor_of(request, web_session),
         target.username,
         password,
-        actor=f"user:{web_session.principal.username}",
-        source_ip=client_ip(request),
     )
     raise RedirectTo("/admin/users?notice=password-set")
 
 
 async def create_api_token(request: Request) -> Response:
     web_session = await require_page(request, "admin")
-    form = await form_with_csrf(request, web_session)
-    values = {
-        "owner": field_text(form, "owner", 64),
-        "name": field_text(form, "name", 200),
-        "expires": field_text(form, "expires", 20),
-    }
-    errors: dict[str, str] = {}
-    expires_in = None
-    if values["expires"]:
-        try:
-            expires_in = parse_duration(values["expires"])
-        except ValueError as exc:
-            errors["expires"] = str(exc)
+    values, expires_in, errors = _api_token_form(await form_with_csrf(request, web_session))
     if not errors:
         try:
             token, record = await api_tokens.issue_api_token(
                 request.state.appliance.db,
+                actor_of(request, web_session),
                 values["owner"],
                 values["name"],
-                actor=f"user:{web_session.principal.username}",
                 expires_in=expires_in,
-                source_ip=client_ip(request),
             )
         except api_tokens.InvalidApiToken as exc:
             errors[exc.field] = str(exc)
@@ -187,15 +172,28 @@ async def create_api_token(request: Request) -> Response:
     return response
 
 
+def _api_token_form(form: FormData) -> tuple[dict[str, str], timedelta | None, dict[str, str]]:
+    """(what was typed, the lifetime, errors by field) from the API token form."""
+    values = {
+        "owner": field_text(form, "owner", 64),
+        "name": field_text(form, "name", 200),
+        "expires": field_text(form, "expires", 20),
+    }
+    try:
+        expires_in = parse_duration(values["expires"]) if values["expires"] else None
+    except ValueError as exc:
+        return values, None, {"expires": str(exc)}
+    return values, expires_in, {}
+
+
 async def revoke_api_token(request: Request) -> Response:
     web_session = await require_page(request, "admin")
     await form_with_csrf(request, web_session)
     try:
         await api_tokens.revoke_api_token(
             request.state.appliance.db,
+            actor_of(request, web_session),
             request.path_params["token_id"],
-            actor=f"user:{web_session.principal.username}",
-            source_ip=client_ip(request),
         )
     except (api_tokens.ApiTokenNotFound, api_tokens.ApiTokenAlreadyRevoked):
         raise RedirectTo("/admin/users?notice=token-not-revoked") from None

@@ -11,10 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from appliance.clock import utc_now
 from appliance.services import agent_admin, agent_pages, agents
 from appliance.services.sessions import WebSession
-from web.auth import PageError, RedirectTo, client_ip, field_text, form_with_csrf, require_page
+from kernel.clock import utc_now
+from web.auth import PageError, RedirectTo, actor_of, field_text, form_with_csrf, require_page
 from web.templating import render
 
 SORT_LABELS = {
@@ -149,11 +149,9 @@ async def add_tag(request: Request) -> Response:
     try:
         added = await agent_admin.add_tag(
             request.state.appliance.db,
+            actor_of(request, web_session),
             agent_id,
             tag,
-            actor=_actor(web_session),
-            source_ip=client_ip(request),
-            now=utc_now(),
         )
     except agents.AgentNotFound:
         raise PageError(404, "There is no such agent; it may have been deleted.") from None
@@ -171,11 +169,9 @@ async def remove_tag(request: Request) -> Response:
     try:
         await agent_admin.remove_tag(
             request.state.appliance.db,
+            actor_of(request, web_session),
             agent_id,
             field_text(form, "tag", 200),
-            actor=_actor(web_session),
-            source_ip=client_ip(request),
-            now=utc_now(),
         )
     except agents.AgentNotFound:
         raise PageError(404, "There is no such agent; it may have been deleted.") from None
@@ -198,11 +194,9 @@ async def rapid_mode(request: Request) -> Response:
     try:
         await agent_admin.set_rapid_mode(
             request.state.appliance.db,
+            actor_of(request, web_session),
             agent_id,
             seconds,
-            actor=_actor(web_session),
-            source_ip=client_ip(request),
-            now=utc_now(),
             idempotency_key=f"rapid-mode:{agent_id}:{key}" if key else None,
         )
     except agents.AgentNotFound:
@@ -217,10 +211,8 @@ async def rebind(request: Request) -> Response:
     try:
         await agents.rebind_hardware(
             request.state.appliance.db,
+            actor_of(request, web_session),
             agent_id,
-            actor=_actor(web_session),
-            source_ip=client_ip(request),
-            now=utc_now(),
         )
     except agents.AgentNotFound:
         raise PageError(404, "There is no such agent; it may have been deleted.") from None
@@ -237,11 +229,9 @@ async def set_disabled(request: Request) -> Response:
     try:
         await agent_admin.set_disabled(
             request.state.appliance.db,
+            actor_of(request, web_session),
             agent_id,
             disable,
-            actor=_actor(web_session),
-            source_ip=client_ip(request),
-            now=utc_now(),
         )
     except agents.AgentNotFound:
         raise PageError(404, "There is no such agent; it may have been deleted.") from None
@@ -255,10 +245,8 @@ async def delete(request: Request) -> Response:
     try:
         await agent_admin.delete_agent(
             request.state.appliance.db,
+            actor_of(request, web_session),
             request.path_params["agent_id"],
-            actor=_actor(web_session),
-            source_ip=client_ip(request),
-            now=utc_now(),
         )
     except agents.AgentNotFound:
         raise PageError(404, "There is no such agent; it may have been deleted.") from None

@@ -6,8 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from appliance.clock import utc_now
 from appliance.services import dashboard as dashboard_service
+from kernel.clock import utc_now
 from web.auth import require_page
 from web.charts import Chart, Series, bar_chart, line_chart
 from web.templating import render

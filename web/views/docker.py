@@ -10,9 +10,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from appliance.clock import utc_now
 from appliance.services import docker_images, updates
-from web.auth import PageError, client_ip, field_text, form_with_csrf, require_page
+from web.auth import PageError, actor_of, field_text, form_with_csrf, require_page
 from web.templating import counted, render
 from web.views.updates import can_act, count_param, form_key, page_number, read_form_key
 
@@ -75,14 +74,12 @@ async def image_action(request: Request) -> Response:
     try:
         outcome = await docker_images.act_on_image(
             request.state.appliance.db,
+            actor_of(request, web_session),
             image,
             action,
             form_key=key,
-            actor=f"user:{web_session.principal.username}",
-            source_ip=client_ip(request),
-            now=utc_now(),
         )
-    except updates.InvalidRequest:
+    except docker_images.NoImageUpdates:
         return RedirectResponse(f"{back}notice=nothing_waiting", status_code=303)
     if isinstance(outcome, updates.InstallRequest):
         n = len(outcome.commands)

@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from agent.protocol import SOURCES
 from appliance.services import audit, history
+from kernel.protocol import SOURCES
 from web.auth import PageError, RedirectTo, form_with_csrf, require_page
 from web.templating import render
 

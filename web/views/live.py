@@ -3,7 +3,6 @@ command's progress and output, kept current over server-sent events; retry and c
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,9 +16,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from appliance.api.auth import SESSION_COOKIE
-from appliance.clock import utc_now
 from appliance.services import commands, operations, sessions, users
-from web.auth import PageError, RedirectTo, client_ip, form_with_csrf, require_page
+from web.auth import PageError, RedirectTo, actor_of, form_with_csrf, require_page
 from web.templating import counted, render
 from web.views.updates import count_param, skipped_words
 
@@ -151,10 +149,8 @@ async def retry(request: Request) -> Response:
     try:
         command, created = await commands.retry_command(
             request.state.appliance.db,
+            actor_of(request, web_session),
             request.path_params["command_id"],
-            actor=f"user:{web_session.principal.username}",
-            source_ip=client_ip(request),
-            now=utc_now(),
         )
     except commands.CommandNotFound:
         raise PageError(404, "There is no such command.") from None
@@ -172,10 +168,8 @@ async def cancel(request: Request) -> Response:
     try:
         cancelled = await commands.cancel_command(
             request.state.appliance.db,
+            actor_of(request, web_session),
             command_id,
-            actor=f"user:{web_session.principal.username}",
-            source_ip=client_ip(request),
-            now=utc_now(),
         )
     except commands.CommandNotFound:
         raise PageError(404, "There is no such command.") from None
@@ -297,7 +291,8 @@ async def _events(request: Request, look: Look, draw: Draw) -> AsyncIterator[str
         if now - last_sent >= KEEPALIVE_S:
             yield ": keepalive\n\n"
             last_sent = now
-        await asyncio.sleep(POLL_S)
+        # Woken at once when something happens (a domain event), else after POLL_S.
+        await request.state.appliance.live_feed.wait(POLL_S)
 
 
 def html_event(html: str, final: bool = False) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 from urllib.parse import urlencode
@@ -14,17 +15,18 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from appliance.clock import utc_now
+from appliance.domain.update_lifecycle import NEEDS_WORK, State
 from appliance.services import dry_runs, updates, users
 from appliance.services import settings as runtime_settings
-from web.auth import PageError, client_ip, field_text, form_with_csrf, require_page
+from kernel.protocol import SEVERITIES
+from web.auth import PageError, actor_of, field_text, form_with_csrf, require_page
 from web.templating import counted, render
 
 PER_PAGE = 100
 MAX_IDS = 5000
 ACTIONS = ("approve", "reject", "ignore", "dry_run", "install", "schedule")
 DECIDED = {"approve": "approved", "reject": "rejected", "ignore": "ignored"}
-STATUS_CHOICES = {"open": updates.NEEDS_WORK, "all": None} | {s: s for s in updates.STATUSES}
+STATUS_CHOICES = {"open": NEEDS_WORK, "all": None} | {s.value: s.value for s in State}
 NOTICES = {
     "approved": "Approved: {updates}.",
     "rejected": "Rejected: {updates}.",
@@ -61,7 +63,7 @@ def _filters(query: QueryParams) -> tuple[dict[str, Any], dict[str, str]]:
         "agent": (query.get("agent") or query.get("agent_id") or "")[:64],
         "tag": query.get("tag", "")[:100],
     }
-    if shown["severity"] not in updates.SEVERITIES:
+    if shown["severity"] not in SEVERITIES:
         shown["severity"] = ""
     # Links elsewhere may say security=1 or =true, like the JSON API.
     shown["security"] = {"1": "yes", "true": "yes", "0": "no", "false": "no"}.get(
@@ -155,7 +157,7 @@ async def _list_page(
             "query_without_agent": _query({**shown, "agent": ""}),
             "sources": found.sources,
             "tags": found.tags,
-            "severities": updates.SEVERITIES,
+            "severities": SEVERITIES,
             "statuses": list(STATUS_CHOICES),
             "agent_hostname": found.agent_hostname,
             "can_act": can_act(request),
@@ -216,54 +218,76 @@ async def bulk(request: Request) -> Response:
     the same filtered list (or to the dry-run results)."""
     web_session = await require_page(request, "operator")
     form = await form_with_csrf(request, web_session)
+    asked = _bulk_form(form, request.state.appliance.display_zone)
+    if not asked.errors:
+        actor = actor_of(request, web_session)
+        done = await _carry_out(request.state.appliance.db, actor, asked, _back(request))
+        if isinstance(done, Response):
+            return done
+        asked.errors.update(done)
+    return await _list_page(
+        request,
+        errors=asked.errors,
+        selected=set(asked.ids),
+        install_at=asked.install_at_text,
+        status=422,
+    )
+
+
+@dataclass
+class _Bulk:
+    """What the bulk form asks for, and what is wrong with it (by field)."""
+
+    action: str
+    ids: list[int]
+    key: str
+    install_at_text: str
+    install_at: datetime | None
+    errors: dict[str, str]
+
+
+def _bulk_form(form: FormData, zone: tzinfo) -> _Bulk:
     action = field_text(form, "action", 20)
     if action not in ACTIONS:
         raise PageError(400, "Choose one of the buttons under the table.")
-    ids, key = _ids(form), read_form_key(form)
-    install_at_text = field_text(form, "install_at", 40)
-    install_at = None
-    errors = {}
-    if not ids:
-        errors["ids"] = "Select at least one update first."
+    asked = _Bulk(
+        action, _ids(form), read_form_key(form), field_text(form, "install_at", 40), None, {}
+    )
+    if not asked.ids:
+        asked.errors["ids"] = "Select at least one update first."
     if action == "schedule":
         try:
-            install_at = _install_time(install_at_text, request.state.appliance.display_zone)
+            asked.install_at = _install_time(asked.install_at_text, zone)
         except ValueError as exc:
-            errors["install_at"] = str(exc)
-    db = request.state.appliance.db
-    who = {"actor": f"user:{web_session.principal.username}", "source_ip": client_ip(request)}
+            asked.errors["install_at"] = str(exc)
+    return asked
+
+
+def _back(request: Request) -> str:
+    """The filtered list the form was sent from."""
     _, shown = _filters(request.query_params)
     page = page_number(request.query_params)
-    back = f"/updates?{_query(shown, page=page if page > 1 else None)}"
-    if not errors and action in DECIDED:
-        decision = await updates.decide(db, ids, action, now=utc_now(), **who)
-        return _redirect(back, notice=DECIDED[action], n=len(decision.settled))
-    if not errors and action == "install":
-        installing = await updates.install_now(
-            db, ids, now=utc_now(), idempotency_key=updates.idempotency_base(key, ids), **who
-        )
-        return _follow_install(back, installing)
-    if not errors and action == "dry_run":
-        created = await updates.request(
-            db,
-            ids,
-            "dry_run",
-            now=utc_now(),
-            idempotency_key=updates.idempotency_base(key, ids),
-            **who,
-        )
+    return f"/updates?{_query(shown, page=page if page > 1 else None)}"
+
+
+async def _carry_out(db: Any, actor: Any, asked: _Bulk, back: str) -> Response | dict[str, str]:
+    """The action, and where to go next; or the errors to show on the list."""
+    ids, key = asked.ids, updates.idempotency_base(asked.key, asked.ids)
+    if asked.action in DECIDED:
+        decision = await updates.decide(db, actor, ids, asked.action)
+        return _redirect(back, notice=DECIDED[asked.action], n=len(decision.settled))
+    if asked.action == "install":
+        return _follow_install(back, await updates.install_now(db, actor, ids, idempotency_key=key))
+    if asked.action == "dry_run":
+        created = await updates.request(db, actor, ids, "dry_run", idempotency_key=key)
         commands = [("command", str(c["command_id"])) for c in created][: dry_runs.MAX_COMMANDS]
         return RedirectResponse(f"/updates/dry-run?{urlencode(commands)}", status_code=303)
-    if not errors and install_at is not None:
-        try:
-            decision = await updates.schedule(db, ids, install_at, now=utc_now(), **who)
-        except updates.InvalidRequest as exc:
-            errors["install_at"] = str(exc).removeprefix("at: ").capitalize() + "."
-        else:
-            return _redirect(back, notice="scheduled", n=len(decision.settled))
-    return await _list_page(
-        request, errors=errors, selected=set(ids), install_at=install_at_text, status=422
-    )
+    assert asked.install_at is not None
+    try:
+        decision = await updates.schedule(db, actor, ids, asked.install_at)
+    except updates.InvalidSchedule as exc:
+        return {"install_at": exc.message.capitalize() + "."}
+    return _redirect(back, notice="scheduled", n=len(decision.settled))
 
 
 def _follow_install(back: str, installing: updates.InstallRequest) -> Response:

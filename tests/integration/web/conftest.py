@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
+from appliance.domain.actors import Actor
 from appliance.services import users
 from appliance.store.database import Database
 from tests.integration.conftest import Fleet
@@ -156,7 +157,7 @@ class Web:
 async def _create_user(database: Path, username: str, role: str) -> None:
     db = await Database.open(database)
     try:
-        await users.create_user(db, username, PASSWORD, role, actor="test")
+        await users.create_user(db, Actor("test"), username, PASSWORD, role)
     finally:
         await db.close()
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from agent import protocol
 from appliance.services.agent_commands import installed_agent
+from kernel import protocol
 from tests.integration.web.conftest import PASSWORD, Web, shot
 from tests.support import RunningAppliance
 

@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from appliance.clock import iso
+from kernel.clock import iso
 from tests.integration.web.conftest import PASSWORD, Web, shot
 
 NOW = datetime.now(UTC)

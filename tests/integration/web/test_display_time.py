@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from appliance.clock import iso, parse_iso
 from appliance.services.settings import local_time
+from kernel.clock import iso, parse_iso
 from tests.integration.web.conftest import PASSWORD, Web, WebClient
 from tests.support import RunningAppliance
 

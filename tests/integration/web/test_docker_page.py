@@ -117,7 +117,7 @@ def test_pull_now_sent_twice_makes_one_install_command_per_host(web: Web) -> Non
         sorted([(ids["nas"], "install", "nginx:1.27"), (ids["pi"], "install", "nginx:1.27")])
     )
     assert {c["params"]["source"] for c in commands} == {"docker"}
-    assert _status(web, ids["nginx_nas"]) == "scheduled"
+    assert _status(web, ids["nginx_nas"]) == "queued"
     pulling = operator.page(first.headers["location"])
     assert "Pull requested: 2 commands" in pulling and "Live" in pulling
     # Its install command waits for the agent: "queued" (no time was set), one per host.

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from appliance.clock import iso, utc_now
+from kernel.clock import iso, utc_now
 from tests.integration.web.conftest import PASSWORD, Web, WebClient, shot
 
 SCRIPT = "<script>alert(1)</script>"
@@ -269,7 +269,7 @@ def test_retry_creates_one_new_command_and_only_for_a_command_that_did_not_succe
     with web.db() as conn:
         assert (
             conn.execute("SELECT status FROM updates WHERE id = ?", (update_id,)).fetchone()[0]
-            == "scheduled"
+            == "queued"
         )
     assert _audit(web, "command.retried")[-1] == {
         "actor": f"user:{name}",
@@ -296,7 +296,7 @@ def test_retry_creates_one_new_command_and_only_for_a_command_that_did_not_succe
 
 def test_cancel_works_only_while_the_agent_has_not_been_sent_the_command(web: Web) -> None:
     agent_id = web.seed_agent("cancel.lan")
-    update_id = web.seed_update(agent_id, "curl", status="scheduled")
+    update_id = web.seed_update(agent_id, "curl", status="queued")
     params = json.dumps({"source": "apt", "packages": ["curl"], "update_ids": [update_id]})
     waiting = _command(web, agent_id, "created", params=params)
     sent = _command(web, agent_id, "sent")
@@ -311,7 +311,7 @@ def test_cancel_works_only_while_the_agent_has_not_been_sent_the_command(web: We
     assert "The command was cancelled" in cancelled_page and "Cancel</button>" not in cancelled_page
     assert "Retry</button>" in cancelled_page  # a cancelled command can be sent again
     with web.db() as conn:
-        # The install is off, so its update is approved again rather than stuck "scheduled".
+        # The install is off, so its update is approved again rather than stuck "queued".
         assert (
             conn.execute("SELECT status FROM updates WHERE id = ?", (update_id,)).fetchone()[0]
             == "approved"

@@ -13,9 +13,10 @@ from typing import Any
 
 import httpx
 
-from appliance.clock import iso
+from appliance.domain.actors import Actor
 from appliance.services import updates as updates_service
 from appliance.store.database import Database
+from kernel.clock import iso
 from tests.integration.web.conftest import PASSWORD, Web, shot
 from tests.support import run_async
 
@@ -213,7 +214,7 @@ def test_a_double_submitted_approve_and_install_now_creates_each_command_once(we
     assert locations == {"/live?notice=install_requested&n=2"}
     live = operator.page("/live?notice=install_requested&n=2")
     assert "Install requested: 2 commands, one for each host and source" in live
-    assert set(_statuses(web, chosen).values()) == {"scheduled"}
+    assert set(_statuses(web, chosen).values()) == {"queued"}
     assert _audit_actions(web).count("command.created") == 2
     assert _audit_actions(web).count("updates.approved") == 1
 
@@ -240,8 +241,8 @@ def test_installing_one_update_goes_to_its_command_page_and_reads_queued(web: We
     page = operator.page(answer.headers["location"])
     assert "Install requested; this page follows the command" in page
     assert "1 of the selected updates could not be installed now" in page
-    # The update waits for its agent: it reads "queued", not "scheduled" (no time was set).
-    assert _statuses(web, [ids["openssl"]]) == {ids["openssl"]: "scheduled"}
+    # The update waits for its agent: it is "queued", not "scheduled" (no time was set).
+    assert _statuses(web, [ids["openssl"]]) == {ids["openssl"]: "queued"}
     listing = operator.page("/updates")
     row = listing.split(f'id="u-{ids["openssl"]}"', 1)[1].split("</tr>", 1)[0]
     assert ">queued</span>" in row and "scheduled" not in row
@@ -432,7 +433,7 @@ def _run_due(web: Web, now: datetime) -> int:
     async def run() -> int:
         db = await Database.open(web.fleet.appliance.data_dir / "redflag.db")
         try:
-            return await updates_service.run_due_installs(db, now)
+            return await updates_service.run_due_installs(db, Actor.system("scheduler", now))
         finally:
             await db.close()
 
@@ -481,7 +482,7 @@ def test_scheduled_installs_are_requested_when_due_and_not_before(web: Web) -> N
         rows = conn.execute(
             "SELECT status, scheduled_for FROM updates WHERE id IN (?, ?, ?)", chosen
         ).fetchall()
-    assert {tuple(r) for r in rows} == {("scheduled", None)}
+    assert {tuple(r) for r in rows} == {("queued", None)}
     assert _audit_actions(web).count("updates.scheduled_install_requested") == 2
 
     # Had the appliance stopped after making the commands but before marking the
@@ -662,7 +663,7 @@ def test_an_install_already_requested_is_not_requested_again_with_another_key(we
     statuses = dict(
         fleet.db_rows("SELECT package, status FROM updates WHERE agent_id = ?", agent_id)
     )
-    assert statuses == {"openssl": "scheduled", "curl": "approved"}
+    assert statuses == {"openssl": "queued", "curl": "approved"}
     assert fleet.db_rows("SELECT count(*) FROM commands WHERE agent_id = ?", agent_id) == [(1,)]
 
 

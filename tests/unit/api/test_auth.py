@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appliance.api.auth import require_role
 from appliance.api.errors import EXCEPTION_HANDLERS
+from appliance.domain.actors import Actor
 from appliance.services import api_tokens, users
 from appliance.settings import Settings
 from appliance.store.database import Database
@@ -51,8 +52,8 @@ async def client(
     db = await Database.open(migrated.database_path)
     tokens = {}
     for role in users.ROLES:
-        await users.create_user(db, role, "a long enough password", role, actor="test")
-        tokens[role] = await api_tokens.create_api_token(db, role, "test", actor="test")
+        await users.create_user(db, Actor("test"), role, "a long enough password", role)
+        tokens[role] = await api_tokens.create_api_token(db, Actor("test"), role, "test")
     transport = httpx.ASGITransport(app=app_on(db))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:

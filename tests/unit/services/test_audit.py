@@ -6,6 +6,7 @@ import sqlite3
 
 import pytest
 
+from appliance.domain.actors import Actor
 from appliance.services import audit
 from appliance.settings import Settings
 from appliance.store.database import Database
@@ -20,10 +21,9 @@ async def write_entries(settings: Settings, count: int) -> None:
         for n in range(count):
             await audit.append(
                 db,
-                actor="admin",
+                Actor("admin", "127.0.0.1"),
                 action="test.action",
                 target=f"thing-{n}",
-                source_ip="127.0.0.1",
                 details={"n": n},
             )
     finally:
@@ -99,7 +99,7 @@ async def test_audit_fields_are_sanitised_and_secrets_redacted(migrated: Setting
     try:
         entry = await audit.append(
             db,
-            actor="evil\x1b[31m\nadmin",
+            Actor("evil\x1b[31m\nadmin"),
             action="user.login",
             details={"password": "hunter2", "note": "ok\r\nforged line"},
         )

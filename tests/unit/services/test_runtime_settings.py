@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from appliance.domain.actors import Actor
 from appliance.services import settings as runtime_settings
 from appliance.settings import Settings
 from appliance.store.database import Database
@@ -80,14 +81,14 @@ async def test_several_values_are_saved_all_or_nothing_and_only_changes_audited(
 ) -> None:
     with pytest.raises(runtime_settings.InvalidSettings) as refused:
         await runtime_settings.change_many(
-            db, {"checkin_interval_s": "60", "logins_per_minute": "0"}, actor="test"
+            db, Actor("test"), {"checkin_interval_s": "60", "logins_per_minute": "0"}
         )
     assert refused.value.errors == {"logins_per_minute": "must be between 1 and 6000"}
     assert (await runtime_settings.current(db))["checkin_interval_s"] == 300
     changed = await runtime_settings.change_many(
         db,
+        Actor("test"),
         {"checkin_interval_s": "60", "logins_per_minute": "10", "timezone": "Asia/Tokyo"},
-        actor="test",
     )
     assert changed == {"checkin_interval_s": 60, "timezone": "Asia/Tokyo"}
     assert sorted(audited_keys(migrated)) == ["checkin_interval_s", "timezone"]

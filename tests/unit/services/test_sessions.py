@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from nacl.pwhash import argon2id
 
-from appliance.services import sessions, setup, users
+from appliance.domain.actors import Actor
+from appliance.services import sessions, setup, tokens, users
 from appliance.settings import Settings
 from appliance.store.database import Database
 
@@ -37,7 +38,7 @@ async def db(migrated: Settings) -> AsyncIterator[Database]:
 
 
 async def _user(db: Database, name: str = "alice", role: str = "operator") -> users.User:
-    return await users.create_user(db, name, PASSWORD, role, actor="test")
+    return await users.create_user(db, Actor("test"), name, PASSWORD, role)
 
 
 async def test_only_a_hash_of_the_cookie_is_stored(db: Database, migrated: Settings) -> None:
@@ -76,12 +77,12 @@ async def test_disabling_a_user_or_changing_the_password_ends_their_sessions(
 ) -> None:
     user = await _user(db)
     first = await sessions.start_session(db, user, ip="", user_agent="")
-    await users.set_user_disabled(db, "alice", True, actor="test")
+    await users.set_user_disabled(db, Actor("test"), "alice", True)
     assert await sessions.session_for_cookie(db, first.cookie_value) is None
-    await users.set_user_disabled(db, "alice", False, actor="test")
+    await users.set_user_disabled(db, Actor("test"), "alice", False)
 
     second = await sessions.start_session(db, user, ip="", user_agent="")
-    await users.change_password(db, "alice", PASSWORD + " new", actor="test")
+    await users.change_password(db, Actor("test"), "alice", PASSWORD + " new")
     assert await sessions.session_for_cookie(db, second.cookie_value) is None
 
 
@@ -93,10 +94,15 @@ async def test_unknown_oversized_or_missing_cookies_find_nothing(db: Database) -
 
 async def test_the_first_admin_can_be_created_once(db: Database) -> None:
     assert await setup.needs_setup(db)
-    await setup.create_first_admin(db, "root", PASSWORD)
+    admin, token, info = await setup.complete_setup(
+        db, Actor("setup"), "root", PASSWORD, root_fingerprint="f" * 32
+    )
+    assert admin.role == "admin" and token.endswith("." + "f" * 32) and info.seats_total == 10
     assert not await setup.needs_setup(db)
     with pytest.raises(setup.SetupAlreadyDone):
-        await setup.create_first_admin(db, "other", PASSWORD)
+        await setup.complete_setup(db, Actor("setup"), "other", PASSWORD, root_fingerprint="f" * 32)
+    # The refused attempt made no token either.
+    assert [t.note for t in await tokens.list_tokens(db)] == ["created by the setup wizard"]
 
 
 def test_csrf_tokens_compare_exactly() -> None:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from nacl.pwhash import argon2id
 
+from appliance.domain.actors import Actor
 from appliance.services import api_tokens, audit, users
 from appliance.settings import Settings
 from appliance.store.database import Database
@@ -66,7 +67,7 @@ def audit_rows(conn: sqlite3.Connection) -> list[tuple[str, str, str, dict[str, 
 
 
 async def make_user(db: Database, username: str = "alice", role: str = "admin") -> users.User:
-    return await users.create_user(db, username, PASSWORD, role, actor="cli", now=NOW)
+    return await users.create_user(db, Actor("cli", at=NOW), username, PASSWORD, role)
 
 
 async def failed_login(db: Database, username: str, password: str, now: datetime) -> str:
@@ -134,7 +135,7 @@ async def test_bad_usernames_roles_and_passwords_are_refused_and_nothing_is_stor
     message: str,
 ) -> None:
     with pytest.raises(error, match=message) as caught:
-        await users.create_user(db, username, password, role, actor="cli")
+        await users.create_user(db, Actor("cli"), username, password, role)
     assert password not in str(caught.value)
     assert raw.execute("SELECT count(*) FROM users").fetchone()[0] == 0
     assert audit_rows(raw) == []
@@ -168,7 +169,7 @@ async def test_wrong_password_locked_disabled_and_unknown_user_all_fail_alike(
     for _ in range(users.MAX_FAILED_LOGINS):
         await failed_login(db, "locked", "not the password", NOW)
     await make_user(db, "disabled")
-    await users.set_user_disabled(db, "disabled", True, actor="cli")
+    await users.set_user_disabled(db, Actor("cli"), "disabled", True)
     await make_user(db, "alice")
 
     messages = {
@@ -264,7 +265,7 @@ async def test_a_new_password_lifts_the_lock_and_the_old_one_stops_working(
     await make_user(db)
     for _ in range(5):
         await failed_login(db, "alice", "not the password", NOW)
-    await users.change_password(db, "alice", "a brand new passphrase", actor="cli")
+    await users.change_password(db, Actor("cli"), "alice", "a brand new passphrase")
     await failed_login(db, "alice", PASSWORD, NOW)
     assert await users.verify_password(db, "alice", "a brand new passphrase", now=NOW)
     assert "a brand new passphrase" not in database_text(raw)
@@ -273,17 +274,17 @@ async def test_a_new_password_lifts_the_lock_and_the_old_one_stops_working(
 
 async def test_changing_the_password_of_an_unknown_user_says_so(db: Database) -> None:
     with pytest.raises(users.UserNotFound, match="no user named 'ghost'"):
-        await users.change_password(db, "ghost", PASSWORD, actor="cli")
+        await users.change_password(db, Actor("cli"), "ghost", PASSWORD)
 
 
 async def test_the_last_enabled_admin_cannot_be_disabled(db: Database) -> None:
     await make_user(db, "alice", "admin")
     with pytest.raises(users.LastAdmin, match="only enabled admin"):
-        await users.set_user_disabled(db, "alice", True, actor="cli")
+        await users.set_user_disabled(db, Actor("cli"), "alice", True)
     await make_user(db, "bob", "admin")
-    assert (await users.set_user_disabled(db, "alice", True, actor="cli")).disabled
+    assert (await users.set_user_disabled(db, Actor("cli"), "alice", True)).disabled
     with pytest.raises(users.LastAdmin):
-        await users.set_user_disabled(db, "bob", True, actor="cli")
+        await users.set_user_disabled(db, Actor("cli"), "bob", True)
 
 
 # Roles
@@ -314,7 +315,7 @@ async def test_an_api_token_is_returned_once_and_stored_only_as_its_sha256(
     db: Database, raw: sqlite3.Connection
 ) -> None:
     await make_user(db)
-    token = await api_tokens.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
+    token = await api_tokens.create_api_token(db, Actor("cli"), "alice", "ci", expires_in=None)
     assert re.fullmatch(r"rf_api_[A-Za-z0-9_-]{43}", token)
     (stored,) = raw.execute("SELECT token_hash FROM api_tokens").fetchone()
     assert stored == hashlib.sha256(token.encode()).hexdigest()
@@ -327,7 +328,7 @@ async def test_an_api_token_is_returned_once_and_stored_only_as_its_sha256(
 
 async def test_an_api_token_acts_as_its_user_with_their_role(db: Database) -> None:
     user = await make_user(db, "olivia", "operator")
-    token = await api_tokens.create_api_token(db, "olivia", "laptop", actor="cli", expires_in=None)
+    token = await api_tokens.create_api_token(db, Actor("cli"), "olivia", "laptop", expires_in=None)
     principal = await api_tokens.authenticate_api_token(db, token)
     assert principal == users.Principal(user.id, "olivia", "operator", via="api_token")
 
@@ -336,9 +337,9 @@ async def test_a_revoked_token_is_refused_and_the_revocation_audited(
     db: Database, raw: sqlite3.Connection
 ) -> None:
     await make_user(db)
-    token = await api_tokens.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
+    token = await api_tokens.create_api_token(db, Actor("cli"), "alice", "ci", expires_in=None)
     (listed,) = await api_tokens.list_api_tokens(db, "alice")
-    revoked = await api_tokens.revoke_api_token(db, listed.id, actor="user:bob")
+    revoked = await api_tokens.revoke_api_token(db, Actor("user:bob"), listed.id)
     assert revoked.state(NOW) == "revoked"
     with pytest.raises(api_tokens.NotAuthenticated) as caught:
         await api_tokens.authenticate_api_token(db, token)
@@ -350,18 +351,18 @@ async def test_a_revoked_token_is_refused_and_the_revocation_audited(
 
 async def test_revoking_twice_or_an_unknown_token_says_so(db: Database) -> None:
     await make_user(db)
-    await api_tokens.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
-    await api_tokens.revoke_api_token(db, 1, actor="cli")
+    await api_tokens.create_api_token(db, Actor("cli"), "alice", "ci", expires_in=None)
+    await api_tokens.revoke_api_token(db, Actor("cli"), 1)
     with pytest.raises(api_tokens.ApiTokenAlreadyRevoked, match="already revoked"):
-        await api_tokens.revoke_api_token(db, 1, actor="cli")
+        await api_tokens.revoke_api_token(db, Actor("cli"), 1)
     with pytest.raises(api_tokens.ApiTokenNotFound, match="no API token with id 99"):
-        await api_tokens.revoke_api_token(db, 99, actor="cli")
+        await api_tokens.revoke_api_token(db, Actor("cli"), 99)
 
 
 async def test_an_expired_token_is_refused(db: Database) -> None:
     await make_user(db)
     token = await api_tokens.create_api_token(
-        db, "alice", "ci", actor="cli", expires_in=timedelta(days=30), now=NOW
+        db, Actor("cli", at=NOW), "alice", "ci", expires_in=timedelta(days=30)
     )
     await api_tokens.authenticate_api_token(db, token, now=NOW + timedelta(days=29))
     with pytest.raises(api_tokens.NotAuthenticated) as caught:
@@ -375,11 +376,11 @@ async def test_the_tokens_of_a_disabled_user_are_refused_until_enabled_again(
     db: Database,
 ) -> None:
     await make_user(db, role="operator")
-    token = await api_tokens.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
-    await users.set_user_disabled(db, "alice", True, actor="cli")
+    token = await api_tokens.create_api_token(db, Actor("cli"), "alice", "ci", expires_in=None)
+    await users.set_user_disabled(db, Actor("cli"), "alice", True)
     with pytest.raises(api_tokens.NotAuthenticated):
         await api_tokens.authenticate_api_token(db, token)
-    await users.set_user_disabled(db, "alice", False, actor="cli")
+    await users.set_user_disabled(db, Actor("cli"), "alice", False)
     assert (await api_tokens.authenticate_api_token(db, token)).username == "alice"
 
 
@@ -389,14 +390,14 @@ async def test_the_tokens_of_a_disabled_user_are_refused_until_enabled_again(
 )
 async def test_unknown_and_malformed_tokens_are_refused(db: Database, token: str) -> None:
     await make_user(db)
-    await api_tokens.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
+    await api_tokens.create_api_token(db, Actor("cli"), "alice", "ci", expires_in=None)
     with pytest.raises(api_tokens.NotAuthenticated):
         await api_tokens.authenticate_api_token(db, token)
 
 
 async def test_token_use_is_recorded_at_most_once_a_minute(db: Database) -> None:
     await make_user(db)
-    token = await api_tokens.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
+    token = await api_tokens.create_api_token(db, Actor("cli"), "alice", "ci", expires_in=None)
 
     async def last_used_after_use(at: datetime) -> str | None:
         await api_tokens.authenticate_api_token(db, token, now=at)
@@ -422,25 +423,25 @@ async def test_bad_token_names_and_lifetimes_are_refused(
 ) -> None:
     await make_user(db)
     with pytest.raises(api_tokens.InvalidApiToken, match=message):
-        await api_tokens.create_api_token(db, "alice", name, actor="cli", expires_in=expires_in)
+        await api_tokens.create_api_token(db, Actor("cli"), "alice", name, expires_in=expires_in)
     assert raw.execute("SELECT count(*) FROM api_tokens").fetchone()[0] == 0
 
 
 async def test_tokens_are_made_only_for_existing_enabled_users(db: Database) -> None:
     with pytest.raises(users.UserNotFound):
-        await api_tokens.create_api_token(db, "ghost", "ci", actor="cli", expires_in=None)
+        await api_tokens.create_api_token(db, Actor("cli"), "ghost", "ci", expires_in=None)
     await make_user(db, role="operator")
-    await users.set_user_disabled(db, "alice", True, actor="cli")
+    await users.set_user_disabled(db, Actor("cli"), "alice", True)
     with pytest.raises(users.UserDisabled):
-        await api_tokens.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
+        await api_tokens.create_api_token(db, Actor("cli"), "alice", "ci", expires_in=None)
 
 
 async def test_everything_above_leaves_an_intact_audit_chain(db: Database) -> None:
     await make_user(db)
     for _ in range(5):
         await failed_login(db, "alice", "not the password", NOW)
-    token = await api_tokens.create_api_token(db, "alice", "ci", actor="cli", expires_in=None)
+    token = await api_tokens.create_api_token(db, Actor("cli"), "alice", "ci", expires_in=None)
     await api_tokens.authenticate_api_token(db, token)
-    await api_tokens.revoke_api_token(db, 1, actor="cli")
+    await api_tokens.revoke_api_token(db, Actor("cli"), 1)
     report = audit.verify_chain(db.path)
     assert report.ok, report.problems

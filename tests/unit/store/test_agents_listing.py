@@ -3,7 +3,6 @@ search text, pending counts, and sorting only by the offered keys."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -11,10 +10,10 @@ import pytest
 
 from appliance.settings import Settings
 from appliance.store import agent_listing
-from appliance.store.database import Database
+from appliance.store.database import connect_sync
 
 
-async def _listing(
+def _listing(
     settings: Settings,
     agents: dict[str, dict[str, Any]],
     found: agent_listing.AgentFilter,
@@ -23,37 +22,30 @@ async def _listing(
     sort: str = "hostname",
     descending: bool = False,
 ) -> tuple[list[tuple[str, int]], dict[str, list[str]]]:
-    db = await Database.open(settings.database_path)
+    conn = connect_sync(settings.database_path)
     try:
-        async with db.write() as conn:
-            for hostname, columns in agents.items():
-                row = {
-                    "id": hostname,
-                    "hostname": hostname,
-                    "registered_at": "2026-01-01",
-                    **columns,
-                }
-                await conn.execute(
-                    f"INSERT INTO agents ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                    tuple(row.values()),
-                )
-            for n, (agent_id, status) in enumerate(updates or []):
-                await conn.execute(
-                    "INSERT INTO updates (agent_id, source, package, available_version, status, "
-                    "status_changed_at, first_seen_at, last_seen_at) "
-                    "VALUES (?, 'apt', ?, '2', ?, 't', 't', 't')",
-                    (agent_id, f"p{n}", status),
-                )
-        async with db.read() as conn:
-            rows = await agent_listing.search(
-                conn, found, sort=sort, descending=descending, limit=100, offset=0
+        for hostname, columns in agents.items():
+            row = {"id": hostname, "hostname": hostname, "registered_at": "2026-01-01", **columns}
+            conn.execute(
+                f"INSERT INTO agents ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                tuple(row.values()),
             )
-            total = await agent_listing.count(conn, found)
-            attention = await agent_listing.attention_of(conn, [r["id"] for r in rows])
+        for n, (agent_id, status) in enumerate(updates or []):
+            conn.execute(
+                "INSERT INTO updates (agent_id, source, package, available_version, status, "
+                "status_changed_at, first_seen_at, last_seen_at) "
+                "VALUES (?, 'apt', ?, '2', ?, 't', 't', 't')",
+                (agent_id, f"p{n}", status),
+            )
+        rows = agent_listing.search(
+            conn, found, sort=sort, descending=descending, limit=100, offset=0
+        )
+        total = agent_listing.count(conn, found)
+        attention = agent_listing.attention_of(conn, [r["id"] for r in rows])
         assert total == len(rows)
         return [(r["hostname"], r["pending_count"]) for r in rows], attention
     finally:
-        await db.close()
+        conn.close()
 
 
 def test_attention_comes_from_well_formed_reports_and_bad_json_costs_nothing(
@@ -74,7 +66,7 @@ def test_attention_comes_from_well_formed_reports_and_bad_json_costs_nothing(
         "reboot": {"reboot_required": 1},
         "hardware": {"hardware_changed": 1},
     }
-    everyone, reasons = asyncio.run(_listing(migrated, agents, agent_listing.AgentFilter()))
+    everyone, reasons = _listing(migrated, agents, agent_listing.AgentFilter())
     assert len(everyone) == len(agents)
     assert reasons == {
         "bare-open": ["breaker open"],
@@ -84,34 +76,32 @@ def test_attention_comes_from_well_formed_reports_and_bad_json_costs_nothing(
         "reboot": ["reboot required"],
         "hardware": ["hardware changed"],
     }
-    needing, _ = asyncio.run(_listing(migrated, {}, agent_listing.AgentFilter(state="attention")))
+    needing, _ = _listing(migrated, {}, agent_listing.AgentFilter(state="attention"))
     assert sorted(name for name, _ in needing) == sorted(reasons)
 
 
 def test_search_text_is_literal_not_a_like_pattern(migrated: Settings) -> None:
     agents = {"web_1": {}, "webx1": {}, "100%": {}, "1000": {}}
-    found, _ = asyncio.run(_listing(migrated, agents, agent_listing.AgentFilter(text="web_")))
+    found, _ = _listing(migrated, agents, agent_listing.AgentFilter(text="web_"))
     assert found == [("web_1", 0)]
-    found, _ = asyncio.run(_listing(migrated, {}, agent_listing.AgentFilter(text="0%")))
+    found, _ = _listing(migrated, {}, agent_listing.AgentFilter(text="0%"))
     assert found == [("100%", 0)]
 
 
 def test_pending_counts_only_undecided_and_approved_updates(migrated: Settings) -> None:
     updates = [("a", "pending"), ("a", "installed"), ("b", "approved"), ("b", "pending")]
     updates += [("b", "ignored"), ("c", "failed")]
-    found, _ = asyncio.run(
-        _listing(
-            migrated,
-            {"a": {}, "b": {}, "c": {}},
-            agent_listing.AgentFilter(),
-            updates=updates,
-            sort="pending",
-            descending=True,
-        )
+    found, _ = _listing(
+        migrated,
+        {"a": {}, "b": {}, "c": {}},
+        agent_listing.AgentFilter(),
+        updates=updates,
+        sort="pending",
+        descending=True,
     )
     assert found == [("b", 2), ("a", 1), ("c", 0)]
 
 
 def test_only_the_offered_sort_keys_exist(migrated: Settings) -> None:
     with pytest.raises(KeyError):
-        asyncio.run(_listing(migrated, {}, agent_listing.AgentFilter(), sort="id; DROP TABLE x"))
+        (_listing(migrated, {}, agent_listing.AgentFilter(), sort="id; DROP TABLE x"))

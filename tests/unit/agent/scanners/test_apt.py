@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.protocol import ProtocolError, UpdateRecord
 from agent.scanners.apt import AptInstaller, AptScanner, is_security_origin, parse_simulation
+from kernel.protocol import ProtocolError, UpdateRecord
 from tests.fakes.apt import install_fake_apt, path_with
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "apt"
@@ -64,7 +64,7 @@ def test_the_real_apt_get_of_this_machine_scans_and_dry_runs_read_only() -> None
     for record in records:
         assert UpdateRecord.from_json(record).source == "apt"
     if records:
-        dry = AptInstaller().dry_run([records[0]["package"]])
+        dry = AptInstaller().dry_run([records[0]["package"]]).to_json()
         assert records[0]["package"] in [u["package"] for u in dry["upgrades"]]
 
 
@@ -110,7 +110,7 @@ def test_install_upgrades_exactly_the_approved_set_and_streams_output(
     state_file = install_fake_apt(tmp_path / "bin", STATE)
     monkeypatch.setenv("PATH", path_with(tmp_path / "bin"))
     lines: list[str] = []
-    result = AptInstaller().install(["openssl"], lines.append)
+    result = AptInstaller().install(["openssl"], lines.append).to_json()
     assert result["installed"] == [{"package": "openssl", "from": "3.0.11-1", "to": "3.0.13-1"}]
     assert result["failed"] == []
     assert any(line.startswith("Setting up openssl (3.0.13-1)") for line in lines)

@@ -16,7 +16,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.protocol import ProtocolError, UpdateRecord
 from agent.scanners.dnf import (
     RPM_QUERY_FORMAT,
     Advisory,
@@ -30,6 +29,7 @@ from agent.scanners.dnf import (
     parse_transaction,
     parse_updateinfo,
 )
+from kernel.protocol import ProtocolError, UpdateRecord
 
 FIXTURES = Path(__file__).parents[3] / "fixtures" / "dnf"
 no_database = settings(database=None, deadline=None)
@@ -235,7 +235,7 @@ def test_transaction_lists_installs_upgrades_and_every_removal() -> None:
 
 def test_dnf5_transaction_takes_old_versions_from_its_replacing_lines() -> None:
     transaction = parse_transaction(fixture_text("upgrade-assumeno-fedora41.txt"))
-    assert transaction.to_json() == {
+    assert transaction.dry_run().to_json() == {
         "upgrades": [
             {
                 "package": "openssl",
@@ -256,7 +256,6 @@ def test_dnf5_transaction_takes_old_versions_from_its_replacing_lines() -> None:
             {
                 "package": "openssl-fips-provider-so",
                 "arch": "x86_64",
-                "from": "",
                 "to": "3.0.7-6.fc41",
                 "repository": "updates",
             }
@@ -266,12 +265,13 @@ def test_dnf5_transaction_takes_old_versions_from_its_replacing_lines() -> None:
                 "package": "openssl-pkcs11",
                 "arch": "x86_64",
                 "from": "0.4.12-9.fc41",
-                "to": "",
                 "repository": "fedora",
             }
         ],
         "downgrades": [],
         "skipped": [],
+        "missing": [],
+        "raw": "",
     }
 
 
@@ -567,7 +567,11 @@ def test_dry_run_shows_upgrades_installs_and_the_removals_before_approval(
     rhel9: FakeTools,
 ) -> None:
     rhel9.route("dnf upgrade --assumeno", "upgrade-assumeno-rhel9.txt", 1)
-    plan = DnfInstaller().dry_run(["kernel", "kernel-core", "openssl", "openssl-libs", "nodejs"])
+    plan = (
+        DnfInstaller()
+        .dry_run(["kernel", "kernel-core", "openssl", "openssl-libs", "nodejs"])
+        .to_json()
+    )
     assert [(u["package"], u["from"], u["to"]) for u in plan["upgrades"]] == [
         (
             "nodejs",
@@ -609,7 +613,7 @@ def test_dry_run_with_yum_accepts_its_exiting_on_user_command(tools: FakeTools) 
     tools.install("yum", "rpm")
     tools.route("yum upgrade --assumeno", "upgrade-assumeno-centos7.txt", 1)
     tools.route("rpm -qa", "rpm-qa-rhel9.txt")
-    plan = DnfInstaller().dry_run(["openssl"])
+    plan = DnfInstaller().dry_run(["openssl"]).to_json()
     assert [u["package"] for u in plan["upgrades"]] == ["openssl", "openssl-libs"]
     assert plan["removals"] == []
 
@@ -617,7 +621,7 @@ def test_dry_run_with_yum_accepts_its_exiting_on_user_command(tools: FakeTools) 
 def test_dry_run_of_an_up_to_date_package_is_empty(tools: FakeTools) -> None:
     tools.install("dnf")
     tools.route("dnf upgrade --assumeno", "upgrade-assumeno-nothing.txt", 0)
-    plan = DnfInstaller().dry_run(["bash"])
+    plan = DnfInstaller().dry_run(["bash"]).to_json()
     assert plan["upgrades"] == plan["installs"] == plan["removals"] == []
 
 
@@ -643,7 +647,7 @@ def test_dry_run_refuses_output_it_cannot_fully_read(tools: FakeTools) -> None:
 def test_install_streams_every_line_and_reports_what_was_upgraded(rhel9: FakeTools) -> None:
     rhel9.route("dnf upgrade -y", "upgrade-y-rhel9.txt", 0)
     streamed: list[str] = []
-    result = DnfInstaller().install(["openssl", "openssl-libs"], streamed.append)
+    result = DnfInstaller().install(["openssl", "openssl-libs"], streamed.append).to_json()
     assert result["installed"] == [
         {"package": "openssl", "from": "1:3.0.7-25.el9_3", "to": "1:3.0.7-27.el9"},
         {"package": "openssl-libs", "from": "1:3.0.7-25.el9_3", "to": "1:3.0.7-27.el9"},
@@ -662,7 +666,7 @@ def test_install_streams_every_line_and_reports_what_was_upgraded(rhel9: FakeToo
 def test_a_kernel_installed_by_yum_needs_a_reboot(tools: FakeTools) -> None:
     tools.install("yum")
     tools.route("yum upgrade -y", "upgrade-y-kernel-centos7.txt", 0)
-    result = DnfInstaller().install(["kernel"], lambda line: None)
+    result = DnfInstaller().install(["kernel"], lambda line: None).to_json()
     assert result["installed"] == [{"package": "kernel", "from": "", "to": "3.10.0-1160.119.1.el7"}]
     assert result["reboot_required"] is True
 
@@ -675,7 +679,7 @@ def test_installing_a_package_that_is_not_there_fails_it(tools: FakeTools) -> No
         1,
         stderr=fixture_text("upgrade-y-nomatch.stderr"),
     )
-    result = DnfInstaller().install(["cowsay"], lambda line: None)
+    result = DnfInstaller().install(["cowsay"], lambda line: None).to_json()
     assert result["installed"] == []
     assert result["failed"] == ["cowsay"]
     assert result["exit_code"] == 1
@@ -767,7 +771,7 @@ def test_whatever_check_update_yields_is_well_formed(text: str) -> None:
 def test_installing_an_up_to_date_package_leaves_it_unchanged(tools: FakeTools) -> None:
     tools.install("dnf")
     tools.route("dnf upgrade -y", "upgrade-assumeno-nothing.txt", 0)
-    result = DnfInstaller().install(["bash"], lambda line: None)
+    result = DnfInstaller().install(["bash"], lambda line: None).to_json()
     assert (result["installed"], result["failed"], result["unchanged"]) == ([], [], ["bash"])
 
 

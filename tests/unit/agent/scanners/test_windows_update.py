@@ -17,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.protocol import ProtocolError, UpdateRecord
 from agent.scanners import windows_update
 from agent.scanners.windows_update import (
     PENDING_FILE_RENAMES,
@@ -30,6 +29,7 @@ from agent.scanners.windows_update import (
     records_from_updates,
     update_properties,
 )
+from kernel.protocol import ProtocolError, UpdateRecord
 
 FIXTURES = Path(__file__).parents[3] / "fixtures" / "windows_update"
 no_database = settings(database=None, deadline=None)
@@ -288,7 +288,9 @@ def test_on_windows_without_pywin32_the_scanner_is_unavailable(monkeypatch) -> N
 
 def test_dry_run_names_the_pending_updates_and_the_missing_ones() -> None:
     installer = WindowsUpdateInstaller(search=lambda: recorded("pending-updates-win11.json"))
-    plan = installer.dry_run(["KB5037771", "9D8C7B6A-5F4E-4D3C-8B2A-1F0E9D8C7B77", "KB1234567"])
+    plan = installer.dry_run(
+        ["KB5037771", "9D8C7B6A-5F4E-4D3C-8B2A-1F0E9D8C7B77", "KB1234567"]
+    ).to_json()
     assert [(u["package"], u["to"]) for u in plan["upgrades"]] == [
         ("KB5037771", "rev1"),
         ("9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b77", "31.0.101.5382"),
@@ -308,10 +310,13 @@ def test_install_reports_each_update_by_its_result_code() -> None:
     installer = WindowsUpdateInstaller(search=list, install=install)
     result = installer.install(
         ["KB5037771", "KB5037591", "KB5002575", "KB1234567"], streamed.append
-    )
+    ).to_json()
     assert asked == [["KB5037771", "KB5037591", "KB5002575", "KB1234567"]]
-    assert result == install_summary(
-        {"KB5037771": 2, "KB5037591": 3, "KB5002575": 4}, True, ["KB1234567"], "installing"
+    assert (
+        result
+        == install_summary(
+            {"KB5037771": 2, "KB5037591": 3, "KB5002575": 4}, True, ["KB1234567"], "installing"
+        ).to_json()
     )
     assert [i["package"] for i in result["installed"]] == ["KB5037771", "KB5037591"]
     assert result["failed"] == ["KB5002575"]

@@ -16,7 +16,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.protocol import ProtocolError, UpdateRecord
 from agent.scanners import winget as winget_module
 from agent.scanners.winget import (
     INSTALL_ARGS,
@@ -30,6 +29,7 @@ from agent.scanners.winget import (
     screen_lines,
     upgrade_records,
 )
+from kernel.protocol import ProtocolError, UpdateRecord
 
 FIXTURES = Path(__file__).parents[3] / "fixtures" / "winget"
 no_database = settings(database=None, deadline=None)
@@ -228,18 +228,16 @@ def test_dry_run_says_what_each_id_would_become_and_which_are_not_pending(
     winget: FakeWinget,
 ) -> None:
     winget.route("upgrade --include-unknown", "upgrade-en.txt")
-    plan = WingetInstaller().dry_run(["Git.Git", "Zoom.Zoom", "Vendor.Gone"])
+    plan = WingetInstaller().dry_run(["Git.Git", "Zoom.Zoom", "Vendor.Gone"]).to_json()
     assert plan["upgrades"] == [
         {
             "package": "Git.Git",
-            "arch": "",
             "from": "2.44.0",
             "to": "2.45.1",
             "repository": "winget",
         },
         {
             "package": "Zoom.Zoom",
-            "arch": "",
             "from": "Unknown",
             "to": "6.0.11.39959",
             "repository": "winget",
@@ -255,7 +253,7 @@ def test_install_upgrades_each_id_and_streams_what_the_console_shows(
     winget.route("upgrade --id Git.Git", "install-git.txt")
     winget.route("upgrade --id Mozilla.Firefox", "install-git.txt", exit_code=1)
     streamed: list[str] = []
-    result = WingetInstaller().install(["Git.Git", "Mozilla.Firefox"], streamed.append)
+    result = WingetInstaller().install(["Git.Git", "Mozilla.Firefox"], streamed.append).to_json()
     assert result["installed"] == [{"package": "Git.Git", "from": "", "to": "2.45.1"}]
     assert result["failed"] == ["Mozilla.Firefox"]
     assert result["reboot_required"] is False

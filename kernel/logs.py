@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TextIO
 
-from agent.sanitise import sanitise_and_redact, sanitise_fields, sanitise_text
+from kernel.sanitise import sanitise_and_redact, sanitise_fields, sanitise_text
 
 MAX_MESSAGE_CHARS = 2048
 MAX_EXC_CHARS = 8192

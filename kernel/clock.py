@@ -1,5 +1,5 @@
-"""Time as the appliance stores and sends it: UTC, ISO-8601 text in the database,
-unix seconds on the wire."""
+"""Time as both sides store and send it: UTC, ISO-8601 text ('...Z') in databases and
+pages, unix seconds on the wire."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ def utc_now() -> datetime:
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def utc_iso(epoch: float) -> str:
+    """Unix seconds as that text."""
+    return iso(datetime.fromtimestamp(epoch, UTC))
 
 
 def parse_iso(text: str) -> datetime:

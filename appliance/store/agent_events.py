@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import aiosqlite
+import sqlite3
 
 
-async def insert_once(
-    conn: aiosqlite.Connection,
+def insert_once(
+    conn: sqlite3.Connection,
     *,
     uuid: str,
     agent_id: str,
@@ -16,7 +16,7 @@ async def insert_once(
     payload: str,
 ) -> bool:
     """Store an event unless its UUID was seen before; True when it is new."""
-    cursor = await conn.execute(
+    cursor = conn.execute(
         "INSERT INTO events (uuid, agent_id, kind, occurred_at, received_at, payload) "
         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (uuid) DO NOTHING",
         (uuid, agent_id, kind, occurred_at, received_at, payload),
@@ -24,12 +24,12 @@ async def insert_once(
     return cursor.rowcount == 1
 
 
-async def for_agent(
-    conn: aiosqlite.Connection, agent_id: str, kind: str | None = None, limit: int = 100
-) -> list[aiosqlite.Row]:
-    async with conn.execute(
+def for_agent(
+    conn: sqlite3.Connection, agent_id: str, kind: str | None = None, limit: int = 100
+) -> list[sqlite3.Row]:
+    cursor = conn.execute(
         "SELECT uuid, kind, occurred_at, received_at, payload FROM events "
         "WHERE agent_id = ? AND (? IS NULL OR kind = ?) ORDER BY received_at DESC LIMIT ?",
         (agent_id, kind, kind, limit),
-    ) as cursor:
-        return list(await cursor.fetchall())
+    )
+    return list(cursor.fetchall())

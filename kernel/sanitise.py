@@ -14,7 +14,7 @@ from typing import NamedTuple
 REDACTED = "[REDACTED]"
 FIELD_KEY_MAX_CHARS = 64
 # Blanket bounds for log fields and for payloads without a declared shape; a payload
-# with one (agent/protocol.py PAYLOAD_SHAPES) is bounded by that shape instead.
+# with one (kernel/protocol.py PAYLOAD_SHAPES) is bounded by that shape instead.
 MAX_DEPTH = 4
 MAX_ITEMS = 50  # per dict or list
 MAX_VALUES = 200  # per sanitise_fields call, across all nesting levels

@@ -18,7 +18,7 @@ from typing import Any
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from agent.sanitise import sanitise_fields, sanitise_text
+from kernel.sanitise import sanitise_fields, sanitise_text
 
 PROTOCOL_VERSION = 1
 CLOCK_WINDOW_S = 300  # how far an agent's clock may be from the appliance's
@@ -37,6 +37,11 @@ _TOKEN = re.compile(r"^rf_reg_(?P<secret>[A-Za-z0-9_-]{32,64})\.(?P<fingerprint>
 
 class ProtocolError(ValueError):
     """A record does not follow the protocol; the message says which field and why."""
+
+
+# What reading a value of the wrong kind raises: a missing key, int() of a list or of
+# "x", and int() of infinity (json.loads accepts Infinity).
+_UNREADABLE = (KeyError, TypeError, ValueError, OverflowError)
 
 
 class SignatureInvalid(ProtocolError):
@@ -202,7 +207,7 @@ class KeySet:
                 keys=keys,
                 revoked=tuple(_key_id(k) for k in value.get("revoked", [])),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except _UNREADABLE as exc:
             raise ProtocolError(f"key set: malformed ({exc})") from exc
         if key_set.version < 1:
             raise ProtocolError("key set: version must be positive")
@@ -263,8 +268,11 @@ class RootCertificate:
                 previous_key_id=_key_id(value["previous_key_id"]),
                 issued_at=int(value["issued_at"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except _UNREADABLE as exc:
             raise ProtocolError(f"root certificate: malformed ({exc})") from exc
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 # --- commands --------------------------------------------------------------------
@@ -301,7 +309,7 @@ class Command:
                 key_id=_key_id(value["key_id"]),
                 params=dict(value.get("params") or {}),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except _UNREADABLE as exc:
             raise ProtocolError(f"command: malformed ({exc})") from exc
         if not _COMMAND_KIND.match(command.kind):
             raise ProtocolError("command: kind must be lowercase letters, digits, _")
@@ -400,7 +408,7 @@ class RegistrationRequest:
                 timestamp=int(value["timestamp"]),
                 proof=str(value["proof"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except _UNREADABLE as exc:
             if isinstance(exc, ProtocolError):
                 raise
             raise ProtocolError(f"registration: malformed ({exc})") from exc
@@ -435,7 +443,7 @@ class CheckinReport:
             raise ProtocolError("check-in: not an object")
         try:
             version = int(value.get("key_set_version", 0))
-        except (TypeError, ValueError):
+        except _UNREADABLE:
             raise ProtocolError("key_set_version: an integer") from None
         return cls(
             machine_fingerprint=_fact(value.get("machine_fingerprint"), "machine_fingerprint", 128),
@@ -446,6 +454,68 @@ class CheckinReport:
             boot_time=_fact(value.get("boot_time"), "boot_time", 40),
             hold_s=_hold_seconds(value.get("hold_s")),
         )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CheckinAnswer:
+    """The appliance's answer to a check-in: when to come back, and what is new."""
+
+    poll_interval_s: int
+    key_set_version: int
+    # The trust bundle, only for an agent behind the current key set (agent/trust.py
+    # verifies it).
+    trust: dict[str, Any] | None
+    # Command envelopes (SignedDocument JSON). Each is checked on its own by the agent
+    # (agent/trust.py verify_command), so that a bad one is refused and reported while
+    # the others run; here they only have to be objects.
+    commands: list[dict[str, str]]
+    # The longest check-in hold this appliance grants (0: it does not hold them).
+    hold_max_s: int = 0
+
+    def is_empty(self) -> bool:
+        """Nothing for the agent: a check-in that may be held."""
+        return not self.commands and self.trust is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "poll_interval_s": self.poll_interval_s,
+            "key_set_version": self.key_set_version,
+            "trust": self.trust,
+            "commands": self.commands,
+            "hold_max_s": self.hold_max_s,
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> CheckinAnswer:
+        if not isinstance(value, dict):
+            raise ProtocolError("check-in answer: not an object")
+        poll = value.get("poll_interval_s")
+        if not _is_whole(poll) or poll < 1:
+            raise ProtocolError("poll_interval_s: a positive whole number of seconds")
+        version = value.get("key_set_version")
+        if not _is_whole(version) or version < 0:
+            raise ProtocolError("key_set_version: a whole number")
+        trust = value.get("trust")
+        if trust is not None and not isinstance(trust, dict):
+            raise ProtocolError("trust: a trust bundle object or null")
+        commands = value.get("commands")
+        if commands is None:
+            commands = []
+        if not isinstance(commands, list) or not all(isinstance(c, dict) for c in commands):
+            raise ProtocolError("commands: a list of command envelopes")
+        hold_max = value.get("hold_max_s")  # missing from appliances that do not hold
+        if hold_max is None:
+            hold_max = 0
+        if not _is_whole(hold_max) or hold_max < 0:
+            raise ProtocolError("hold_max_s: a whole number of seconds")
+        return cls(poll, version, trust, commands, hold_max)
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 MAX_HOLD_S = 300
@@ -474,9 +544,13 @@ def _breakers(value: Any) -> dict[str, dict[str, Any]]:
     for name, snapshot in value.items():
         if not isinstance(snapshot, dict) or snapshot.get("state") not in _BREAKER_STATES:
             raise ProtocolError(f"breakers.{name}: state is one of {', '.join(_BREAKER_STATES)}")
+        try:
+            failures = int(snapshot.get("consecutive_failures") or 0)
+        except _UNREADABLE:
+            raise ProtocolError(f"breakers.{name}: consecutive_failures is a number") from None
         breakers[_fact(name, "breaker name", 64)] = {
             "state": snapshot["state"],
-            "consecutive_failures": int(snapshot.get("consecutive_failures") or 0),
+            "consecutive_failures": failures,
             "last_error": sanitise_text(snapshot.get("last_error") or "", 500),
         }
     return breakers
@@ -695,7 +769,7 @@ class Event:
             raise ProtocolError("payload: an object")
         try:
             occurred_at = int(value["occurred_at"])
-        except (KeyError, TypeError, ValueError):
+        except _UNREADABLE:
             raise ProtocolError("occurred_at: unix seconds") from None
         shape = PAYLOAD_SHAPES.get(kind)
         if shape is not None:

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from agent import smart, sysinfo
 from agent.host_report import HostReporter
 from agent.outbox import Outbox
-from agent.protocol import Event, ProtocolError, payload_to_keep
 from agent.scanners import reboot
+from kernel.protocol import Event, ProtocolError, payload_to_keep
 
 SMART_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "smart"
 no_database = settings(database=None, deadline=None)

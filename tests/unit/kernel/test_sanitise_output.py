@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.sanitise import sanitise_output
+from kernel.sanitise import sanitise_output
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "apt"
 # Recorded from a real `apt-get install` (see tests/fixtures/apt/README.md).

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from agent.logs import JsonLineFormatter, SampledLog, configure_logging, log_event
-from agent.sanitise import REDACTED
+from kernel.logs import JsonLineFormatter, SampledLog, configure_logging, log_event
+from kernel.sanitise import REDACTED
 
 
 @pytest.fixture

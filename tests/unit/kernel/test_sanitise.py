@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.sanitise import (
+from kernel.sanitise import (
     REDACTED,
     is_sensitive_key,
     redact_secrets,
