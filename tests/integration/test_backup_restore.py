@@ -214,7 +214,7 @@ def test_retention_keeps_the_newest_scheduled_backups_only(migrated: Settings) -
 def test_backup_inside_a_process_that_serves_keeps_its_connections_locks(
     migrated: Settings,
 ) -> None:
-    """The appliance takes scheduled backups in the process whose aiosqlite connections
+    """The appliance takes scheduled backups in the process whose sqlite3 connections
     (the stdlib sqlite3 library) hold the database open. If the backup opened the file
     through a second SQLite library (apsw bundles its own), that copy would reset the
     WAL index under the serving connections (SIGBUS in CI) and, on close, drop their
