@@ -4,13 +4,14 @@ A snapshot is written to a temporary name, checked with PRAGMA integrity_check,
 fsynced and only then renamed into place, so a half-written file never looks valid.
 
 One rule matters here: a process must open a given database file through ONE copy of
-the SQLite library. apsw bundles its own SQLite, the standard `sqlite3` module (which
-the appliance's connections use) the system one; POSIX locks do not separate two
+the SQLite library. apsw bundles its own SQLite; the standard `sqlite3` module, which
+the appliance's connections use, the system one. POSIX locks do not separate two
 library copies in the same process, so a second copy believes it is alone, truncates
 the WAL index (-shm) the first has mapped, and the process dies of SIGBUS (seen in CI
-when the scheduled backup used apsw inside the serving appliance). So snapshots are made with `sqlite3`,
-which every process of ours may use, except when the caller already holds an apsw
-connection to the source (the migrator): then that connection is the source.
+when the scheduled backup used apsw inside the serving appliance). So snapshots are
+made with `sqlite3`, which every process of ours may use, except when the caller
+already holds an apsw connection to the source (the migrator): then that connection
+is the source.
 """
 
 from __future__ import annotations
