@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appliance.scheduler import Scheduler
 
@@ -82,36 +80,6 @@ class GaugeCollector(Collector):
                 family = GaugeMetricFamily(name, documentation)
                 family.add_metric([], value)
                 yield family
-
-
-class RequestMetricsMiddleware:
-    """Counts and times every request by endpoint name (never by raw path, so that
-    probing random URLs cannot blow up the number of series)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics):
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        began = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            endpoint = scope.get("endpoint")
-            name = getattr(endpoint, "__name__", None) or "unmatched"
-            self.metrics.http_requests.labels(name, scope["method"], str(status)).inc()
-            self.metrics.http_latency.labels(name).observe(time.perf_counter() - began)
 
 
 class CountsCollector(Collector):

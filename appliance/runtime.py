@@ -19,6 +19,7 @@ from appliance.scheduler import Job, Scheduler
 from appliance.services import audit, health
 from appliance.services import settings as runtime_settings
 from appliance.services.agent_auth import AgentAuthenticator
+from appliance.services.checkin_directory import CheckinDirectory, Invalidator
 from appliance.services.doorbell import Doorbell
 from appliance.services.event_consumers import ConsumerLoop, LiveFeed
 from appliance.services.keys import KeyService, open_key_service
@@ -48,6 +49,7 @@ class Appliance:
     schema_version: int = 0
     keys: KeyService = field(init=False)
     agent_auth: AgentAuthenticator = field(init=False)
+    directory: CheckinDirectory = field(init=False)
     limits: Limits = field(default_factory=Limits)
     shed_batches: int = 0
     # Whether an admin exists; once true it stays true (see web/auth.setup_done).
@@ -66,10 +68,11 @@ class Appliance:
     consumers: ConsumerLoop = field(init=False)
 
     def __post_init__(self) -> None:
-        self.agent_auth = AgentAuthenticator(self.db)
+        self.directory = CheckinDirectory(self.db)
+        self.agent_auth = AgentAuthenticator(self.directory)
         self.presence = PresenceBuffer(self.db)
         self.doorbell = Doorbell(max_held=0)  # the setting applies in refresh_gauges
-        self.consumers = ConsumerLoop(self.db, [self.live_feed])
+        self.consumers = ConsumerLoop(self.db, [self.live_feed, Invalidator(self.directory)])
         self.db.subscribe(self._committed)
         self.scheduler = Scheduler(
             self.db,
@@ -122,6 +125,7 @@ class Appliance:
 
     def _committed(self, events: list[DomainEvent]) -> None:
         """This process committed these events: react at once where it matters."""
+        self.directory.committed(events)
         self.doorbell.ring(e.payload["agent_id"] for e in events if e.kind == "command.created")
         self.consumers.nudge(events)
 

@@ -161,10 +161,7 @@ async def command_latencies(
     for _ in range(count):
         agent = random.choice(targets)
         started = time.perf_counter()
-        response = await admin.post(
-            f"/api/v1/agents/{agent.agent_id}/commands", json={"kind": "echo", "params": {}}
-        )
-        response.raise_for_status()
+        response = await _create_echo(admin, agent.agent_id)
         sent[response.json()["id"]] = started
         await asyncio.sleep(0.25)
     deadline = time.monotonic() + 400
@@ -181,6 +178,26 @@ async def command_latencies(
         # created -> the check-in answer carrying it arrived (the rest is the ack's trip)
         "delivered_p95_s": _round(percentile(delivery, 0.95)),
     }
+
+
+async def _create_echo(admin: httpx.AsyncClient, agent_id: str) -> httpx.Response:
+    """POST one echo command; a connection lost on the way is tried once more with the
+    same Idempotency-Key, so the command is never created twice."""
+    headers = {"Idempotency-Key": str(uuid.uuid4())}
+    for attempt in (1, 2):
+        try:
+            response = await admin.post(
+                f"/api/v1/agents/{agent_id}/commands",
+                json={"kind": "echo", "params": {}},
+                headers=headers,
+            )
+        except httpx.TransportError:
+            if attempt == 2:
+                raise
+            continue
+        response.raise_for_status()
+        return response
+    raise AssertionError("unreachable")
 
 
 def rss_mb(server: ServerProcess) -> float:

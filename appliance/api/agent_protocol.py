@@ -170,6 +170,7 @@ async def _check_in(
     try:
         return await agents.check_in(
             appliance.db,
+            appliance.directory,
             appliance.keys,
             appliance.presence,
             Actor.agent(agent_id, client_ip(request)),

@@ -95,7 +95,6 @@ async def delete_agent(call: Call) -> AgentDeleted:
     must register again to come back."""
     agent_id = call.path("agent_id")
     hostname = await agent_admin.delete_agent(call.db, call.actor, agent_id)
-    call.appliance.agent_auth.forget(agent_id)
     return AgentDeleted(agent_id=agent_id, hostname=hostname)
 
 
@@ -206,7 +205,6 @@ async def remove_tag(call: Call) -> TagRemoved:
 async def _set_disabled(call: Call, disable: bool) -> DisabledChanged:
     agent_id = call.path("agent_id")
     changed = await agent_admin.set_disabled(call.db, call.actor, agent_id, disable)
-    call.appliance.agent_auth.forget(agent_id)
     return DisabledChanged(agent_id=agent_id, disabled=disable, changed=changed)
 
 

@@ -84,6 +84,31 @@ KINDS = {
         ),
         EventKind("agent.online", "agent id", ("hostname",), "back after being offline"),
         EventKind(
+            "agent.disabled",
+            "agent id",
+            ("hostname", "by"),
+            "an admin disabled it: its requests are refused from the next one on",
+        ),
+        EventKind("agent.enabled", "agent id", ("hostname", "by"), "an admin enabled it again"),
+        EventKind(
+            "agent.deleted",
+            "agent id",
+            ("hostname", "by"),
+            "an admin deleted it and what it reported; the host must register again",
+        ),
+        EventKind(
+            "agent.rebound",
+            "agent id",
+            ("hostname", "fingerprint", "by"),
+            "an admin accepted its new machine fingerprint after a hardware change",
+        ),
+        EventKind(
+            "agent.took_over",
+            "agent id (the new record)",
+            ("old_agent", "hostname", "by"),
+            "a reinstalled host's new record took the history of its old one, which is gone",
+        ),
+        EventKind(
             "agent.hardware_changed",
             "agent id",
             ("hostname", "bound", "reported"),

@@ -113,19 +113,17 @@ async def set_tags(db: Database, actor: Actor, agent_id: str, tags: list[str]) -
 
 async def set_disabled(db: Database, actor: Actor, agent_id: str, disabled: bool) -> bool:
     """Disable (its requests are refused) or enable an agent; True when that changed it.
-    The caller drops the agent's cached credentials, so it applies at once."""
+    Its event drops the agent's card (checkin_directory.py), so it applies at once."""
 
     def change(tx: Transaction) -> bool:
         row = _require(tx.conn, agent_id)
         changed = agents_store.set_disabled(tx.conn, agent_id, disabled)
         if changed:
+            kind = "agent.disabled" if disabled else "agent.enabled"
             audit.record(
-                tx.conn,
-                actor,
-                "agent.disabled" if disabled else "agent.enabled",
-                target=agent_id,
-                details={"hostname": row["hostname"]},
+                tx.conn, actor, kind, target=agent_id, details={"hostname": row["hostname"]}
             )
+            tx.emit(kind, agent_id, {"hostname": row["hostname"], "by": actor.name}, iso(actor.at))
         return changed
 
     return await db.write(change)
@@ -144,6 +142,12 @@ async def delete_agent(db: Database, actor: Actor, agent_id: str) -> str:
             "agent.deleted",
             target=agent_id,
             details={"hostname": row["hostname"], "os": row["os_name"]},
+        )
+        tx.emit(
+            "agent.deleted",
+            agent_id,
+            {"hostname": row["hostname"], "by": actor.name},
+            iso(actor.at),
         )
         return str(row["hostname"])
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from appliance.domain.actors import Actor
 from appliance.domain.errors import Conflict, NotFound
 from appliance.services import audit, commands
+from appliance.services.checkin_directory import Card, CheckinDirectory, read_card
 from appliance.services.keys import KeyService
 from appliance.services.presence import PresenceBuffer
 from appliance.signers import Signer
@@ -37,16 +37,9 @@ class NothingToRebind(Conflict):
     pass
 
 
-@dataclass(frozen=True)
-class _Seen:
-    """What a check-in needs to know of the agent's record, read in one hop."""
-
-    row: Any
-    has_commands: bool
-
-
 async def check_in(
     db: Database,
+    directory: CheckinDirectory,
     keys: KeyService,
     presence: PresenceBuffer,
     agent: Actor,
@@ -54,63 +47,60 @@ async def check_in(
     *,
     default_poll_interval_s: int = DEFAULT_POLL_INTERVAL_S,
 ) -> CheckinAnswer:
-    """Answer a check-in. The common case (nothing new) only reads; last-seen goes to
-    the presence buffer, which writes for all agents at once."""
+    """Answer a check-in. The common case (nothing new, no command) reads only the
+    agent's card in memory; last-seen goes to the presence buffer, which writes for
+    all agents at once."""
     agent_id = agent.name.removeprefix("agent:")
     version = await keys.key_set_version()
-    seen = await db.read(_seen, agent_id, iso(agent.at))
-    if seen.row is None:
+    card = await directory.card(agent_id)
+    if card is None:
         raise AgentNotFound(agent_id)
-    row = seen.row
     fingerprint = report.machine_fingerprint
     hardware_news = bool(fingerprint) and (
-        fingerprint not in (row["machine_fingerprint"], row["reported_fingerprint"])
-        or (fingerprint == row["machine_fingerprint"] and bool(row["hardware_changed"]))
+        fingerprint not in (card.machine_fingerprint, card.reported_fingerprint)
+        or (fingerprint == card.machine_fingerprint and card.hardware_changed)
     )
-    breakers = json.dumps(report.breakers, sort_keys=True)
+    breakers = json.dumps(report.breakers, sort_keys=True) if report.breakers else "{}"
     report_news = (
-        min(report.key_set_version, version) > row["key_set_version"]
-        or bool(report.agent_version and report.agent_version != row["agent_version"])
-        or breakers != (row["breaker_states"] or "{}")
+        min(report.key_set_version, version) > card.key_set_version
+        or bool(report.agent_version and report.agent_version != card.agent_version)
+        or breakers != card.breaker_states
         or (
             report.reboot_required is not None
-            and int(report.reboot_required) != row["reboot_required"]
+            and int(report.reboot_required) != card.reboot_required
         )
-        or bool(report.boot_time and report.boot_time != row["boot_time"])
+        or bool(report.boot_time and report.boot_time != card.boot_time)
     )
     envelopes: list[dict[str, str]] = []
-    if seen.has_commands or hardware_news or report_news:
-        signer = await keys.current_signer() if seen.has_commands else None
-        envelopes = await db.write(
-            _record_check_in, agent, row, report, min(report.key_set_version, version), signer
+    has_commands = card.has_commands(iso(agent.at))
+    if has_commands or hardware_news or report_news:
+        signer = await keys.current_signer() if has_commands else None
+        envelopes, fresh = await db.write(
+            _record_check_in, agent, card, report, min(report.key_set_version, version), signer
         )
+        if fresh is not None:
+            directory.put(fresh)
     presence.record(agent_id, iso(agent.at), agent.source_ip)
     return CheckinAnswer(
-        poll_interval_s=row["poll_interval_s"] or default_poll_interval_s,
+        poll_interval_s=card.poll_interval_s or default_poll_interval_s,
         key_set_version=version,
         trust=await keys.trust_bundle() if report.key_set_version < version else None,
         commands=envelopes,
     )
 
 
-def _seen(conn: sqlite3.Connection, agent_id: str, now: str) -> _Seen:
-    return _Seen(
-        agents_store.get(conn, agent_id),
-        agents_store.has_deliverable_commands(conn, agent_id, now),
-    )
-
-
 def _record_check_in(
     tx: Transaction,
     agent: Actor,
-    row: Any,
+    card: Card,
     report: CheckinReport,
     key_set_version: int,
     signer: Signer | None,
-) -> list[dict[str, str]]:
+) -> tuple[list[dict[str, str]], Card | None]:
     """What the check-in brought: its report, a hardware change, and the commands to
-    deliver (signed and marked sent in the same transaction)."""
-    agent_id = row["id"]
+    deliver (signed and marked sent in the same transaction); and the agent's card as
+    this transaction leaves it."""
+    agent_id = card.agent_id
     at = iso(agent.at)
     agents_store.record_report(
         tx.conn,
@@ -121,28 +111,27 @@ def _record_check_in(
         reboot_required=report.reboot_required,
         boot_time=report.boot_time,
     )
-    old_breakers = json.loads(row["breaker_states"] or "{}")
+    old_breakers = json.loads(card.breaker_states)
     for name, breaker in report.breakers.items():
         if breaker["state"] == "open" and old_breakers.get(name, {}).get("state") != "open":
             tx.emit(
                 "agent.breaker_open",
                 agent_id,
-                {"hostname": row["hostname"], "breaker": name, "last_error": breaker["last_error"]},
+                {"hostname": card.hostname, "breaker": name, "last_error": breaker["last_error"]},
                 at,
             )
-    if report.reboot_required and not row["reboot_required"]:
-        tx.emit("reboot.required", agent_id, {"hostname": row["hostname"]}, at)
+    if report.reboot_required and not card.reboot_required:
+        tx.emit("reboot.required", agent_id, {"hostname": card.hostname}, at)
     fingerprint = report.machine_fingerprint
-    if fingerprint and fingerprint == row["machine_fingerprint"]:
+    if fingerprint and fingerprint == card.machine_fingerprint:
         agents_store.clear_hardware_change(tx.conn, agent_id)
     elif fingerprint and agents_store.flag_hardware_change(tx.conn, agent_id, fingerprint):
-        details = {"bound": row["machine_fingerprint"], "reported": fingerprint}
+        details = {"bound": card.machine_fingerprint, "reported": fingerprint}
         audit.record(tx.conn, agent, "agent.hardware_changed", target=agent_id, details=details)
-        tx.emit("agent.hardware_changed", agent_id, {"hostname": row["hostname"], **details}, at)
+        tx.emit("agent.hardware_changed", agent_id, {"hostname": card.hostname, **details}, at)
         log_event(logger, logging.WARNING, "agent.hardware_changed", agent_id=agent_id)
-    if signer is None:
-        return []
-    return commands.deliver(tx.conn, agent_id, signer, now=agent.at)
+    envelopes = [] if signer is None else commands.deliver(tx.conn, agent_id, signer, now=agent.at)
+    return envelopes, read_card(tx.conn, agent_id)
 
 
 async def mark_offline_agents(db: Database, *, older_than: datetime, now: datetime) -> list[str]:
@@ -199,13 +188,20 @@ async def rebind_hardware(db: Database, actor: Actor, agent_id: str) -> str:
     """Accept the agent's new machine fingerprint: one admin action, history kept."""
 
     def rebind(tx: Transaction) -> str:
-        if agents_store.get(tx.conn, agent_id) is None:
+        row = agents_store.get(tx.conn, agent_id)
+        if row is None:
             raise AgentNotFound(agent_id)
         fingerprint = agents_store.rebind(tx.conn, agent_id)
         if fingerprint is None:
             raise NothingToRebind(f"agent {agent_id} has no hardware change to accept")
         audit.record(
             tx.conn, actor, "agent.rebound", target=agent_id, details={"fingerprint": fingerprint}
+        )
+        tx.emit(
+            "agent.rebound",
+            agent_id,
+            {"hostname": row["hostname"], "fingerprint": fingerprint, "by": actor.name},
+            iso(actor.at),
         )
         return fingerprint
 
@@ -230,6 +226,12 @@ async def take_over_record(db: Database, actor: Actor, old_id: str, new_id: str)
             "agent.took_over",
             target=new_id,
             details={"old_agent": old_id, "hostname": old["hostname"]},
+        )
+        tx.emit(
+            "agent.took_over",
+            new_id,
+            {"old_agent": old_id, "hostname": old["hostname"], "by": actor.name},
+            iso(actor.at),
         )
 
     await db.write(take_over)

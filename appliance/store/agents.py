@@ -69,18 +69,35 @@ def agent_id_for_key(conn: sqlite3.Connection, public_key: bytes) -> str | None:
     return row[0] if row else None
 
 
-def credentials(conn: sqlite3.Connection, agent_id: str) -> tuple[bool, list[bytes]] | None:
-    """(disabled, active public keys) for request verification, or None if unknown."""
-    cursor = conn.execute("SELECT disabled FROM agents WHERE id = ?", (agent_id,))
-    row = cursor.fetchone()
+CHECKIN_COLUMNS = (
+    "id, hostname, disabled, agent_version, machine_fingerprint, reported_fingerprint, "
+    "hardware_changed, poll_interval_s, key_set_version, breaker_states, reboot_required, "
+    "boot_time"
+)
+
+
+def checkin_card(
+    conn: sqlite3.Connection, agent_id: str
+) -> tuple[sqlite3.Row, list[bytes], str | None] | None:
+    """What answering a check-in needs, or None if the agent is unknown: its record,
+    its active public keys, and until when it has a command to deliver (the latest
+    expiry of its commands not yet acknowledged)."""
+    row = conn.execute(
+        f"SELECT {CHECKIN_COLUMNS}, (SELECT max(expires_at) FROM commands "  # noqa: S608
+        "WHERE agent_id = agents.id AND status IN ('created', 'sent')) AS deliverable_until "
+        "FROM agents WHERE id = ?",
+        (agent_id,),
+    ).fetchone()
     if row is None:
         return None
-    cursor = conn.execute(
-        "SELECT public_key FROM agent_keys WHERE agent_id = ? AND revoked_at IS NULL",
-        (agent_id,),
-    )
-    keys = [bytes(r[0]) for r in cursor.fetchall()]
-    return bool(row[0]), keys
+    keys = [
+        bytes(r[0])
+        for r in conn.execute(
+            "SELECT public_key FROM agent_keys WHERE agent_id = ? AND revoked_at IS NULL",
+            (agent_id,),
+        )
+    ]
+    return row, keys, row["deliverable_until"]
 
 
 def get(conn: sqlite3.Connection, agent_id: str) -> sqlite3.Row | None:
@@ -96,23 +113,6 @@ def all_agents(conn: sqlite3.Connection) -> list[sqlite3.Row]:
         f"SELECT {AGENT_COLUMNS} FROM agents ORDER BY hostname, id"  # noqa: S608
     )
     return list(cursor.fetchall())
-
-
-def record_checkin(
-    conn: sqlite3.Connection,
-    agent_id: str,
-    *,
-    at: str,
-    ip: str,
-    key_set_version: int,
-    agent_version: str,
-) -> None:
-    conn.execute(
-        "UPDATE agents SET last_seen_at = ?, last_ip = ?, status = 'online', "
-        "key_set_version = max(key_set_version, ?), "
-        "agent_version = CASE WHEN ? = '' THEN agent_version ELSE ? END WHERE id = ?",
-        (at, ip, key_set_version, agent_version, agent_version, agent_id),
-    )
 
 
 def flag_hardware_change(conn: sqlite3.Connection, agent_id: str, reported: str) -> bool:
@@ -238,15 +238,6 @@ def record_report(
 
 def record_system_info(conn: sqlite3.Connection, agent_id: str, info: str) -> None:
     conn.execute("UPDATE agents SET system_info = ? WHERE id = ?", (info, agent_id))
-
-
-def has_deliverable_commands(conn: sqlite3.Connection, agent_id: str, now: str) -> bool:
-    cursor = conn.execute(
-        "SELECT 1 FROM commands WHERE agent_id = ? AND status IN ('created', 'sent') "
-        "AND expires_at > ? LIMIT 1",
-        (agent_id, now),
-    )
-    return cursor.fetchone() is not None
 
 
 def mark_offline(conn: sqlite3.Connection, seen_before: str) -> list[sqlite3.Row]:

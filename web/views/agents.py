@@ -235,7 +235,6 @@ async def set_disabled(request: Request) -> Response:
         )
     except agents.AgentNotFound:
         raise PageError(404, "There is no such agent; it may have been deleted.") from None
-    request.state.appliance.agent_auth.forget(agent_id)
     raise RedirectTo(f"{_agent_url(agent_id)}?notice={'disabled' if disable else 'enabled'}")
 
 
@@ -250,7 +249,6 @@ async def delete(request: Request) -> Response:
         )
     except agents.AgentNotFound:
         raise PageError(404, "There is no such agent; it may have been deleted.") from None
-    request.state.appliance.agent_auth.forget(request.path_params["agent_id"])
     raise RedirectTo("/agents?notice=deleted")
 
 

@@ -20,6 +20,7 @@ from nacl.signing import SigningKey
 from appliance.domain.actors import Actor
 from appliance.domain.events import KINDS
 from appliance.services import (
+    agent_admin,
     agent_events,
     agents,
     backups,
@@ -29,6 +30,7 @@ from appliance.services import (
     updates,
     users,
 )
+from appliance.services.checkin_directory import CheckinDirectory
 from appliance.services.keys import open_key_service
 from appliance.services.presence import PresenceBuffer
 from appliance.settings import Settings
@@ -240,6 +242,42 @@ async def test_going_offline_and_coming_back_append_agent_offline_and_online(
     assert events(raw, "agent.online") == [(AGENT, {"hostname": "web-1"})]
 
 
+async def test_an_admin_disabling_enabling_and_deleting_an_agent_appends_their_events(
+    db: Database, raw: sqlite3.Connection
+) -> None:
+    agent_row(raw)
+    assert await agent_admin.set_disabled(db, ADMIN, AGENT, True)
+    assert not await agent_admin.set_disabled(db, ADMIN, AGENT, True)  # no change: no event
+    assert await agent_admin.set_disabled(db, ADMIN, AGENT, False)
+    await agent_admin.delete_agent(db, ADMIN, AGENT)
+    said = {"hostname": "web-1", "by": "user:alice"}
+    assert events(raw, "agent.disabled") == [(AGENT, said)]
+    assert events(raw, "agent.enabled") == [(AGENT, said)]
+    assert events(raw, "agent.deleted") == [(AGENT, said)]
+    assert raw.execute("SELECT count(*) FROM agents").fetchone()[0] == 0
+
+
+async def test_accepting_new_hardware_and_a_take_over_append_rebound_and_took_over(
+    db: Database, raw: sqlite3.Connection
+) -> None:
+    agent_row(raw, machine_fingerprint="fp-1", reported_fingerprint="fp-2", hardware_changed=1)
+    new = "6f1c2a9e-0000-4000-8000-00000000000b"
+    raw.execute(
+        "INSERT INTO agents (id, hostname, registered_at) VALUES (?, 'web-1', 't')", (new,)
+    )
+    raw.commit()
+    await agents.rebind_hardware(db, ADMIN, AGENT)
+    await agents.take_over_record(db, ADMIN, AGENT, new)
+    assert events(raw, "agent.rebound") == [
+        (AGENT, {"hostname": "web-1", "fingerprint": "fp-2", "by": "user:alice"})
+    ]
+    assert events(raw, "agent.took_over") == [
+        (new, {"old_agent": AGENT, "hostname": "web-1", "by": "user:alice"})
+    ]
+    bound = raw.execute("SELECT machine_fingerprint FROM agents WHERE id = ?", (AGENT,))
+    assert bound.fetchone() is None  # the old record is gone
+
+
 async def test_a_check_in_appends_hardware_change_breaker_open_and_reboot_required(
     db: Database, raw: sqlite3.Connection, migrated: Settings
 ) -> None:
@@ -253,7 +291,7 @@ async def test_a_check_in_appends_hardware_change_breaker_open_and_reboot_requir
     )
     agent = Actor.agent(AGENT, "192.0.2.20", NOW)
     for _ in range(2):  # the second check-in reports the same: nothing new
-        await agents.check_in(db, service, PresenceBuffer(db), agent, report)
+        await agents.check_in(db, CheckinDirectory(db), service, PresenceBuffer(db), agent, report)
     assert events(raw, "agent.hardware_changed") == [
         (AGENT, {"hostname": "web-1", "bound": "fp-1", "reported": "fp-2"})
     ]
