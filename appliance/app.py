@@ -138,8 +138,14 @@ def create_app(settings: Settings) -> Starlette:
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(EdgeMiddleware, metrics=metrics, headers=SECURITY_HEADERS)],
+        middleware=[
+            Middleware(
+                EdgeMiddleware,
+                metrics=metrics,
+                headers=SECURITY_HEADERS,
+                max_body_bytes=MAX_BODY_BYTES,
+            )
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
-        max_body_size=MAX_BODY_BYTES,
     )

@@ -1,5 +1,6 @@
-"""The one middleware every request passes: it adds the security headers (the app
-factory gives it web/security.py's) to the answer and counts and times it by endpoint name.
+"""The one middleware every request passes: it refuses bodies over the cap, adds
+the security headers (the app factory gives it web/security.py's) to the answer, and
+counts and times it by endpoint name.
 
 One layer instead of one per concern: each ASGI layer wraps `send` in another
 coroutine call per message, and on a check-in that is most of the framework's cost.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appliance.metrics import Metrics
@@ -20,9 +22,16 @@ _HSTS = (b"strict-transport-security", b"max-age=31536000")
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        headers: list[tuple[bytes, bytes]],
+        max_body_bytes: int,
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
         self.headers = headers  # added unless the answer set its own
         self._header_names = frozenset(name for name, _ in headers)
         # prometheus_client's labels() takes a lock and builds a key on every call:
@@ -37,6 +46,11 @@ class EdgeMiddleware:
         began = time.perf_counter()
         status = 500
         https = scope.get("scheme") == "https"
+        length = _content_length(scope)
+        if length is not None and length > self.max_body_bytes:
+            receive = _refuse_body  # answered before a byte of it is read
+        elif length is None:
+            receive = _capped(receive, self.max_body_bytes)
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
@@ -70,3 +84,37 @@ class EdgeMiddleware:
         if timer is None:
             timer = self._timers[name] = self.metrics.http_latency.labels(name)
         timer.observe(seconds)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _too_large() -> HTTPException:
+    # Rendered in the one JSON error shape by the app's exception handlers.
+    return HTTPException(413, "the request body is too large")
+
+
+async def _refuse_body() -> Message:
+    raise _too_large()
+
+
+def _capped(receive: Receive, limit: int) -> Receive:
+    """A body without a declared length (chunked) is counted as it arrives."""
+    seen = 0
+
+    async def receive_capped() -> Message:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise _too_large()
+        return message
+
+    return receive_capped

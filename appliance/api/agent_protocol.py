@@ -112,7 +112,7 @@ async def _signed(request: Request) -> tuple[AgentPrincipal, bytes]:
     body = await request.body()
     try:
         principal = await _appliance(request).agent_auth.authenticate(
-            request.method, request.url.path, request.headers, body, client_ip(request)
+            request.method, request.scope["path"], request.headers, body, client_ip(request)
         )
     except AgentAuthFailed as failure:
         raise ApiError(
