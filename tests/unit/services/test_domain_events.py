@@ -262,9 +262,7 @@ async def test_accepting_new_hardware_and_a_take_over_append_rebound_and_took_ov
 ) -> None:
     agent_row(raw, machine_fingerprint="fp-1", reported_fingerprint="fp-2", hardware_changed=1)
     new = "6f1c2a9e-0000-4000-8000-00000000000b"
-    raw.execute(
-        "INSERT INTO agents (id, hostname, registered_at) VALUES (?, 'web-1', 't')", (new,)
-    )
+    raw.execute("INSERT INTO agents (id, hostname, registered_at) VALUES (?, 'web-1', 't')", (new,))
     raw.commit()
     await agents.rebind_hardware(db, ADMIN, AGENT)
     await agents.take_over_record(db, ADMIN, AGENT, new)
