@@ -72,14 +72,15 @@ def create_app(settings: Settings) -> Starlette:
     # (appliance/api/endpoints.py); the OpenAPI document is made from the same.
     routes = [
         *endpoint_routes(
+            # Agents (registration is token-authenticated, the rest signed requests).
+            # First: routes are matched in order, and check-ins are most requests.
+            agent_protocol.checkin,
+            agent_protocol.post_events,
+            agent_protocol.trust,
+            agent_protocol.register,
             health.healthz,
             health.readyz,
             health.metrics,
-            # Agents (registration is token-authenticated, the rest signed requests).
-            agent_protocol.trust,
-            agent_protocol.register,
-            agent_protocol.checkin,
-            agent_protocol.post_events,
             # Admin API (Bearer API token, or the web session cookie + X-CSRF-Token).
             dashboard.summary,
             tokens.list_tokens,

@@ -6,11 +6,10 @@ is read once, verified, then parsed.
 
 from __future__ import annotations
 
-import json
 import random
-from dataclasses import replace
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -22,7 +21,7 @@ from appliance.domain.actors import Actor
 from appliance.ratelimit import RateLimiter
 from appliance.runtime import Appliance
 from appliance.services import agent_events, agents, enrolment, tokens
-from appliance.services.agent_auth import AgentAuthFailed, AgentPrincipal
+from appliance.services.agent_auth import AgentAuthFailed, AgentPrincipal, signature_headers
 from kernel.protocol import CheckinAnswer, CheckinReport, ProtocolError, RegistrationRequest
 
 _BAD_BODY = Failure(400, "the body is not valid JSON, or not what kernel/protocol.py reads")
@@ -40,9 +39,16 @@ def _limit(limiter: RateLimiter, key: str, message: str) -> None:
 
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except ValueError:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError:
         raise ApiError(400, "the body is not valid JSON") from None
+
+
+def _answer(answer: CheckinAnswer, hold_max_s: int) -> Response:
+    return Response(
+        msgspec.json.encode({**answer.to_json(), "hold_max_s": hold_max_s}),
+        media_type="application/json",
+    )
 
 
 @endpoint(
@@ -112,7 +118,11 @@ async def _signed(request: Request) -> tuple[AgentPrincipal, bytes]:
     body = await request.body()
     try:
         principal = await _appliance(request).agent_auth.authenticate(
-            request.method, request.scope["path"], request.headers, body, client_ip(request)
+            request.method,
+            request.scope["path"],
+            signature_headers(request.scope["headers"]),
+            body,
+            client_ip(request),
         )
     except AgentAuthFailed as failure:
         raise ApiError(
@@ -153,7 +163,7 @@ async def checkin(request: Request) -> Response:
     hold = min(report.hold_s, hold_max)
     if not hold:
         answer = await _check_in(request, appliance, principal.agent_id, report)
-        return JSONResponse(replace(answer, hold_max_s=hold_max).to_json())
+        return _answer(answer, hold_max)
     # Armed before it looks for commands, so that one created meanwhile rings it.
     with appliance.doorbell.armed(principal.agent_id) as bell:
         answer = await _check_in(request, appliance, principal.agent_id, report)
@@ -161,7 +171,7 @@ async def checkin(request: Request) -> Response:
         waited = hold * random.uniform(0.8, 1.0)  # noqa: S311 (jitter, not a secret)
         if bell and answer.is_empty() and await bell.wait(waited, _disconnect(request)):
             answer = await _check_in(request, appliance, principal.agent_id, report)
-    return JSONResponse(replace(answer, hold_max_s=hold_max).to_json())
+    return _answer(answer, hold_max)
 
 
 async def _check_in(

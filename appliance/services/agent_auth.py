@@ -7,6 +7,7 @@ in a sampled way (a flood of forged requests cannot flood the log).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from appliance.services.checkin_directory import CheckinDirectory
@@ -14,6 +15,10 @@ from kernel.clock import Clock, utc_now
 from kernel.logs import SampledLog
 from kernel.protocol import (
     CLOCK_WINDOW_S,
+    HEADER_AGENT,
+    HEADER_NONCE,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
     ProtocolError,
     RequestSignature,
     SignatureInvalid,
@@ -32,6 +37,20 @@ FAILURE_STATUS = {
     "agent_disabled": 403,
 }
 MAX_REMEMBERED_NONCES = 500_000
+_SIGNATURE_HEADERS = {
+    name.lower().encode(): name
+    for name in (HEADER_AGENT, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE)
+}
+
+
+def signature_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The signature's headers from the raw ASGI header list, in one pass (Starlette's
+    `Headers` scans the whole list again for every name it is asked)."""
+    return {
+        _SIGNATURE_HEADERS[name]: value.decode("latin-1")
+        for name, value in raw
+        if name in _SIGNATURE_HEADERS
+    }
 
 
 class AgentAuthFailed(Exception):

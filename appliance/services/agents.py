@@ -72,7 +72,8 @@ async def check_in(
         or bool(report.boot_time and report.boot_time != card.boot_time)
     )
     envelopes: list[dict[str, str]] = []
-    has_commands = card.has_commands(iso(agent.at))
+    at = iso(agent.at)
+    has_commands = card.has_commands(at)
     if has_commands or hardware_news or report_news:
         signer = await keys.current_signer() if has_commands else None
         envelopes, fresh = await db.write(
@@ -80,7 +81,7 @@ async def check_in(
         )
         if fresh is not None:
             directory.put(fresh)
-    presence.record(agent_id, iso(agent.at), agent.source_ip)
+    presence.record(agent_id, at, agent.source_ip)
     return CheckinAnswer(
         poll_interval_s=card.poll_interval_s or default_poll_interval_s,
         key_set_version=version,
