@@ -1,23 +1,25 @@
-"""HTTP/1.1 for the agent on the standard library: a request in, (status, headers, body) out.
+"""HTTP for the agent on the standard library: a request in, (status, headers, body) out.
 
 One `HTTPClient` keeps one idle keep-alive connection per origin: `http://`, `https://`
-(verified against the system's CA store) or `unix://` (the Docker Engine's socket).
-What goes wrong becomes one `HTTPFailure` whose message is a line people can act on.
-A test may pass an httpx transport instead, so that it can watch or change the traffic.
+(verified against the system's CA store) or `unix://` (the Docker Engine's socket);
+agent/http_wire.py writes and reads the messages. What goes wrong becomes one
+`HTTPFailure` whose message is a line people can act on. A test may pass an httpx
+transport instead, so that it can watch or change the traffic.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
 import select
 import socket
-import ssl
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import urlencode, urljoin, urlsplit
+
+from agent import http_wire
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024  # an answer larger than this is refused, not read
 MAX_LINE = 1024 * 1024  # one line of a streamed answer (`on_line`)
@@ -209,25 +211,23 @@ def origin_of(url: str) -> Origin:
     return Origin(parts.scheme, parts.hostname, port)
 
 
-# --- the standard library's connections -----------------------------------------------
+# --- connections over the standard library's sockets -------------------------------
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    """HTTP over a unix socket: the Docker Engine's API."""
+class _Connection:
+    """One socket to one origin, and the buffered reader of what comes back."""
 
-    def __init__(self, socket_path: str, timeout: float):
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = socket_path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except OSError:
-            sock.close()
-            raise
+    def __init__(self, sock: socket.socket):
         self.sock = sock
+        self.reader = sock.makefile("rb")
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+
+class _Unanswered(AnswerBroken):
+    """The connection ended before any answer: safe to send once more."""
 
 
 class Connections:
@@ -235,107 +235,131 @@ class Connections:
     made while that one is busy (another thread) opens one of its own."""
 
     def __init__(self) -> None:
-        self._idle: dict[Origin, http.client.HTTPConnection] = {}
+        self._idle: dict[Origin, _Connection] = {}
         self._lock = threading.Lock()
-        self._tls: ssl.SSLContext | None = None
+        self._tls: Any = None
+        self._closed = False
 
     def close(self) -> None:
         with self._lock:
-            idle, self._idle = list(self._idle.values()), {}
+            idle, self._idle, self._closed = list(self._idle.values()), {}, True
         for connection in idle:
             connection.close()
 
     def send(
         self, request: Request, max_body: int, on_line: Callable[[bytes], None] | None
     ) -> Response:
+        message = http_wire.request_bytes(
+            request.method,
+            _host_header(request.origin),
+            request.path,
+            request.headers,
+            request.body,
+        )
         connection, reused = self._connection(request)
         try:
             try:
-                answer = _io(request, _send, connection, request)
-            except AnswerBroken as exc:
+                head = _talk(request, _exchange, connection, message, request.method)
+            except _Unanswered:
                 # A kept-alive connection the server closed while it idled gives no
                 # answer at all: once more on a new one (nothing was answered, so
                 # nothing was done twice).
-                if not (reused and isinstance(exc.__cause__, _CLOSED)):
+                if not reused:
                     raise
                 connection.close()
                 connection = self._connect(request)
-                answer = _io(request, _send, connection, request)
-            headers = Headers(answer.getheaders())
-            if on_line is not None and 200 <= answer.status < 300:
-                while line := _io(request, _read_line, answer):
-                    on_line(line.rstrip(b"\r\n"))
+                head = _talk(request, _exchange, connection, message, request.method)
+            if on_line is not None and 200 <= head.status < 300:
+                lines = http_wire.body_lines(connection.reader, head, MAX_LINE)
+                while (line := _talk(request, next, lines, None)) is not None:
+                    on_line(line)
                 body = b""
             else:
-                body = _io(request, _read, answer, max_body)
+                body = _talk(request, http_wire.read_body, connection.reader, head, max_body)
         except BaseException:
             connection.close()
             raise
-        if answer.will_close:
-            connection.close()
-        else:
+        if head.reusable:
             self._give_back(request.origin, connection)
-        return Response(answer.status, headers, body)
+        else:
+            connection.close()
+        return Response(head.status, Headers(head.headers), body)
 
-    def _connection(self, request: Request) -> tuple[http.client.HTTPConnection, bool]:
+    def _connection(self, request: Request) -> tuple[_Connection, bool]:
         """The idle connection to the origin if the server has not closed it, else a
         new one; and whether it was kept alive from an earlier request."""
         with self._lock:
             connection = self._idle.pop(request.origin, None)
-        if connection is not None and connection.sock is not None:
+        if connection is not None:
             if not _closed_by_peer(connection.sock):
-                connection.timeout = request.timeout
                 connection.sock.settimeout(request.timeout)
                 return connection, True
             connection.close()
         return self._connect(request), False
 
-    def _connect(self, request: Request) -> http.client.HTTPConnection:
+    def _connect(self, request: Request) -> _Connection:
         origin, timeout = request.origin, request.timeout
-        if origin.scheme == "unix":
-            connection: http.client.HTTPConnection = _UnixConnection(origin.host, timeout)
-        elif origin.scheme == "https":
-            connection = http.client.HTTPSConnection(
-                origin.host, origin.port, timeout=timeout, context=self._tls_context()
-            )
-        else:
-            connection = http.client.HTTPConnection(origin.host, origin.port, timeout=timeout)
+        sock = None
         try:
-            connection.connect()
+            if origin.scheme == "unix":
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(timeout)
+                sock.connect(origin.host)
+            else:
+                sock = socket.create_connection((origin.host, origin.port), timeout)
+                if origin.scheme == "https":
+                    sock = self._tls_context().wrap_socket(sock, server_hostname=origin.host)
         except OSError as exc:
-            connection.close()
+            if sock is not None:
+                sock.close()
             raise _failure(exc, request, connected=False) from exc
-        return connection
+        return _Connection(sock)
 
-    def _tls_context(self) -> ssl.SSLContext:
+    def _tls_context(self) -> Any:
         if self._tls is None:
+            import ssl  # only agents of an https appliance (or registry) pay for it
+
             self._tls = ssl.create_default_context()
         return self._tls
 
-    def _give_back(self, origin: Origin, connection: http.client.HTTPConnection) -> None:
+    def _give_back(self, origin: Origin, connection: _Connection) -> None:
         with self._lock:
-            if origin not in self._idle:
+            if not self._closed and origin not in self._idle:
                 self._idle[origin] = connection
                 return
         connection.close()
 
 
-_CLOSED = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+def _host_header(origin: Origin) -> str:
+    if origin.scheme == "unix":
+        return "localhost"
+    host = f"[{origin.host}]" if ":" in origin.host else origin.host
+    default = 443 if origin.scheme == "https" else 80
+    return host if origin.port == default else f"{host}:{origin.port}"
 
 
-def _io(request: Request, step: Callable[..., Any], *args: Any) -> Any:
+def _exchange(connection: _Connection, message: bytes, method: str) -> http_wire.Head:
+    connection.sock.sendall(message)
+    return http_wire.read_head(connection.reader, method)
+
+
+def _talk(request: Request, step: Callable[..., Any], *args: Any) -> Any:
     """Run one step of talking to the server; what fails becomes an HTTPFailure."""
+    origin = request.origin
     try:
         return step(*args)
-    except HTTPFailure:
-        raise
-    except (OSError, http.client.HTTPException) as exc:
+    except http_wire.NoAnswer:
+        raise _Unanswered(f"{origin} closed the connection before answering") from None
+    except http_wire.Truncated:
+        raise AnswerBroken(f"{origin} closed the connection in the middle of its answer") from None
+    except http_wire.NotHTTP as exc:
+        raise AnswerBroken(f"{origin} did not answer in HTTP: {exc}"[:300]) from None
+    except http_wire.TooLarge as exc:
+        raise AnswerTooLarge(str(exc)) from None
+    except (ConnectionResetError, BrokenPipeError) as exc:
+        raise _Unanswered(f"{origin} closed the connection before answering") from exc
+    except OSError as exc:
         raise _failure(exc, request, connected=True) from exc
-
-
-def _send(connection: http.client.HTTPConnection, request: Request) -> http.client.HTTPResponse:
-    connection.request(request.method, request.path, request.body or None, dict(request.headers))
-    return connection.getresponse()
 
 
 def _closed_by_peer(sock: socket.socket) -> bool:
@@ -348,32 +372,14 @@ def _closed_by_peer(sock: socket.socket) -> bool:
     return bool(readable)
 
 
-def _read(answer: http.client.HTTPResponse, max_body: int) -> bytes:
-    length = answer.getheader("Content-Length")
-    if length and length.isdigit() and int(length) > max_body:
-        raise AnswerTooLarge(f"the answer is {int(length)} bytes, more than {max_body} accepted")
-    body = answer.read(max_body + 1)
-    if len(body) > max_body:
-        raise AnswerTooLarge(f"the answer is more than {max_body} bytes")
-    if answer.length:  # read(n) stops quietly at the end of the stream
-        raise http.client.IncompleteRead(body, answer.length)
-    return body
-
-
-def _read_line(answer: http.client.HTTPResponse) -> bytes:
-    line = answer.readline(MAX_LINE + 1)
-    if len(line) > MAX_LINE:
-        raise AnswerTooLarge(f"a line of the answer is longer than {MAX_LINE} bytes")
-    return line
-
-
-def _failure(exc: BaseException, request: Request, connected: bool) -> HTTPFailure:
-    """The one-line reason for what the standard library raised."""
+def _failure(exc: OSError, request: Request, connected: bool) -> HTTPFailure:
+    """The one-line reason for what the socket (or TLS) raised."""
     origin, timeout = request.origin, request.timeout
-    if isinstance(exc, ssl.SSLCertVerificationError):
+    ssl = sys.modules.get("ssl")
+    if ssl is not None and isinstance(exc, ssl.SSLCertVerificationError):
         reason = exc.verify_message or exc.reason or "certificate verify failed"
         return TLSFailed(f"TLS certificate of {origin} not trusted: {reason}")
-    if isinstance(exc, ssl.SSLError):
+    if ssl is not None and isinstance(exc, ssl.SSLError):
         return TLSFailed(f"TLS with {origin} failed: {exc.reason or exc}")
     if isinstance(exc, (socket.timeout, TimeoutError)):
         if connected:
@@ -387,15 +393,9 @@ def _failure(exc: BaseException, request: Request, connected: bool) -> HTTPFailu
         return ConnectFailed(f"no socket at {origin.host}")
     if isinstance(exc, PermissionError) and origin.scheme == "unix":
         return ConnectFailed(f"no permission to use the socket {origin.host}")
-    if isinstance(exc, _CLOSED):
-        return AnswerBroken(f"{origin} closed the connection before answering")
-    if isinstance(exc, http.client.IncompleteRead):
-        return AnswerBroken(f"{origin} closed the connection in the middle of its answer")
-    if isinstance(exc, http.client.HTTPException):
-        return AnswerBroken(f"{origin} did not answer in HTTP: {type(exc).__name__} {exc}"[:300])
     if not connected:
-        return ConnectFailed(f"cannot connect to {origin}: {getattr(exc, 'strerror', None) or exc}")
-    return AnswerBroken(f"connection to {origin} failed: {exc}"[:300])
+        return ConnectFailed(f"cannot connect to {origin}: {exc.strerror or exc}")
+    return AnswerBroken(f"connection to {origin} failed: {exc.strerror or exc}"[:300])
 
 
 # --- an httpx transport, for tests that watch or change the traffic -------------------

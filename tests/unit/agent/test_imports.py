@@ -9,8 +9,18 @@ import sys
 import pytest
 
 # Loaded only when a cycle needs them, or never: httpx and the docker SDK are no longer
-# the agent's, psutil waits for the first system report, the SMART code for smartctl.
-NOT_AT_START = ["httpx", "docker", "requests", "psutil", "agent.smart"]
+# the agent's, nor http.client (with the email package); ssl waits for an https URL,
+# psutil for the first system report, the SMART code for a host with smartctl.
+NOT_AT_START = [
+    "httpx",
+    "docker",
+    "requests",
+    "http.client",
+    "email",
+    "ssl",
+    "psutil",
+    "agent.smart",
+]
 
 
 @pytest.mark.parametrize("module", ["agent.daemon", "agent.cli"])
