@@ -10,16 +10,21 @@ transport instead, so that it can watch or change the traffic.
 from __future__ import annotations
 
 import base64
+import logging
 import select
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from agent import http_wire
+from kernel.logs import log_event
+
+logger = logging.getLogger("redflag.agent.http")
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024  # an answer larger than this is refused, not read
 MAX_LINE = 1024 * 1024  # one line of a streamed answer (`on_line`)
@@ -177,7 +182,18 @@ class HTTPClient:
         origin, path = self._target(url)
         for _ in range(MAX_REDIRECTS + 1):
             request = Request(method.upper(), origin, path, headers, body, timeout or self.timeout)
+            began = time.monotonic()
             answer = self._transport.send(request, max_body or self.max_body, on_line)
+            if logger.isEnabledFor(logging.DEBUG):
+                seconds = round(time.monotonic() - began, 3)
+                log_event(
+                    logger,
+                    logging.DEBUG,
+                    "agent.http_request",
+                    f"{request.method} {request.url} {answer.status}",
+                    status=answer.status,
+                    seconds=seconds,
+                )
             location = answer.headers.get("Location")
             if not (self.follow_redirects and answer.status in _REDIRECTS and location):
                 return answer

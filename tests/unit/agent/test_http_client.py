@@ -4,6 +4,7 @@ keep-alive, held answers, timeouts, refusals, TLS, chunked and oversized answers
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import socket
 import ssl
@@ -227,6 +228,19 @@ def test_redirects_are_followed_only_when_asked_and_credentials_stay_home(
     assert answer.body == b"blob"
     assert "Authorization" in home.seen[-1][2]
     assert "Authorization" not in elsewhere.seen[-1][2]
+
+
+def test_at_debug_level_every_request_is_logged_with_its_status(
+    serve: Callable[..., _Server], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = serve({"/api/v1/trust": send(200, b"{}")})
+    with HTTPClient(url(server)) as client:
+        client.request("GET", "/api/v1/trust")
+        with caplog.at_level(logging.DEBUG, logger="redflag.agent.http"):
+            client.request("GET", "/api/v1/trust")
+    [record] = [r for r in caplog.records if getattr(r, "event", "") == "agent.http_request"]
+    assert record.getMessage() == f"GET {url(server)}/api/v1/trust 200"
+    assert record.fields["status"] == 200  # type: ignore[attr-defined]
 
 
 # --- waiting: held answers and timeouts -------------------------------------------------
