@@ -138,7 +138,7 @@ class HTTPClient:
         if base_url:
             parts = urlsplit(self.base_url)
             self._base = (
-                (Origin("unix", parts.path, 0), "")
+                (Origin("unix", parts.netloc + parts.path, 0), "")
                 if parts.scheme == "unix"
                 else (origin_of(self.base_url), parts.path)
             )
@@ -219,7 +219,7 @@ def origin_of(url: str) -> Origin:
     """Scheme, host and port of an http(s) URL; ConnectFailed for anything else."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConnectFailed(f"not an http(s) URL: {url[:200]!r}")
+        raise ConnectFailed(f"{url[:200]!r} is not a URL: write http://HOST:PORT or https://HOST")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:

@@ -306,8 +306,10 @@ def test_a_server_that_hangs_up_mid_answer_is_a_broken_answer(
 
 
 def test_a_url_that_is_not_http_is_refused_before_connecting() -> None:
-    with pytest.raises(ConnectFailed, match="not an http"):
+    with pytest.raises(ConnectFailed, match="is not a URL: write http://HOST:PORT"):
         HTTPClient("ftp://example.test")
+    with pytest.raises(ConnectFailed, match=r"'redflag\.lan:8080' is not a URL"):
+        HTTPClient("redflag.lan:8080")
 
 
 # --- TLS ------------------------------------------------------------------------------
