@@ -278,8 +278,9 @@ class Connections:
                 head = _talk(request, _exchange, connection, message, request.method)
             except _Unanswered:
                 # A kept-alive connection the server closed while it idled gives no
-                # answer at all: once more on a new one (nothing was answered, so
-                # nothing was done twice).
+                # answer at all: once more on a new one. Such a server did not read the
+                # request; were it done twice after all, the appliance refuses a signed
+                # request it has seen (same nonce) and takes events once by UUID.
                 if not reused:
                     raise
                 connection.close()
