@@ -12,14 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from agent import __version__, state
 from agent.client import ApplianceError
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.daemon import RUNTIME_FILE, AgentDaemon
 from agent.enrol import Identity, register
 from agent.facts import collect_host_facts
+from agent.http_client import HTTPFailure
 from agent.outbox import OUTBOX_FILE, Outbox
 from agent.progress import Progress, ScanSummary, plural
 from agent.scanners import configured_scanners
@@ -282,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as exc:
         print(f"redflag-agent: error: {exc}", file=sys.stderr)
         return 1
-    except httpx.HTTPError as exc:
+    except HTTPFailure as exc:
         print(f"redflag-agent: error: cannot reach the appliance: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -1,7 +1,7 @@
 """HTTP to the appliance: every request after registration is signed.
 
-The transport is injectable (httpx), so tests can run the real agent against the real
-app in-process or over loopback.
+Requests go through agent/http_client.py (the standard library); tests may pass an
+httpx transport to watch or change the traffic between the real agent and appliance.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 from nacl.signing import SigningKey
 
+from agent.http_client import Headers, HTTPClient, Response
 from kernel.protocol import RequestSignature, canonical_json, request_signing_message
 
 API = "/api/v1"
@@ -35,15 +35,15 @@ class ApplianceClient:
         self,
         server: str,
         *,
-        transport: httpx.BaseTransport | None = None,
+        transport: Any = None,
         clock: Callable[[], float] = time.time,
         timeout: float = 30.0,
     ):
         self.server = server.rstrip("/")
         self.clock = clock
         self.timeout = timeout
-        self._http = httpx.Client(base_url=self.server, transport=transport, timeout=timeout)
-        self.last_headers: httpx.Headers = httpx.Headers()
+        self._http = HTTPClient(self.server, transport=transport, timeout=timeout)
+        self.last_headers = Headers()
 
     def close(self) -> None:
         self._http.close()
@@ -55,13 +55,14 @@ class ApplianceClient:
         self.close()
 
     def get(self, path: str) -> Any:
-        return self._answer(self._http.get(f"{API}{path}"))
+        return self._answer(self._http.request("GET", f"{API}{path}"))
 
     def post(self, path: str, payload: Any) -> Any:
         return self._answer(
-            self._http.post(
+            self._http.request(
+                "POST",
                 f"{API}{path}",
-                content=canonical_json(payload),
+                body=canonical_json(payload),
                 headers={"Content-Type": "application/json"},
             )
         )
@@ -81,24 +82,25 @@ class ApplianceClient:
         message = request_signing_message("POST", full_path, timestamp, nonce, body, agent_id)
         headers = RequestSignature(agent_id, timestamp, nonce, key.sign(message).signature)
         return self._answer(
-            self._http.post(
+            self._http.request(
+                "POST",
                 full_path,
-                content=body,
+                body=body,
                 headers={"Content-Type": "application/json", **headers.headers()},
                 timeout=timeout if timeout is not None else self.timeout,
             )
         )
 
-    def _answer(self, response: httpx.Response) -> Any:
+    def _answer(self, response: Response) -> Any:
         self.last_headers = response.headers
         try:
-            payload = response.json()
-        except json.JSONDecodeError:
+            payload = json.loads(response.body)
+        except ValueError:  # not JSON, or not UTF-8
             payload = {"error": response.text[:200]}
-        if response.status_code >= 400:
+        if response.status >= 400:
             retry = response.headers.get("Retry-After")
             raise ApplianceError(
-                response.status_code,
+                response.status,
                 str(payload.get("error", "")) if isinstance(payload, dict) else "",
                 float(retry) if retry and retry.isdigit() else None,
             )

@@ -16,8 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from agent import state
 from agent.breaker import CircuitBreaker
 from agent.client import ApplianceError
@@ -46,7 +44,7 @@ class AgentDaemon:
         self,
         state_dir: Path,
         *,
-        transport: httpx.BaseTransport | None = None,
+        transport: Any = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -154,7 +152,7 @@ class AgentDaemon:
             if answer is None:
                 return False  # stopping
             outcome = self.session.apply_answer(answer)
-        except (ApplianceError, httpx.HTTPError, OSError, ProtocolError) as exc:
+        except (ApplianceError, OSError, ProtocolError) as exc:
             self.checkin_failures += 1
             self.status["last_error"] = str(exc)[:300]
             log_event(logger, logging.WARNING, "agent.checkin_failed", str(exc))

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from agent.client import ApplianceError
 from agent.outbox import Outbox
 
@@ -66,7 +64,7 @@ class Drainer:
             answer = self.send([e.wire() for e in batch])
         except ApplianceError as exc:
             return self._refused(batch, exc)
-        except (httpx.HTTPError, OSError) as exc:
+        except OSError as exc:  # agent/http_client.py's failures among them
             return self._back_off(f"{type(exc).__name__}: {exc}", len(batch))
         accepted = [str(u) for u in answer.get("accepted", [])]
         acknowledged = self.outbox.acknowledge(accepted)

@@ -11,8 +11,8 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import httpx
 from nacl.signing import SigningKey
 
 from agent import state
@@ -40,7 +40,7 @@ def register(
     token: str,
     facts: HostFacts,
     *,
-    transport: httpx.BaseTransport | None = None,
+    transport: Any = None,
     clock: Callable[[], float] | None = None,
 ) -> tuple[Identity, bool]:
     """Returns (identity, created). Raises ProtocolError, TrustError or ApplianceError

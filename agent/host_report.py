@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from agent.outbox import Outbox, Priority
 from agent.scanners.reboot import reboot_state
-from agent.smart import SmartUnavailable, disk_events, next_baseline, scan_disks, smartctl_path
 from agent.state import write_atomically
 from agent.sysinfo import SystemInfoReporter, collect_system_info
 from kernel.logs import log_event
@@ -61,8 +61,11 @@ class HostReporter:
         return True
 
     def _disks(self) -> list[dict[str, Any]]:
-        if smartctl_path() is None:
+        if shutil.which("smartctl") is None:
             return []
+        # Only hosts with smartctl hold the SMART code in memory.
+        from agent.smart import SmartUnavailable, disk_events, next_baseline, scan_disks
+
         try:
             disks = scan_disks()
         except SmartUnavailable as exc:

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from agent import state
 from agent.client import ApplianceClient
@@ -46,7 +44,7 @@ class AgentSession:
         self,
         state_dir: Path,
         *,
-        transport: httpx.BaseTransport | None = None,
+        transport: Any = None,
         clock: Callable[[], float] = time.time,
         outbox: Outbox | None = None,
         drain_policy: DrainPolicy | None = None,
@@ -234,7 +232,7 @@ class AgentSession:
         self.trust = trust
 
 
-def _pace(headers: httpx.Headers) -> float:
+def _pace(headers: Mapping[str, str]) -> float:
     """How long to wait before the next batch to stay inside the appliance's limit."""
     try:
         remaining = float(headers.get("X-RateLimit-Remaining", "inf"))

@@ -8,7 +8,6 @@ last queued, so the daemon sends it on registration and on change, not every che
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import logging
 import platform
@@ -18,8 +17,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from agent import __version__
 from agent.state import write_atomically
@@ -77,6 +74,8 @@ VOLATILE_DISK_FIELDS = ("used_bytes", "free_bytes", "percent")
 def collect_system_info() -> dict[str, Any]:
     """What the appliance shows about this host. Every value is JSON-serialisable,
     every text capped and every list bounded."""
+    import psutil  # here, not at the top: an idle agent between reports does without
+
     boot_time = psutil.boot_time()
     now = time.time()
     return {
@@ -230,6 +229,8 @@ def _cpu_model() -> str:
 
 
 def _memory() -> dict[str, int]:
+    import psutil
+
     memory = psutil.virtual_memory()
     return {"total_bytes": int(memory.total), "available_bytes": int(memory.available)}
 
@@ -237,6 +238,8 @@ def _memory() -> dict[str, int]:
 def _disks() -> list[dict[str, Any]]:
     """Real filesystems with their usage; each device once, at its shortest mountpoint
     (bind mounts and btrfs subvolumes show the same filesystem again)."""
+    import psutil
+
     partitions = [
         p
         for p in psutil.disk_partitions(all=False)
@@ -271,6 +274,10 @@ def _disks() -> list[dict[str, Any]]:
 def _interfaces() -> list[dict[str, Any]]:
     """IPv4 and IPv6 addresses per interface, without loopback and IPv6 link-local
     (fe80::, present on every interface and meaningless off the link)."""
+    import ipaddress
+
+    import psutil
+
     stats = psutil.net_if_stats()
     interfaces = []
     for name, addresses in sorted(psutil.net_if_addrs().items()):

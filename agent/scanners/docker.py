@@ -1,31 +1,36 @@
 """Docker images: which running containers' tags have moved on in their registry, and
 installing that by pulling the new image and recreating Compose-managed containers.
 
-Local digests come from the Engine (docker SDK); remote digests from the registry
-(agent/scanners/docker_registry.py).
+Local digests come from the Engine (agent/scanners/docker_engine.py); remote digests
+from the registry (agent/scanners/docker_registry.py).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from agent import process
+from agent.scanners.docker_config import RegistryCredentials
+from agent.scanners.docker_engine import (
+    DockerEngine,
+    DockerEngineUnavailable,
+    EngineRefused,
+    RunningContainer,
+    engine_url,
+    engine_usable,
+)
 from agent.scanners.docker_registry import (
     ImageReference,
     InvalidImageReference,
     RegistryClient,
-    RegistryCredentials,
     RegistryError,
     RegistryUnavailable,
     RegistryUrls,
@@ -39,9 +44,10 @@ from kernel.logs import log_event
 from kernel.protocol import ProtocolError, UpdateRecord, check_package_name, check_version
 from kernel.sanitise import sanitise_text
 
+__all__ = ["DockerEngineUnavailable", "DockerInstaller", "DockerScanner"]
+
 logger = logging.getLogger("redflag.agent.scanners.docker")
 
-DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_DIR = "com.docker.compose.project.working_dir"
 COMPOSE_FILES = "com.docker.compose.project.config_files"
@@ -50,68 +56,12 @@ _COMPOSE_PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}\Z")
 _COMPOSE_SERVICE_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}\Z")
 
 
-class DockerEngineUnavailable(RuntimeError):
-    """The Docker Engine API did not answer (daemon down, socket missing, permissions)."""
-
-
 # --- the engine ------------------------------------------------------------------------
 
 
-def engine_url(base_url: str | None) -> str:
-    return base_url or os.environ.get("DOCKER_HOST") or DEFAULT_ENGINE
-
-
-def _connect(base_url: str) -> Any:
-    import docker  # the `docker` extra; imported only when used
-
-    # The SDK leaks its socket when the connect fails; a missing socket needs no connect.
-    if base_url.startswith("unix://") and not Path(base_url.removeprefix("unix://")).exists():
-        raise DockerEngineUnavailable(f"Docker Engine at {base_url}: no such socket")
-    try:
-        return docker.DockerClient(base_url=base_url, version="auto", timeout=30)
-    except docker.errors.DockerException as exc:
-        raise DockerEngineUnavailable(f"Docker Engine at {base_url}: {exc}") from None
-
-
-@dataclass(frozen=True)
-class RunningContainer:
-    name: str
-    image: str  # the reference it was created from (Config.Image)
-    image_id: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-    def label(self, key: str) -> str:
-        return sanitise_text(self.labels.get(key) or "", 1024)
-
-
-def _running_containers(client: Any) -> list[RunningContainer]:
-    import docker
-
-    try:
-        found = client.containers.list(ignore_removed=True)
-    except (docker.errors.DockerException, OSError) as exc:
-        raise DockerEngineUnavailable(f"listing containers: {exc}") from None
-    return [
-        RunningContainer(
-            name=sanitise_text(c.name, 255),
-            image=(c.attrs.get("Config") or {}).get("Image") or "",
-            image_id=c.attrs.get("Image") or "",
-            labels=(c.attrs.get("Config") or {}).get("Labels") or {},
-        )
-        for c in found
-    ]
-
-
-def _repo_digests(client: Any, image_id: str) -> dict[str, set[str]]:
+def _repo_digests(engine: DockerEngine, image_id: str) -> dict[str, set[str]]:
     """{"docker.io/library/nginx": {"sha256:..."}} for one local image."""
-    import docker
-
-    try:
-        attrs = client.images.get(image_id).attrs
-    except docker.errors.NotFound:
-        return {}
-    except (docker.errors.DockerException, OSError) as exc:
-        raise DockerEngineUnavailable(f"inspecting image {image_id[:19]}: {exc}") from None
+    attrs = engine.image(image_id) or {}
     digests: dict[str, set[str]] = {}
     for entry in attrs.get("RepoDigests") or []:
         parsed = repository_of(str(entry))
@@ -160,7 +110,7 @@ class DockerScanner:
         registry_urls: RegistryUrls = None,
         docker_config: Path | None = None,
         timeout_s: float = 15.0,
-        transport: httpx.BaseTransport | None = None,
+        transport: Any = None,
     ):
         self.base_url = engine_url(base_url)
         self.registry_urls = registry_urls
@@ -170,11 +120,7 @@ class DockerScanner:
         self.last_report: dict[str, Any] = {"updates": [], "skipped": [], "errors": []}
 
     def available(self) -> bool:
-        if importlib.util.find_spec("docker") is None:
-            return False
-        if self.base_url.startswith("unix://"):
-            return Path(self.base_url.removeprefix("unix://")).exists()
-        return True
+        return engine_usable(self.base_url)
 
     def scan(self) -> list[dict[str, Any]]:
         return self.scan_report()["updates"]
@@ -193,7 +139,7 @@ class DockerScanner:
     def scan_report(self) -> dict[str, Any]:
         """{"updates": [UpdateRecord json], "skipped": [{image, container, reason}],
         "errors": [{image, error}]}."""
-        client = _connect(self.base_url)
+        engine = DockerEngine(self.base_url)
         registry = RegistryClient(
             RegistryCredentials(self.docker_config),
             self.registry_urls,
@@ -201,10 +147,10 @@ class DockerScanner:
             transport=self.transport,
         )
         try:
-            report = self._scan(client, registry)
+            report = self._scan(engine, registry)
         finally:
             registry.close()
-            client.close()
+            engine.close()
         self.last_report = report
         errors, looked_up = report["errors"], report.pop("looked_up")
         if looked_up and len(errors) == looked_up:
@@ -213,13 +159,13 @@ class DockerScanner:
             )
         return report
 
-    def _scan(self, client: Any, registry: RegistryClient) -> dict[str, Any]:
-        groups, skipped = _group_by_image(_running_containers(client))
+    def _scan(self, engine: DockerEngine, registry: RegistryClient) -> dict[str, Any]:
+        groups, skipped = _group_by_image(engine.running_containers())
         updates: list[dict[str, Any]] = []
         errors: list[dict[str, str]] = []
         looked_up = 0
         for reference, containers in groups.values():
-            local = _local_digests(client, reference, containers)
+            local = _local_digests(engine, reference, containers)
             if not local:
                 names = [c.name for c in containers]
                 skipped += [
@@ -246,13 +192,13 @@ class DockerScanner:
 
 
 def _local_digests(
-    client: Any, reference: ImageReference, containers: list[RunningContainer]
+    engine: DockerEngine, reference: ImageReference, containers: list[RunningContainer]
 ) -> dict[str, set[str]]:
     """image id -> the digests recorded for this repository when that image was pulled."""
     repository = f"{reference.domain}/{reference.path}"
     found = {}
     for image_id in {c.image_id for c in containers}:
-        digests = _repo_digests(client, image_id).get(repository)
+        digests = _repo_digests(engine, image_id).get(repository)
         if digests:
             found[image_id] = digests
     return found
@@ -332,11 +278,8 @@ class DockerInstaller:
         """The images to pull, each with the Compose services it would recreate and the
         containers to restart by hand; bare repositories no container uses."""
         requested = _validated(packages)
-        client = _connect(self.base_url)
-        try:
-            containers = _running_containers(client)
-        finally:
-            client.close()
+        with DockerEngine(self.base_url) as engine:
+            containers = engine.running_containers()
         targets, unused = _targets(requested, containers)
         plans = [self._plan(reference, containers) for reference in targets]
         return DryRunResult(
@@ -367,16 +310,13 @@ class DockerInstaller:
         tells each image's story, `error` says what failed when something did."""
         requested = _validated(packages)
         credentials = RegistryCredentials(self.docker_config)
-        client = _connect(self.base_url)
-        try:
-            containers = _running_containers(client)
+        with DockerEngine(self.base_url) as engine:
+            containers = engine.running_containers()
             targets, unused = _targets(requested, containers)
             results = [
-                self._install_one(client, credentials, self._plan(r, containers), on_output)
+                self._install_one(engine, credentials, self._plan(r, containers), on_output)
                 for r in targets
             ]
-        finally:
-            client.close()
         for package in unused:
             on_output(f"{package}: no running container uses it; nothing pulled")
         errors = [f"{r.image}: {r.error}" for r in results if r.error]
@@ -396,7 +336,7 @@ class DockerInstaller:
 
     def _install_one(
         self,
-        client: Any,
+        engine: DockerEngine,
         credentials: RegistryCredentials,
         plan: _ImagePlan,
         on_output: Callable[[str], None],
@@ -404,9 +344,9 @@ class DockerInstaller:
         reference = plan.reference
         previous = None
         try:
-            previous = _previous_digest(client, reference, plan.containers)
+            previous = _previous_digest(engine, reference, plan.containers)
             on_output(f"pulling {reference.image}")
-            new_id, digest = _pull(client, credentials, reference, on_output)
+            new_id, digest = _pull(engine, credentials, reference, on_output)
         except (DockerEngineUnavailable, RegistryError) as exc:
             error = sanitise_text(exc, 500)
             return ImageInstall(
@@ -539,9 +479,9 @@ def _targets(
 
 
 def _previous_digest(
-    client: Any, reference: ImageReference, containers: list[RunningContainer]
+    engine: DockerEngine, reference: ImageReference, containers: list[RunningContainer]
 ) -> str | None:
-    local = _local_digests(client, reference, containers)
+    local = _local_digests(engine, reference, containers)
     return min((min(d) for d in local.values()), default=None)
 
 
@@ -565,34 +505,34 @@ def _compose_key(
 
 
 def _pull(
-    client: Any,
+    engine: DockerEngine,
     credentials: RegistryCredentials,
     reference: ImageReference,
     on_output: Callable[[str], None],
 ) -> tuple[str, str | None]:
     """Pull through the engine, streaming its status lines; (new image id, digest)."""
-    import docker
+
+    def progress(line: dict[str, Any]) -> None:
+        if line.get("error"):
+            raise RegistryError(str(line["error"]))
+        if (line.get("progressDetail") or {}).get("total"):
+            return  # byte counters: one line per chunk, not worth keeping
+        text = " ".join(str(line[k]) for k in ("id", "status") if line.get(k))
+        if text:
+            on_output(sanitise_text(text, 500))
 
     try:
-        for line in client.api.pull(
+        engine.pull(
             reference.repository,
-            tag=reference.tag,
-            stream=True,
-            decode=True,
-            auth_config=credentials.engine_auth(reference.domain),
-        ):
-            if line.get("error"):
-                raise RegistryError(str(line["error"]))
-            if (line.get("progressDetail") or {}).get("total"):
-                continue  # byte counters: one line per chunk, not worth keeping
-            text = " ".join(str(line[k]) for k in ("id", "status") if line.get(k))
-            if text:
-                on_output(sanitise_text(text, 500))
-        attrs = client.images.get(reference.image).attrs
-    except docker.errors.APIError as exc:
-        raise RegistryError(f"{reference.image}: {exc.explanation or exc}") from None
-    except (docker.errors.DockerException, OSError) as exc:
-        raise DockerEngineUnavailable(f"pulling {reference.image}: {exc}") from None
+            reference.tag,
+            credentials.engine_auth(reference.domain),
+            progress,
+        )
+    except EngineRefused as exc:
+        raise RegistryError(f"{reference.image}: {exc}") from None
+    attrs = engine.image(reference.image)
+    if attrs is None:
+        raise RegistryError(f"{reference.image}: not among the Engine's images after the pull")
     repository = f"{reference.domain}/{reference.path}"
     digests = sorted(
         parsed[1]

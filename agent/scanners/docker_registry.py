@@ -1,28 +1,25 @@
 """Docker image references and the registry side: which digest a tag points at now.
 
 `HEAD /v2/<name>/manifests/<tag>` with the manifest media types, following the
-registry's Bearer (or Basic) challenge with credentials from the host's docker config.
+registry's Bearer (or Basic) challenge with credentials from the host's docker config
+(agent/scanners/docker_config.py).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import logging
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
-from kernel.logs import log_event
+from agent.http_client import AnswerTooLarge, HTTPClient, HTTPFailure, Response
+from agent.scanners.docker_config import DOCKER_HUB, RegistryCredentials
 from kernel.protocol import ProtocolError, check_package_name
 
-logger = logging.getLogger("redflag.agent.scanners.docker")
-
-DOCKER_HUB = "docker.io"
 # Index and list first: their digest is what `docker pull <tag>` records in RepoDigests.
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -134,53 +131,6 @@ def default_registry_url(domain: str) -> str:
     return "https://registry-1.docker.io" if domain == DOCKER_HUB else f"https://{domain}"
 
 
-class RegistryCredentials:
-    """Username/password per registry from the host's docker config "auths". Credential
-    helpers (credsStore/credHelpers) are not run: an agent must not block on a keyring."""
-
-    def __init__(self, config_path: Path | None = None):
-        import docker.auth  # the `docker` extra; imported only when used
-
-        # An explicit path that does not exist means "no credentials", not "look elsewhere".
-        try:
-            if config_path is not None and not config_path.exists():
-                self._loaded = docker.auth.AuthConfig({})
-            else:
-                self._loaded = docker.auth.load_config(str(config_path) if config_path else None)
-        except (docker.errors.DockerException, ValueError, OSError) as exc:
-            log_event(
-                logger,
-                logging.WARNING,
-                "agent.docker_config_unreadable",
-                f"docker config unreadable, continuing without credentials: {exc}",
-            )
-            self._loaded = docker.auth.AuthConfig({})
-        self._auths = docker.auth.AuthConfig({"auths": dict(self._loaded.auths)})
-
-    def for_registry(self, domain: str) -> tuple[str, str] | None:
-        entry = self._auths.resolve_authconfig(domain) or {}
-        if entry.get("username") and entry.get("password") is not None:
-            return entry["username"], entry["password"]
-        helper = self._loaded.get_credential_store(domain)
-        if helper:
-            log_event(
-                logger,
-                logging.WARNING,
-                "agent.docker_credential_helper",
-                f"credentials for {domain} are in docker-credential-{helper}, "
-                "which RedFlag does not run; put them in the config's auths",
-                registry=domain,
-            )
-        return None
-
-    def engine_auth(self, domain: str) -> dict[str, str]:
-        """The X-Registry-Auth for a pull ({} for an anonymous pull)."""
-        found = self.for_registry(domain)
-        if not found:
-            return {}
-        return {"username": found[0], "password": found[1], "serveraddress": domain}
-
-
 class RegistryClient:
     """Reads the current manifest digest of a tag, the way `docker pull` resolves it."""
 
@@ -190,11 +140,11 @@ class RegistryClient:
         registry_urls: RegistryUrls = None,
         *,
         timeout_s: float = 15.0,
-        transport: httpx.BaseTransport | None = None,
+        transport: Any = None,
     ):
         self.credentials = credentials
         self._urls = registry_urls
-        self._http = httpx.Client(timeout=timeout_s, transport=transport, follow_redirects=True)
+        self._http = HTTPClient(timeout=timeout_s, transport=transport, follow_redirects=True)
 
     def close(self) -> None:
         self._http.close()
@@ -211,35 +161,33 @@ class RegistryClient:
         url = f"{base}/v2/{reference.path}/manifests/{reference.tag}"
         headers = {"Accept": ", ".join(MANIFEST_TYPES)}
         response = self._request("HEAD", url, headers, reference)
-        if response.status_code == 401:
+        if response.status == 401:
             headers["Authorization"] = self._authorization(reference, base, response)
             response = self._request("HEAD", url, headers, reference)
         digest = response.headers.get("Docker-Content-Digest", "")
-        if response.status_code == 200 and not digest:
+        if response.status == 200 and not digest:
             # A few registries omit the header on HEAD; the digest is the body's hash.
             response = self._request("GET", url, headers, reference)
-            if len(response.content) > MAX_MANIFEST_BYTES:
-                raise RegistryError(f"{reference.image}: manifest larger than 4 MiB")
-            digest = "sha256:" + hashlib.sha256(response.content).hexdigest()
-        if response.status_code != 200:
-            raise RegistryError(_status_problem(reference, response.status_code))
+            digest = "sha256:" + hashlib.sha256(response.body).hexdigest()
+        if response.status != 200:
+            raise RegistryError(_status_problem(reference, response.status))
         if not _DIGEST_RE.match(digest):
             raise RegistryError(f"{reference.image}: registry sent an invalid digest")
         return digest
 
     def _request(
         self, method: str, url: str, headers: dict[str, str], reference: ImageReference
-    ) -> httpx.Response:
+    ) -> Response:
         try:
-            return self._http.request(method, url, headers=headers)
-        except httpx.HTTPError as exc:
+            return self._http.request(method, url, headers=headers, max_body=MAX_MANIFEST_BYTES)
+        except AnswerTooLarge:
+            raise RegistryError(f"{reference.image}: manifest larger than 4 MiB") from None
+        except HTTPFailure as exc:
             raise RegistryError(
                 f"{reference.image}: cannot reach {reference.domain}: {type(exc).__name__} {exc}"
             ) from None
 
-    def _authorization(
-        self, reference: ImageReference, base: str, challenged: httpx.Response
-    ) -> str:
+    def _authorization(self, reference: ImageReference, base: str, challenged: Response) -> str:
         scheme, params = _parse_challenge(challenged.headers.get("WWW-Authenticate", ""))
         credentials = self.credentials.for_registry(reference.domain)
         if scheme == "basic" and credentials:
@@ -259,17 +207,17 @@ class RegistryClient:
         if params.get("service"):
             query["service"] = params["service"]
         try:
-            answer = self._http.get(realm, params=query, auth=credentials or None)
-        except httpx.HTTPError as exc:
+            answer = self._http.request("GET", realm, params=query, auth=credentials or None)
+        except HTTPFailure as exc:
             raise RegistryError(
                 f"{reference.image}: cannot reach token service: {type(exc).__name__} {exc}"
             ) from None
-        if answer.status_code != 200:
+        if answer.status != 200:
             given = "refused the credentials" if credentials else "wants credentials"
-            reason = given if answer.status_code in (401, 403) else f"HTTP {answer.status_code}"
+            reason = given if answer.status in (401, 403) else f"HTTP {answer.status}"
             raise RegistryError(f"{reference.image}: token service {reason}")
         try:
-            body = answer.json()
+            body = json.loads(answer.body)
             token = body.get("token") or body.get("access_token")
         except (ValueError, AttributeError):
             token = None

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from agent.process import CommandTimedOut, run
 from kernel.clock import utc_iso
 
@@ -38,7 +36,7 @@ def reboot_state(
     # agent/scanners/windows_update.py provides this for Windows hosts (the pending
     # reboot registry keys); True/False, or None when it cannot tell.
     windows_reboot_pending: Callable[[], bool | None] | None = None,
-    boot_time: Callable[[], float] = psutil.boot_time,
+    boot_time: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """The reboot state of this host:
 
@@ -48,7 +46,7 @@ def reboot_state(
     need arose where known; `boot_time`, `uptime_s` and `checked_at`.
     """
     checked = time.time() if now is None else now
-    booted = boot_time()
+    booted = (boot_time or _boot_time)()
     if platform == "win32":
         state = _windows(windows_reboot_pending)
     elif (root / "var/run/reboot-required").exists() or (root / "etc/debian_version").exists():
@@ -69,6 +67,12 @@ def reboot_state(
         "uptime_s": max(0, int(checked - booted)),
         "checked_at": utc_iso(checked),
     }
+
+
+def _boot_time() -> float:
+    import psutil  # here, not at the top: imported by the first check-in, not by the CLI
+
+    return psutil.boot_time()
 
 
 def _debian(root: Path) -> dict[str, Any]:

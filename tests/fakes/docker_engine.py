@@ -1,5 +1,6 @@
-"""A fake Docker Engine: the Engine API endpoints the docker SDK calls, served over HTTP
-on a unix socket from an in-memory state, so the real SDK code runs against it.
+"""A fake Docker Engine: the Engine API endpoints the agent calls (the same the docker
+SDK calls), served over HTTP on a unix socket from an in-memory state, so the agent's
+real Engine client (agent/scanners/docker_engine.py) runs against it.
 
     with FakeDockerEngine(tmp_path / "docker.sock") as engine:
         engine.add_image("nginx:1.27", digest=OLD)

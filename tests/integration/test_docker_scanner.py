@@ -1,6 +1,6 @@
 """The Docker scanner and installer against a fake Engine on a unix socket and a fake
-registry on loopback, both speaking the real protocols: the real docker SDK and the
-real registry client run, and a fake `docker` first on PATH records Compose calls."""
+registry on loopback, both speaking the real protocols: the agent's real Engine and
+registry clients run, and a fake `docker` first on PATH records Compose calls."""
 
 from __future__ import annotations
 

@@ -6,10 +6,9 @@ import random
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from agent.client import ApplianceError
 from agent.drain import Drainer, DrainPolicy
+from agent.http_client import ConnectFailed
 from agent.outbox import Outbox, Priority
 
 
@@ -53,7 +52,7 @@ def test_batches_ramp_up_from_the_minimum(tmp_path: Path) -> None:
 
 
 def test_after_a_failure_it_backs_off_with_jitter_and_restarts_small(tmp_path: Path) -> None:
-    appliance = Appliance([httpx.ConnectError("refused")] * 3)
+    appliance = Appliance([ConnectFailed("connection refused by http://127.0.0.1:9")] * 3)
     policy = DrainPolicy(min_batch=5, max_batch=50, base_backoff_s=1, max_backoff_s=4)
     drainer = Drainer(filled(tmp_path, 100), appliance, policy, rng=random.Random(3))
     drainer.batch_size = 50
