@@ -55,4 +55,3 @@ def run(argv: Sequence[str] | None = None) -> int:
         return fail(exc.described if isinstance(exc, Invalid) else str(exc))
     except KeyboardInterrupt:
         return fail("interrupted", 130)
-
