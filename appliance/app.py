@@ -32,8 +32,8 @@ from appliance.edge import EdgeMiddleware
 from appliance.metrics import Metrics
 from appliance.runtime import Appliance
 from appliance.settings import Settings
-from web.app import web_routes
 from web.errors import EXCEPTION_HANDLERS
+from web.on_first_use import page_routes
 from web.security import SECURITY_HEADERS
 
 # Large enough for a scan report of a few thousand updates (the agent caps one at 2 MiB).
@@ -134,8 +134,8 @@ def create_app(settings: Settings) -> Starlette:
             # The reference of all of the above.
             reference.openapi_json,
         ),
-        # The web UI (session cookie + CSRF token).
-        *web_routes(),
+        # The web UI (session cookie + CSRF token), imported on the first request to it.
+        page_routes(),
     ]
     return Starlette(
         routes=routes,

@@ -13,7 +13,6 @@ from starlette.responses import RedirectResponse, Response
 from appliance.api import errors as api_errors
 from appliance.domain.errors import DomainError, Invalid
 from web.auth import PageError, RedirectTo, current_session
-from web.templating import render
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 _JSON_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics")
@@ -24,6 +23,10 @@ def _is_page(request: Request) -> bool:
 
 
 def error_page(request: Request, status: int, message: str) -> Response:
+    # Imported here, not above: the templates (Jinja2) load with the pages, on the
+    # first request to one (web/on_first_use.py), not when the appliance starts.
+    from web.templating import render
+
     return render(request, "error.html", {"status": status, "message": message}, status=status)
 
 
