@@ -33,8 +33,9 @@ import httpx
 from fleet import APPLIANCE_CLI, SetupFailed, appliance_cli
 from servers import ServerFailed, free_port, running_server
 
+from appliance.domain.actors import Actor
 from appliance.services import audit
-from appliance.store.database import Database
+from appliance.store.database import Database, Transaction
 
 TARGET_MS = 200.0
 PASSWORD = "benchmark password 1"
@@ -183,16 +184,19 @@ def seed(database: Path, agents: int, per_agent: int) -> dict[str, Any]:
 async def _seed_audit(database: Path, count: int) -> None:
     """Through the real audit service, so the hash chain is intact (the audit page checks it)."""
     db = await Database.open(database)
+
+    def seed(tx: Transaction) -> None:
+        for n in range(count):
+            audit.record(
+                tx.conn,
+                Actor.user(f"op{n % 5}", "operator", "192.0.2.1"),
+                "updates.approved",
+                target=f"update:{n}",
+                details={"n": n},
+            )
+
     try:
-        async with db.write() as conn:
-            for n in range(count):
-                await audit.record(
-                    conn,
-                    actor=f"user:op{n % 5}",
-                    action="updates.approved",
-                    target=f"update:{n}",
-                    details={"n": n},
-                )
+        await db.write(seed)
     finally:
         await db.close()
 
