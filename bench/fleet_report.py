@@ -16,6 +16,8 @@ TARGET_RSS_MB = 60.0
 TARGET_RSS_MINUTES = 60
 TARGET_RSS_AGENTS = 10_000
 LATE_SHARE_ALLOWED = 0.01
+# Above this CPU pressure (share of time some task waited for a CPU) the machine is busy.
+QUIET_PRESSURE_PCT = 10.0
 
 
 def window_line(label: str, window: Window) -> str:
@@ -28,6 +30,7 @@ def window_line(label: str, window: Window) -> str:
         f"  late {late:4.1f}%  RSS {_num(window.rss_mb)} MB"
         f"  CPU server {_num(window.server_busy_pct(), 0, 3)}%"
         f" client {_num(window.client_busy_pct(), 0, 3)}%"
+        f"  pressure {_num(window.cpu_pressure_pct(), 0, 3)}%"
         + (f"  errors {errors}" if errors else "")
         + (f"  not sent {window.not_sent}" if window.not_sent else "")
     )
@@ -62,6 +65,7 @@ ROWS: list[Row] = [
     ("server CPU per request (ms)", OpenLoopResult.server_ms_per_request, True),
     ("client CPU busy (% of a core)", OpenLoopResult.client_busy_pct, False),
     ("sent > 5 ms after due (%)", lambda r: 100 * r.late_share()[0], False),
+    ("machine CPU pressure (% of time)", OpenLoopResult.cpu_pressure_pct, False),
     ("server RSS at start of load (MB)", lambda r: r.rss_start_mb, False),
     ("server RSS at end (MB)", lambda r: r.rss_end_mb, False),
 ]
@@ -146,8 +150,17 @@ def target_lines(
 
 
 def schedule_warnings(*results: OpenLoopResult) -> list[str]:
-    """One line per run whose client could not keep the schedule."""
+    """One line per phase on a busy machine, and per phase whose client could not keep
+    the schedule."""
     warnings = []
+    for result in results:
+        pressure = result.cpu_pressure_pct()
+        if pressure is not None and pressure > QUIET_PRESSURE_PCT:
+            warnings.append(
+                f"BUSY MACHINE ({result.label}): some task waited for a CPU "
+                f"{pressure:.0f} % of the time (over {QUIET_PRESSURE_PCT:g} %): "
+                "not a quiet-machine measurement"
+            )
     for result in results:
         late, dispatched_late = result.late_share()
         if late > LATE_SHARE_ALLOWED:

@@ -27,6 +27,10 @@ LATE_S = 0.005
 STRAGGLER_GRACE_S = 30.0
 # Below uvicorn's 5 s keep-alive: at a low rate a connection may idle between requests.
 KEEPALIVE_EXPIRY_S = 2.0
+# Requests waiting for a connection at most; beyond it, a request due is not sent. A
+# server minutes behind would otherwise grow the client without bound.
+MAX_WAITING = 10_000
+CPU_PRESSURE = Path("/proc/pressure/cpu")
 
 # Builds agent i's request: (path, body bytes, headers). Called at send time, so that a
 # signature is as fresh as a real agent's and its cost is the client's.
@@ -70,12 +74,13 @@ class Window:
     late_sends: int = 0  # started more than LATE_S after due, for whatever reason
     late_dispatches: int = 0  # of those, handed out late by the scheduler itself
     max_send_late_ms: float = 0.0
-    not_sent: int = 0  # still waiting for a connection at the planned end
+    not_sent: int = 0  # still waiting for a connection at the planned end, or MAX_WAITING
     wall_s: float = 0.0
     ended_s: float = 0.0  # since the start of the load, when the figures below were read
     rss_mb: float | None = None
     server_cpu_s: float | None = None
     client_cpu_s: float = 0.0
+    cpu_pressure_s: float | None = None  # time some task on the machine waited for a CPU
     complete: asyncio.Event = field(default_factory=asyncio.Event)
     sampled: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -102,6 +107,9 @@ class Window:
     def client_busy_pct(self) -> float | None:
         return _percent(self.client_cpu_s, self.wall_s)
 
+    def cpu_pressure_pct(self) -> float | None:
+        return _percent(self.cpu_pressure_s, self.wall_s)
+
     def as_json(self) -> dict[str, Any]:
         ordered = sorted(self.latencies_ms)
         return {
@@ -118,6 +126,7 @@ class Window:
             "rss_mb": _rounded(self.rss_mb, 1),
             "server_busy_pct": _rounded(self.server_busy_pct(), 1),
             "client_busy_pct": _rounded(self.client_busy_pct(), 1),
+            "cpu_pressure_pct": _rounded(self.cpu_pressure_pct(), 1),
         }
 
 
@@ -178,6 +187,14 @@ class OpenLoopResult:
         windows = self.measured()
         return _percent(sum(w.client_cpu_s for w in windows), _wall(windows)) if windows else None
 
+    def cpu_pressure_pct(self) -> float | None:
+        """Share of the measured minutes in which some task on the machine (the client and
+        the server included) waited for a CPU: near 0 on a quiet machine."""
+        windows = self.measured()
+        if not windows or any(window.cpu_pressure_s is None for window in windows):
+            return None
+        return _percent(sum(w.cpu_pressure_s or 0.0 for w in windows), _wall(windows))
+
     def rss_slope_mb_per_10_min(self) -> float | None:
         """Least-squares slope of the RSS read at the end of each window after the first
         two (start-up and first check-ins grow it for a reason), in MB per 10 minutes."""
@@ -212,11 +229,22 @@ class OpenLoopResult:
             "server_busy_pct": _rounded(self.server_busy_pct(), 1),
             "server_cpu_ms_per_request": _rounded(self.server_ms_per_request()),
             "client_busy_pct": _rounded(self.client_busy_pct(), 1),
+            "cpu_pressure_pct": _rounded(self.cpu_pressure_pct(), 1),
             "rss_start_mb": _rounded(self.rss_start_mb, 1),
             "rss_end_mb": _rounded(self.rss_end_mb, 1),
             "rss_slope_mb_per_10_min": _rounded(self.rss_slope_mb_per_10_min(), 2),
             "windows": [window.as_json() for window in self.windows],
         }
+
+
+def cpu_pressure_s() -> float | None:
+    """Seconds, since boot, in which some task waited for a CPU (Linux PSI), or None."""
+    try:
+        first_line = CPU_PRESSURE.read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    fields = dict(field.split("=", 1) for field in first_line.split()[1:])
+    return int(fields["total"]) / 1e6 if "total" in fields else None
 
 
 def rss_mb(server: ServerProcess) -> float | None:
@@ -243,9 +271,9 @@ async def run_open_loop(
 ) -> OpenLoopResult:
     """Send every request of `schedule` due before `duration_s` at its due time, each on
     an idle one of `connections` keep-alive connections (or, when all are busy, on the
-    first to come free); none starts after `duration_s`, and those unanswered
-    STRAGGLER_GRACE_S later are cancelled. `on_window` gets each minute once all its
-    requests are answered."""
+    first to come free); none starts after `duration_s` or while MAX_WAITING others wait,
+    and those unanswered STRAGGLER_GRACE_S later are cancelled. `on_window` gets each
+    minute once all its requests are answered."""
     counts = Counter(int(offset // WINDOW_S) for offset, _ in schedule.due(duration_s))
     windows = [Window(i, counts[i]) for i in range(math.ceil(duration_s / WINDOW_S))]
     for window in windows:
@@ -256,6 +284,7 @@ async def run_open_loop(
     # stay warm instead of each one idling past its keep-alive and reconnecting.
     idle: asyncio.LifoQueue[httpx.AsyncClient] = asyncio.LifoQueue()
     requests: set[asyncio.Task[None]] = set()
+    waiting = 0  # requests due and waiting for a connection
     failures: list[BaseException] = []
     clock = time.perf_counter
 
@@ -265,14 +294,23 @@ async def run_open_loop(
             failures.append(task.exception())  # a bug in the harness, not an answer
 
     async def dispatch() -> None:
+        nonlocal waiting
         for offset, agent in schedule.due(duration_s):
             while (wait := start + offset - clock()) > 0:
                 await asyncio.sleep(wait)
+            if waiting >= MAX_WAITING:
+                window = windows[int(offset // WINDOW_S)]
+                window.not_sent += 1
+                if window.finished():
+                    window.complete.set()
+                continue
+            waiting += 1
             task = asyncio.create_task(request(offset, agent, clock()))
             requests.add(task)
             task.add_done_callback(forget)
 
     async def request(offset: float, agent: int, dispatched: float) -> None:
+        nonlocal waiting
         window = windows[int(offset // WINDOW_S)]
         try:
             client = await idle.get()
@@ -280,6 +318,7 @@ async def run_open_loop(
             window.not_sent += 1
             raise
         finally:
+            waiting -= 1
             if window.finished():
                 window.complete.set()
         try:
@@ -296,6 +335,7 @@ async def run_open_loop(
     async def sample() -> None:
         """Resources by wall-clock minute, read at each window's end."""
         server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
+        pressure = cpu_pressure_s()
         for window in windows:
             ends = start + min((window.index + 1) * WINDOW_S, duration_s)
             await asyncio.sleep(max(0.0, ends - clock()))
@@ -306,7 +346,10 @@ async def run_open_loop(
             if server_cpu is not None and now_server is not None:
                 window.server_cpu_s = now_server - server_cpu
             window.client_cpu_s = now_client - client_cpu
-            server_cpu, client_cpu = now_server, now_client
+            now_pressure = cpu_pressure_s()
+            if pressure is not None and now_pressure is not None:
+                window.cpu_pressure_s = now_pressure - pressure
+            server_cpu, client_cpu, pressure = now_server, now_client, now_pressure
             window.sampled.set()
 
     async def report() -> None:
