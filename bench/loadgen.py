@@ -109,17 +109,25 @@ def skip_sniffio_lookups() -> None:
 
 
 @asynccontextmanager
-async def worker_clients(url: str, workers: int) -> AsyncIterator[list[httpx.AsyncClient]]:
+async def worker_clients(
+    url: str, workers: int, *, keepalive_expiry: float = 5.0
+) -> AsyncIterator[list[httpx.AsyncClient]]:
     """One client with one keep-alive HTTP/1.1 connection per worker. A single client
     with a pool of `workers` connections costs ~3x the client CPU per request (httpcore
     scans its whole pool for every request), which would starve the server under test
-    on a small machine."""
+    on a small machine. A connection idle for `keepalive_expiry` seconds is closed by
+    the client; below uvicorn's 5 s, a request never goes out on a connection that the
+    server is closing."""
     async with AsyncExitStack() as stack:
         yield [
             await stack.enter_async_context(
                 httpx.AsyncClient(
                     base_url=url,
-                    limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                    limits=httpx.Limits(
+                        max_connections=1,
+                        max_keepalive_connections=1,
+                        keepalive_expiry=keepalive_expiry,
+                    ),
                     timeout=30.0,
                 )
             )
