@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from types import FrameType
 
 import uvicorn
@@ -11,6 +12,7 @@ import uvicorn
 from appliance.app import create_app
 from appliance.cli.common import CliError, run_with_database, settings_from, subparser
 from appliance.lockfile import DataDirLock
+from appliance.memory import limit_malloc_arenas
 from appliance.services.doorbell import raise_file_limit
 from appliance.services.keys import open_key_service
 from appliance.store.migrations import migrate
@@ -37,6 +39,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, host=args.host, port=args.port)
     configure_logging(settings.log_level)
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        limit_malloc_arenas()  # before the database's threads exist
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     wildcard = settings.host in ("0.0.0.0", "::", "")  # noqa: S104 (only compared)
     local_host = "127.0.0.1" if wildcard else settings.host
