@@ -14,24 +14,21 @@ from appliance.store import updates as updates_store
 from appliance.store.database import Transaction
 from kernel.clock import iso
 from kernel.install_results import InstallResult
-from kernel.protocol import ProtocolError, UpdateRecord
+from kernel.protocol import ProtocolError, ScanReport
 from kernel.sanitise import sanitise_output, sanitise_text
 
 MAX_OUTPUT_CHARS = 64_000
 
 
 def record_scan(
-    tx: Transaction,
-    agent: Actor,
-    agent_id: str,
-    source: str,
-    records: list[UpdateRecord],
-    unchecked: list[str],
+    tx: Transaction, agent: Actor, agent_id: str, report: ScanReport
 ) -> updates_store.ScanChanges:
-    """The updates a scan of `source` found (already validated). Packages the scanner
+    """The updates a scan found (read and validated on arrival). Packages the scanner
     could not check (e.g. their registry was down) keep their state."""
     at = iso(agent.at)
-    changes = updates_store.record_scan(tx.conn, agent_id, source, records, at, keep=unchecked)
+    changes = updates_store.record_scan(
+        tx.conn, agent_id, report.source, report.updates, at, keep=report.unchecked
+    )
     discovered = changes.new + changes.newer_version
     if discovered:
         tx.emit_many(
