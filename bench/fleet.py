@@ -171,3 +171,14 @@ def signed_checkin(agent: BenchAgent, key_set_version: int) -> tuple[bytes, dict
         agent.agent_id, timestamp, nonce, agent.key.sign(message).signature
     )
     return body, {"Content-Type": "application/json", **signature.headers()}
+
+
+def signed_headers(agent: BenchAgent, path: str, body: bytes) -> dict[str, str]:
+    """The headers of a signed agent POST of `body` to `path`, with a fresh nonce."""
+    timestamp = int(time.time())
+    nonce = secrets.token_urlsafe(18)
+    message = request_signing_message("POST", path, timestamp, nonce, body, agent.agent_id)
+    signature = RequestSignature(
+        agent.agent_id, timestamp, nonce, agent.key.sign(message).signature
+    )
+    return {"Content-Type": "application/json", **signature.headers()}

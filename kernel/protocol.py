@@ -8,6 +8,7 @@ agent never imports the appliance.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import math
@@ -750,9 +751,16 @@ class Event:
     kind: str
     occurred_at: int
     payload: dict[str, Any]
+    # A scan.report's payload as typed records: validated once, here, and passed on.
+    scan_report: ScanReport | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "uuid": self.uuid,
+            "kind": self.kind,
+            "occurred_at": self.occurred_at,
+            "payload": copy.deepcopy(self.payload),
+        }
 
     @classmethod
     def from_json(cls, value: Any) -> Event:
@@ -774,7 +782,9 @@ class Event:
         shape = PAYLOAD_SHAPES.get(kind)
         if shape is not None:
             payload = shape.clean(payload, kind)
-        event = cls(uuid, kind, occurred_at, payload)
+        # Every record valid, or the event is refused.
+        scan_report = ScanReport.from_json(payload) if kind == "scan.report" else None
+        event = cls(uuid, kind, occurred_at, payload, scan_report)
         if kind == "command.ack" and not isinstance(payload.get("command_id"), int):
             raise ProtocolError("command.ack: command_id must be an integer")
         if kind == "command.result":
@@ -790,8 +800,6 @@ class Event:
             and isinstance(payload.get("text"), str)
         ):
             raise ProtocolError("command.output: command_id, chunk_no and text")
-        if kind == "scan.report":
-            scan_report_updates(payload)  # every record valid, or the event is refused
         return event
 
 
@@ -804,28 +812,48 @@ def payload_to_keep(event: Event) -> dict[str, Any]:
     return sanitise_fields(event.payload, max_chars=65_536, line_breaks=True)
 
 
+@dataclass(frozen=True)
+class ScanReport:
+    """The payload of a `scan.report` event: what one scan of one source found, every
+    record validated (read once, on arrival). `unchecked` names packages the scanner
+    could not check (e.g. their registry was down): they keep their state."""
+
+    source: str
+    updates: list[UpdateRecord]
+    unchecked: list[str]
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> ScanReport:
+        """A compromised scanner or a forged report with a hostile name or version is
+        refused whole, with the reason."""
+        source = payload.get("source")
+        updates = payload.get("updates")
+        if not isinstance(updates, list) or len(updates) > MAX_UPDATES_PER_REPORT:
+            raise ProtocolError(
+                f"scan.report: updates must be a list of at most {MAX_UPDATES_PER_REPORT}"
+            )
+        unchecked = payload.get("unchecked", [])
+        if not isinstance(unchecked, list) or len(unchecked) > MAX_UPDATES_PER_REPORT:
+            raise ProtocolError("scan.report: unchecked must be a list of package names")
+        for name in unchecked:
+            check_package_name(str(source), name)
+        records = []
+        read = UpdateRecord._read
+        for index, raw in enumerate(updates):
+            try:
+                if not isinstance(raw, dict):
+                    raise ProtocolError("update: not an object")
+                records.append(read(raw, source))
+            except ProtocolError as exc:
+                raise ProtocolError(f"scan.report update #{index}: {exc}") from None
+        if not isinstance(source, str):  # only an empty report gets this far without one
+            raise ProtocolError("scan.report: source must be text")
+        return cls(source, records, [str(name) for name in unchecked])
+
+
 def scan_report_updates(payload: dict[str, Any]) -> list[UpdateRecord]:
-    """The updates of a scan report, each validated; a compromised scanner or a forged
-    report with a hostile name or version is refused whole, with the reason."""
-    source = payload.get("source")
-    updates = payload.get("updates")
-    if not isinstance(updates, list) or len(updates) > MAX_UPDATES_PER_REPORT:
-        raise ProtocolError(
-            f"scan.report: updates must be a list of at most {MAX_UPDATES_PER_REPORT}"
-        )
-    unchecked = payload.get("unchecked", [])
-    if not isinstance(unchecked, list) or len(unchecked) > MAX_UPDATES_PER_REPORT:
-        raise ProtocolError("scan.report: unchecked must be a list of package names")
-    for name in unchecked:
-        check_package_name(str(source), name)
-    records = []
-    for index, raw in enumerate(updates):
-        item = {**raw, "source": source} if isinstance(raw, dict) else raw
-        try:
-            records.append(UpdateRecord.from_json(item))
-        except ProtocolError as exc:
-            raise ProtocolError(f"scan.report update #{index}: {exc}") from None
-    return records
+    """The updates of a scan report's payload, each validated (ScanReport)."""
+    return ScanReport.from_json(payload).updates
 
 
 # --- updates -----------------------------------------------------------------------
@@ -849,6 +877,8 @@ _PACKAGE_NAMES = {
 }
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+~:_@^-]{0,199}")  # '^': Fedora snapshots
 _ADVISORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$")
+_ADVISORIES_ERROR = "advisories: a list of advisory/CVE ids"
+_ARCH = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 _CUSTOM_SOURCE = re.compile(r"custom\.[a-z0-9_-]{1,32}")
@@ -880,7 +910,10 @@ def check_version(value: object, what: str = "version", *, empty_ok: bool = Fals
     return value
 
 
-@dataclass(frozen=True)
+# Not frozen: a scan report brings thousands, and a frozen dataclass's __init__ costs
+# about eight times a plain one's (one object.__setattr__ per field). Nothing changes a
+# record after it was read.
+@dataclass
 class UpdateRecord:
     """One pending update as a scanner reports it; validated on both sides."""
 
@@ -907,42 +940,45 @@ class UpdateRecord:
     def from_json(cls, value: Any) -> UpdateRecord:
         if not isinstance(value, dict):
             raise ProtocolError("update: not an object")
-        source = value.get("source")
+        return cls._read(value, value.get("source"))
+
+    @classmethod
+    def _read(cls, value: dict[str, Any], source: Any) -> UpdateRecord:
+        """`value` (an object) as a record of `source`. A scan report reads thousands at
+        once (ScanReport), so this avoids what costs without checking anything less."""
         if not is_known_source(source):
             raise ProtocolError(f"source: one of {', '.join(SOURCES)} or custom.NAME")
-        severity = value.get("severity", "unknown")
+        get = value.get
+        severity = get("severity", "unknown")
         if severity not in SEVERITIES:
             raise ProtocolError(f"severity: one of {', '.join(SEVERITIES)}")
-        advisories = value.get("advisories") or []
-        if (
-            not isinstance(advisories, list)
-            or len(advisories) > 200
-            or not all(isinstance(a, str) and _ADVISORY.fullmatch(a) for a in advisories)
-        ):
-            raise ProtocolError("advisories: a list of advisory/CVE ids")
-        size = value.get("size_bytes")
+        advisories = get("advisories") or []
+        if not isinstance(advisories, list) or len(advisories) > 200:
+            raise ProtocolError(_ADVISORIES_ERROR)
+        for advisory in advisories:
+            if not isinstance(advisory, str) or not _ADVISORY.fullmatch(advisory):
+                raise ProtocolError(_ADVISORIES_ERROR)
+        size = get("size_bytes")
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
             raise ProtocolError("size_bytes: a whole number of bytes")
-        details = value.get("details") or {}
+        details = get("details") or {}
         if not isinstance(details, dict):
             raise ProtocolError("details: an object")
-        arch = value.get("arch") or ""
-        if arch and not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", str(arch)):
+        arch = get("arch") or ""
+        if arch and not _ARCH.fullmatch(str(arch)):
             raise ProtocolError("arch: letters, digits, '_' and '-'")
         return cls(
-            source=source,
-            package=check_package_name(source, value.get("package")),
-            available_version=check_version(value.get("available_version"), "available version"),
-            current_version=check_version(
-                value.get("current_version"), "current version", empty_ok=True
-            ),
-            arch=str(arch),
-            origin=_fact(value.get("origin"), "origin"),
-            severity=severity,
-            security=bool(value.get("security", False)),
-            advisories=tuple(advisories),
-            size_bytes=size,
-            reboot_required=bool(value.get("reboot_required", False)),
-            held=bool(value.get("held", False)),
-            details=details,
+            source,
+            check_package_name(source, get("package")),
+            check_version(get("available_version"), "available version"),
+            check_version(get("current_version"), "current version", empty_ok=True),
+            str(arch),
+            _fact(get("origin"), "origin"),
+            severity,
+            bool(get("security", False)),
+            tuple(advisories),
+            size,
+            bool(get("reboot_required", False)),
+            bool(get("held", False)),
+            details,
         )

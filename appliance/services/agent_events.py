@@ -18,7 +18,7 @@ from appliance.store import updates as updates_store
 from appliance.store.database import Database, Transaction
 from kernel.clock import iso, utc_iso
 from kernel.logs import log_event
-from kernel.protocol import Event, ProtocolError, payload_to_keep, scan_report_updates
+from kernel.protocol import Event, ProtocolError, payload_to_keep
 from kernel.sanitise import sanitise_output, sanitise_text
 
 logger = logging.getLogger("redflag.agent_events")
@@ -114,15 +114,9 @@ def _keep_only(tx: Transaction, agent: Actor, agent_id: str, event: Event, clean
 def _scan_report(
     tx: Transaction, agent: Actor, agent_id: str, event: Event, clean: dict[str, Any]
 ) -> None:
-    payload = event.payload
-    update_reports.record_scan(
-        tx,
-        agent,
-        agent_id,
-        str(payload["source"]),
-        scan_report_updates(payload),
-        [str(name) for name in payload.get("unchecked", [])],
-    )
+    if event.scan_report is None:  # Event.from_json reads every scan.report's
+        raise ProtocolError("scan.report: not read")
+    update_reports.record_scan(tx, agent, agent_id, event.scan_report)
 
 
 def _system_info(

@@ -10,45 +10,42 @@ from typing import Any
 from appliance.domain.actors import Actor
 from appliance.domain.update_lifecycle import Action
 from appliance.services import commands, update_moves
+from appliance.store import scan_reports as scan_reports_store
 from appliance.store import updates as updates_store
 from appliance.store.database import Transaction
 from kernel.clock import iso
 from kernel.install_results import InstallResult
-from kernel.protocol import ProtocolError, UpdateRecord
+from kernel.protocol import ProtocolError, ScanReport
 from kernel.sanitise import sanitise_output, sanitise_text
 
 MAX_OUTPUT_CHARS = 64_000
 
 
 def record_scan(
-    tx: Transaction,
-    agent: Actor,
-    agent_id: str,
-    source: str,
-    records: list[UpdateRecord],
-    unchecked: list[str],
-) -> updates_store.ScanChanges:
-    """The updates a scan of `source` found (already validated). Packages the scanner
-    could not check (e.g. their registry was down) keep their state."""
+    tx: Transaction, agent: Actor, agent_id: str, report: ScanReport
+) -> scan_reports_store.ScanChanges:
+    """The updates a scan found (read and validated on arrival), recorded by difference;
+    each new update, and each newer version of one, is an update.discovered event."""
     at = iso(agent.at)
-    changes = updates_store.record_scan(tx.conn, agent_id, source, records, at, keep=unchecked)
-    discovered = changes.new + changes.newer_version
-    if discovered:
+    changes = scan_reports_store.record_scan(
+        tx.conn, agent_id, report.source, report.updates, at, keep=report.unchecked
+    )
+    if changes.discovered:
         tx.emit_many(
             "update.discovered",
             [
                 (
-                    str(row["id"]),
+                    str(update_id),
                     {
                         "agent_id": agent_id,
-                        "source": row["source"],
-                        "package": row["package"],
-                        "version": row["available_version"],
-                        "severity": row["severity"],
-                        "security": bool(row["security"]),
+                        "source": report.source,
+                        "package": record.package,
+                        "version": record.available_version,
+                        "severity": record.severity,
+                        "security": record.security,
                     },
                 )
-                for row in updates_store.facts_of(tx.conn, discovered)
+                for update_id, record in changes.discovered
             ],
             at,
         )

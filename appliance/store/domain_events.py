@@ -74,5 +74,10 @@ def _next_id(conn: sqlite3.Connection) -> int:
     return newest_id(conn) + 1
 
 
+# Made once: json.dumps with options builds an encoder per call, which is most of the
+# cost of a scan report's thousands of update.discovered events.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _encode(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(payload)

@@ -2,140 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.domain import update_lifecycle as lifecycle
 from appliance.domain.update_lifecycle import Action
-from kernel.protocol import SEVERITIES, UpdateRecord
+from appliance.store.scan_reports import record_scan  # noqa: F401 (its older home)
+from kernel.protocol import SEVERITIES
 
+# An update listed by the latest report of its source was last seen when that report
+# arrived: the report writes its time once (source_scans), not into every row it lists.
 COLUMNS = (
     "u.id, u.agent_id, a.hostname, u.source, u.package, u.arch, u.current_version, "
     "u.available_version, u.origin, u.severity, u.security, u.advisories, u.size_bytes, "
     "u.reboot_required, u.details, u.status, u.status_changed_at, u.status_changed_by, "
-    "u.first_seen_at, u.last_seen_at, u.scheduled_for"
+    "u.first_seen_at, CASE WHEN u.listed THEN coalesce(s.reported_at, u.last_seen_at) "
+    "ELSE u.last_seen_at END AS last_seen_at, u.scheduled_for"
+)
+# What COLUMNS needs joined to `updates u`.
+_JOINS = (
+    "JOIN agents a ON a.id = u.agent_id "
+    "LEFT JOIN source_scans s ON s.agent_id = u.agent_id AND s.source = u.source"
 )
 _MAX_VARIABLES = 30_000  # SQLite allows 32,766 parameters in one statement
-
-
-@dataclass
-class ScanChanges:
-    """What a scan report changed: rows made, rows re-opened by a newer version (or
-    listed again after they were installed or resolved), rows resolved."""
-
-    new: list[int] = field(default_factory=list)
-    newer_version: list[int] = field(default_factory=list)
-    listed_again: list[int] = field(default_factory=list)
-    resolved: int = 0
-
-
-def record_scan(
-    conn: sqlite3.Connection,
-    agent_id: str,
-    source: str,
-    records: list[UpdateRecord],
-    at: str,
-    keep: list[str] | None = None,
-) -> ScanChanges:
-    """Record what a scan of one source found, by difference: the agent's rows of that
-    source are read once, and only new, changed and no-longer-listed rows are written
-    (a report that changes nothing writes only the last-seen times)."""
-    current = {
-        (row[1], row[2]): row
-        for row in conn.execute(
-            f"SELECT id, package, arch, {_FACTS}, status FROM updates "  # noqa: S608
-            "WHERE agent_id = ? AND source = ?",
-            (agent_id, source),
-        )
-    }
-    reopens = lifecycle.allowed_from(Action.LISTED_AGAIN)
-    changes = ScanChanges()
-    new_rows, reopened, refreshed, touched = [], [], [], []
-    for r in records:
-        facts = _facts_of(r)
-        row = current.get((r.package, r.arch))
-        if row is None:
-            new_rows.append((agent_id, source, r.package, r.arch, *facts, at, at, at))
-        elif row[_VERSION] != r.available_version:  # a newer version needs a new decision
-            changes.newer_version.append(row[0])
-            reopened.append((*facts, at, at, row[0]))
-        elif row[_STATUS] in reopens:  # installed or resolved, yet listed again
-            changes.listed_again.append(row[0])
-            reopened.append((*facts, at, at, row[0]))
-        elif tuple(row[3:_STATUS]) != facts:
-            refreshed.append((*facts, at, row[0]))
-        else:
-            touched.append(row[0])
-    if new_rows:
-        first = int(conn.execute("SELECT coalesce(max(id), 0) + 1 FROM updates").fetchone()[0])
-        conn.executemany(
-            f"INSERT INTO updates (agent_id, source, package, arch, {_FACTS}, "  # noqa: S608
-            "status, status_changed_at, status_changed_by, first_seen_at, last_seen_at) "
-            f"VALUES (?, ?, ?, ?, {_FACT_MARKS}, 'pending', ?, 'agent', ?, ?)",
-            new_rows,
-        )
-        changes.new.extend(range(first, first + len(new_rows)))
-    conn.executemany(
-        f"UPDATE updates SET {_FACT_ASSIGNMENTS}, "  # noqa: S608 (constants)
-        f"status = '{lifecycle.NEW_VERSION_STATE.value}', status_changed_at = ?, "
-        "status_changed_by = 'scan', scheduled_for = NULL, last_seen_at = ? WHERE id = ?",
-        reopened,
-    )
-    conn.executemany(
-        f"UPDATE updates SET {_FACT_ASSIGNMENTS}, last_seen_at = ? WHERE id = ?",  # noqa: S608
-        refreshed,
-    )
-    for chunk in _chunks(touched):
-        conn.execute(
-            f"UPDATE updates SET last_seen_at = ? WHERE id IN ({_marks(chunk)})",  # noqa: S608
-            (at, *chunk),
-        )
-    listed = {(r.package, r.arch) for r in records}
-    kept = set(keep or [])
-    closable = lifecycle.allowed_from(Action.UNLISTED)
-    unlisted = [
-        row[0]
-        for key, row in current.items()
-        if key not in listed and key[0] not in kept and row[_STATUS] in closable
-    ]
-    changes.resolved = len(move(conn, unlisted, Action.UNLISTED, at=at, by="scan"))
-    return changes
-
-
-# What a scan reports about an update, in the order of _facts_of.
-_FACT_COLUMNS = (
-    "current_version",
-    "available_version",
-    "origin",
-    "severity",
-    "security",
-    "advisories",
-    "size_bytes",
-    "reboot_required",
-    "details",
-)
-_FACTS = ", ".join(_FACT_COLUMNS)
-_FACT_MARKS = ", ".join("?" for _ in _FACT_COLUMNS)
-_FACT_ASSIGNMENTS = ", ".join(f"{column} = ?" for column in _FACT_COLUMNS)
-# Positions in the rows record_scan reads: id, package, arch, the facts, status.
-_VERSION = 3 + _FACT_COLUMNS.index("available_version")
-_STATUS = 3 + len(_FACT_COLUMNS)
-
-
-def _facts_of(r: UpdateRecord) -> tuple[Any, ...]:
-    return (
-        r.current_version,
-        r.available_version,
-        r.origin,
-        r.severity,
-        int(r.security),
-        json.dumps(list(r.advisories)),
-        r.size_bytes,
-        int(r.reboot_required),
-        json.dumps({**r.details, "held": r.held}),
-    )
 
 
 def move(
@@ -222,7 +111,7 @@ def search(
     cursor = conn.execute(
         f"SELECT {COLUMNS} FROM (SELECT u.id FROM updates u WHERE {clauses} "  # noqa: S608
         f"ORDER BY {by} LIMIT ? OFFSET ?) page JOIN updates u ON u.id = page.id "
-        f"JOIN agents a ON a.id = u.agent_id ORDER BY {by}",
+        f"{_JOINS} ORDER BY {by}",
         (*params, limit, offset),
     )
     return list(cursor.fetchall())
@@ -297,7 +186,7 @@ def tags_in_use(conn: sqlite3.Connection) -> list[str]:
 def by_ids(conn: sqlite3.Connection, ids: list[int]) -> list[sqlite3.Row]:
     placeholders = ",".join("?" for _ in ids) or "NULL"
     cursor = conn.execute(
-        f"SELECT {COLUMNS} FROM updates u JOIN agents a ON a.id = u.agent_id "  # noqa: S608
+        f"SELECT {COLUMNS} FROM updates u {_JOINS} "  # noqa: S608
         f"WHERE u.id IN ({placeholders}) ORDER BY u.agent_id, u.source, u.package",
         ids,
     )

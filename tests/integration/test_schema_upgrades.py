@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.store import updates as updates_store
 from appliance.store.migrations import load_migrations, migrate
 from appliance.store.snapshot import integrity_problems
 from tests.support import run_cli
@@ -94,3 +95,42 @@ def test_0003_moves_an_install_waiting_for_its_agent_to_queued(tmp_path: Path) -
     rows = dict(conn.execute("SELECT package, status FROM updates").fetchall())
     conn.close()
     assert rows == {"openssl": "scheduled", "curl": "queued"}
+
+
+def test_0004_keeps_when_each_update_was_last_seen(tmp_path: Path) -> None:
+    """Before 0004 every report wrote its time into each update it listed; after it,
+    the report's time is kept once per agent and source, and every update reads the
+    same last-seen time as before."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    database = data_dir / "redflag.db"
+    shutil.copy(FIXTURES / "v0003.db", database)
+    conn = sqlite3.connect(database)
+    conn.executemany(
+        "INSERT INTO updates (agent_id, source, package, available_version, status, "
+        "status_changed_at, first_seen_at, last_seen_at) VALUES "
+        "('6f1c2a9e-0000-4000-8000-000000000001', ?, ?, '2', ?, 't', 't', ?)",
+        [
+            ("apt", "bash", "pending", "2026-11-03T00:00:00Z"),  # the latest apt report
+            ("apt", "tzdata", "resolved", "2026-11-01T00:00:00Z"),  # not listed since
+            ("dnf", "kernel", "installed", "2026-11-02T00:00:00Z"),  # the only dnf report
+        ],
+    )
+    conn.commit()
+    before = dict(conn.execute("SELECT id, last_seen_at FROM updates").fetchall())
+    conn.close()
+
+    migrate(database, data_dir / "backups")
+
+    conn = sqlite3.connect(database)
+    conn.row_factory = sqlite3.Row
+    shown = {row["id"]: row["last_seen_at"] for row in updates_store.by_ids(conn, list(before))}
+    listed = dict(conn.execute("SELECT package, listed FROM updates").fetchall())
+    scans = conn.execute("SELECT source, reported_at FROM source_scans ORDER BY source").fetchall()
+    conn.close()
+    assert shown == before
+    assert listed == {"openssl": 0, "curl": 0, "bash": 1, "tzdata": 0, "kernel": 1}
+    assert [tuple(row) for row in scans] == [
+        ("apt", "2026-11-03T00:00:00Z"),
+        ("dnf", "2026-11-02T00:00:00Z"),
+    ]
