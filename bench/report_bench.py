@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from fleet import (
@@ -37,7 +37,7 @@ from fleet import (
     signed_headers,
 )
 from loadgen import percentile, skip_sniffio_lookups
-from servers import ServerFailed, free_port, running_server
+from servers import ServerFailed, ServerProcess, free_port, running_server
 
 from kernel.protocol import UpdateRecord, canonical_json
 
@@ -116,21 +116,29 @@ def signed_report(agent: BenchAgent, updates: list[dict[str, Any]]) -> tuple[str
     return event_uuid, body, signed_headers(agent, EVENTS_PATH, body)
 
 
+class Sample(NamedTuple):
+    round_trip_ms: float
+    server_ms: float  # the appliance's own time for the request (its /metrics)
+    cpu_ms: float | None  # CPU the appliance process used meanwhile (10 ms ticks)
+
+
 @dataclass
 class Timings:
-    round_trip_ms: list[float] = field(default_factory=list)
-    server_ms: list[float] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
 
     def figures(self) -> dict[str, Any]:
-        return {
-            name: {
+        figures: dict[str, Any] = {}
+        for name in ("server", "round_trip"):
+            values = [getattr(s, f"{name}_ms") for s in self.samples]
+            figures[name] = {
                 "median_ms": _rounded(statistics.median(values)),
                 "p95_ms": _rounded(percentile(sorted(values), 0.95)),
                 "runs_ms": [_rounded(v) for v in values],
             }
-            for name, values in (("server", self.server_ms), ("round_trip", self.round_trip_ms))
-            if values
-        }
+        cpu = [s.cpu_ms for s in self.samples if s.cpu_ms is not None]
+        # Whole clock ticks: only their mean over many requests means anything.
+        figures["server_cpu_mean_ms"] = _rounded(statistics.fmean(cpu)) if cpu else None
+        return figures
 
 
 def _rounded(value: float | None) -> float | None:
@@ -144,51 +152,55 @@ async def server_seconds(client: httpx.AsyncClient) -> dict[str, float]:
     return {name: float(value) for name, value in _DURATION_SUM.findall(response.text)}
 
 
-async def timed(
-    client: httpx.AsyncClient, endpoint: str, send: Any
-) -> tuple[httpx.Response, float, float]:
-    """Send one request; its answer, its round trip and the appliance's own time (ms)."""
-    before = await server_seconds(client)
-    began = time.perf_counter()
-    response = await send()
-    round_trip = (time.perf_counter() - began) * 1000
-    after = await server_seconds(client)
-    if endpoint not in after:
-        raise SetupFailed(f"no request time for endpoint {endpoint!r} on /metrics")
-    return response, round_trip, (after[endpoint] - before.get(endpoint, 0.0)) * 1000
+@dataclass
+class Appliance:
+    client: httpx.AsyncClient
+    server: ServerProcess
 
+    async def timed(self, endpoint: str, send: Any) -> tuple[httpx.Response, Sample]:
+        """Send one request: its answer, and its times."""
+        before = await server_seconds(self.client)
+        cpu_before = self.server.cpu_seconds()
+        began = time.perf_counter()
+        response = await send()
+        round_trip = (time.perf_counter() - began) * 1000
+        cpu_after = self.server.cpu_seconds()
+        after = await server_seconds(self.client)
+        if endpoint not in after:
+            raise SetupFailed(f"no request time for endpoint {endpoint!r} on /metrics")
+        cpu = None
+        if cpu_before is not None and cpu_after is not None:
+            cpu = (cpu_after - cpu_before) * 1000
+        server = (after[endpoint] - before.get(endpoint, 0.0)) * 1000
+        return response, Sample(round_trip, server, cpu)
 
-async def post_report(
-    client: httpx.AsyncClient, agent: BenchAgent, updates: list[dict[str, Any]]
-) -> tuple[float, float]:
-    event_uuid, body, headers = signed_report(agent, updates)
-    response, round_trip, server = await timed(
-        client, "post_events", lambda: client.post(EVENTS_PATH, content=body, headers=headers)
-    )
-    answer = response.json() if response.status_code == 200 else {}
-    if answer.get("accepted") != [event_uuid] or answer.get("rejected"):
-        raise SetupFailed(f"report not accepted: {response.status_code} {response.text[:300]}")
-    return round_trip, server
-
-
-async def one_run(
-    client: httpx.AsyncClient, agent: BenchAgent, reports: dict[str, list[dict[str, Any]]]
-) -> dict[str, tuple[float, float]]:
-    measured = {}
-    for name in SCENARIOS:
-        measured[name] = await post_report(client, agent, reports[name])
-        await asyncio.sleep(SETTLE_S)
-    return measured
-
-
-async def healthz(client: httpx.AsyncClient, times: int, into: Timings) -> None:
-    for _ in range(times):
-        response, round_trip, server = await timed(
-            client, "healthz", lambda: client.get("/healthz")
+    async def post_report(self, agent: BenchAgent, updates: list[dict[str, Any]]) -> Sample:
+        event_uuid, body, headers = signed_report(agent, updates)
+        response, sample = await self.timed(
+            "post_events",
+            lambda: self.client.post(EVENTS_PATH, content=body, headers=headers),
         )
-        response.raise_for_status()
-        into.round_trip_ms.append(round_trip)
-        into.server_ms.append(server)
+        answer = response.json() if response.status_code == 200 else {}
+        if answer.get("accepted") != [event_uuid] or answer.get("rejected"):
+            raise SetupFailed(f"report not accepted: {response.status_code} {response.text[:300]}")
+        return sample
+
+    async def one_run(
+        self, agent: BenchAgent, reports: dict[str, list[dict[str, Any]]]
+    ) -> dict[str, Sample]:
+        measured = {}
+        for name in SCENARIOS:
+            measured[name] = await self.post_report(agent, reports[name])
+            await asyncio.sleep(SETTLE_S)
+        return measured
+
+    async def healthz(self, times: int) -> list[Sample]:
+        samples = []
+        for _ in range(times):
+            response, sample = await self.timed("healthz", lambda: self.client.get("/healthz"))
+            response.raise_for_status()
+            samples.append(sample)
+        return samples
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -208,29 +220,33 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             env={"REDFLAG_KEY_FILE": str(key_file)},
         ) as server:
             async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
+                appliance = Appliance(client, server)
                 total = args.warmup_runs + args.runs
                 agents = await register_fleet([client], token, total, max_seconds=120)
                 for number, agent in enumerate(agents):
-                    measured = await one_run(client, agent, reports)
-                    await healthz(client, HEALTHZ_PER_RUN, timings["healthz"])
+                    measured = await appliance.one_run(agent, reports)
+                    baseline = await appliance.healthz(HEALTHZ_PER_RUN)
                     if number < args.warmup_runs:
-                        timings["healthz"] = Timings()
                         continue
-                    for name, (round_trip, server_ms) in measured.items():
-                        timings[name].round_trip_ms.append(round_trip)
-                        timings[name].server_ms.append(server_ms)
+                    timings["healthz"].samples += baseline
+                    for name, sample in measured.items():
+                        timings[name].samples.append(sample)
                     print(
                         f"run {number - args.warmup_runs + 1}: "
-                        + ", ".join(f"{n} {s:.1f} ms" for n, (_, s) in measured.items())
+                        + ", ".join(f"{n} {s.server_ms:.1f} ms" for n, s in measured.items())
                     )
     return {name: t.figures() for name, t in timings.items()}
 
 
 def print_table(figures: dict[str, Any], updates: int) -> None:
     print(f"\none scan report of {updates} updates; server time from the appliance's /metrics")
-    print(f"{'':<16}{'server p50':>11}{'p95':>9}{'round trip p50':>16}{'p95':>9}  target")
+    print(
+        f"{'':<16}{'server p50':>11}{'p95':>9}{'round trip p50':>16}{'p95':>9}"
+        f"{'CPU mean':>10}  target"
+    )
     for name in (*SCENARIOS, "healthz"):
         server, trip = figures[name]["server"], figures[name]["round_trip"]
+        cpu = figures[name]["server_cpu_mean_ms"]
         target = TARGETS_MS.get(name)
         verdict = ""
         if target is not None:
@@ -238,7 +254,8 @@ def print_table(figures: dict[str, Any], updates: int) -> None:
         label = "healthz (base)" if name == "healthz" else name
         print(
             f"{label:<16}{server['median_ms']:>11.1f}{server['p95_ms']:>9.1f}"
-            f"{trip['median_ms']:>16.1f}{trip['p95_ms']:>9.1f}  {verdict}"
+            f"{trip['median_ms']:>16.1f}{trip['p95_ms']:>9.1f}"
+            f"{'-' if cpu is None else f'{cpu:.0f}':>10}  {verdict}"
         )
 
 
