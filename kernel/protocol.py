@@ -839,11 +839,18 @@ class ScanReport:
             check_package_name(str(source), name)
         records = []
         read = UpdateRecord._read
+        listed: set[tuple[str, str]] = set()
         for index, raw in enumerate(updates):
             try:
                 if not isinstance(raw, dict):
                     raise ProtocolError("update: not an object")
-                records.append(read(raw, source))
+                record = read(raw, source)
+                # One row per package and architecture: a second would contradict the
+                # first (and must not reach the store as a conflict, a 500 forever).
+                if (record.package, record.arch) in listed:
+                    raise ProtocolError(f"{record.package} ({record.arch or 'no arch'}) twice")
+                listed.add((record.package, record.arch))
+                records.append(record)
             except ProtocolError as exc:
                 raise ProtocolError(f"scan.report update #{index}: {exc}") from None
         if not isinstance(source, str):  # only an empty report gets this far without one

@@ -19,13 +19,18 @@ SOURCES = st.sampled_from(["apt", "dnf", "custom.lab", "pacman", None, 7])
 def read_one_by_one(payload: dict[str, Any]) -> list[UpdateRecord] | str:
     """What a report says, read the slow way: each record on its own with the report's
     source (the reading the appliance did before a report was read once)."""
-    records = []
+    records: list[UpdateRecord] = []
     for index, raw in enumerate(payload["updates"]):
         item = {**raw, "source": payload.get("source")} if isinstance(raw, dict) else raw
         try:
-            records.append(UpdateRecord.from_json(item))
+            record = UpdateRecord.from_json(item)
         except ProtocolError as exc:
             return f"scan.report update #{index}: {exc}"
+        if any((r.package, r.arch) == (record.package, record.arch) for r in records):
+            return (
+                f"scan.report update #{index}: {record.package} ({record.arch or 'no arch'}) twice"
+            )
+        records.append(record)
     return records
 
 
@@ -64,6 +69,20 @@ def test_a_report_with_a_hostile_name_is_refused_naming_the_record() -> None:
     with pytest.raises(ProtocolError) as refused:
         ScanReport.from_json(payload)
     assert str(refused.value) == "scan.report update #1: package name '-rf' is not a valid apt name"
+
+
+def test_a_report_listing_a_package_and_arch_twice_is_refused_naming_the_second() -> None:
+    payload = {
+        "source": "apt",
+        "updates": [
+            {"package": "curl", "available_version": "8", "arch": "amd64"},
+            {"package": "curl", "available_version": "8", "arch": "i386"},
+            {"package": "curl", "available_version": "9", "arch": "amd64"},
+        ],
+    }
+    with pytest.raises(ProtocolError) as refused:
+        ScanReport.from_json(payload)
+    assert str(refused.value) == "scan.report update #2: curl (amd64) twice"
 
 
 def test_an_empty_report_without_a_source_is_refused() -> None:
