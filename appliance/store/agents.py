@@ -19,6 +19,7 @@ AGENT_HISTORY_TABLES = (
     "events",
     "agent_tags",
     "registration_token_uses",
+    "source_scans",  # where the new record has its own report of a source, that one wins
 )
 
 
