@@ -112,7 +112,7 @@ class Fleet:
                     CHECKIN_PATH, content=body, headers=headers, timeout=hold_s + 30
                 )
                 if response.status_code != 200:
-                    raise RuntimeError(f"check-in {response.status_code}")
+                    raise RuntimeError(f"check-in {response.status_code} {_reason(response)}")
                 for envelope in response.json()["commands"]:
                     command = json.loads(envelope["document"])
                     self.delivered[command["command_id"]] = time.perf_counter()
@@ -178,6 +178,14 @@ async def command_latencies(
         # created -> the check-in answer carrying it arrived (the rest is the ack's trip)
         "delivered_p95_s": _round(percentile(delivery, 0.95)),
     }
+
+
+def _reason(response: httpx.Response) -> str:
+    """The appliance's reason for a refusal (e.g. the signature check's), for the tally."""
+    try:
+        return str(response.json()["errors"][0]["message"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return response.text[:80]
 
 
 async def _create_echo(admin: httpx.AsyncClient, agent_id: str) -> httpx.Response:
