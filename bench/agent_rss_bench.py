@@ -28,8 +28,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from fleet import APPLIANCE_CLI, SetupFailed, prepare_data_dir
-from servers import CLOCK_TICKS, ServerFailed, free_port, running_server
+from fleet import SetupFailed, served_appliance
+from servers import CLOCK_TICKS, ServerFailed
 
 AGENT_CLI = [sys.executable, "-m", "agent"]
 # A quiet Debian host: the APT scanner runs on the local package lists only (an
@@ -225,17 +225,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     compile_agent()
     with tempfile.TemporaryDirectory(prefix="redflag-rss-bench-") as tmp:
         workdir = Path(tmp)
-        data_dir = workdir / "appliance" / "data"
-        key_file = workdir / "appliance" / "keys" / "master.key"  # outside the data dir
-        token = prepare_data_dir(data_dir, key_file, {})
-        port = free_port()
-        with running_server(
-            "appliance",
-            [*APPLIANCE_CLI, "serve", "--data-dir", str(data_dir), "--port", str(port)],
-            port=port,
-            log_path=workdir / "appliance.log",
-            env={"REDFLAG_KEY_FILE": str(key_file)},
-        ) as server:
+        with served_appliance(workdir, {}) as (server, token):
             for number in range(1, args.runs + 1):
                 figures = {"agent": measure_agent(server.url, token, workdir, number, args.idle_s)}
                 for name, code in BASELINES.items():

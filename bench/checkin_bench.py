@@ -29,13 +29,12 @@ import httpx
 import report
 from fleet import (
     AGENT_VERSION,
-    APPLIANCE_CLI,
     CHECKIN_PATH,
     SetupFailed,
     machine_fingerprint,
-    prepare_data_dir,
     published_key_set_version,
     register_fleet,
+    served_appliance,
     signed_checkin,
 )
 from loadgen import LoadResult, RequestBuilder, run_load, skip_sniffio_lookups, worker_clients
@@ -108,17 +107,7 @@ class ApplianceRun:
 
 
 async def bench_appliance(args: argparse.Namespace, workdir: Path) -> ApplianceRun:
-    data_dir = workdir / "appliance" / "data"
-    key_file = workdir / "appliance" / "keys" / "master.key"  # outside the data dir
-    token = prepare_data_dir(data_dir, key_file, RUNTIME_SETTINGS)
-    port = free_port()
-    with running_server(
-        "appliance",
-        [*APPLIANCE_CLI, "serve", "--data-dir", str(data_dir), "--port", str(port)],
-        port=port,
-        log_path=workdir / "appliance.log",
-        env={"REDFLAG_KEY_FILE": str(key_file)},
-    ) as server:
+    with served_appliance(workdir, RUNTIME_SETTINGS) as (server, token):
         async with worker_clients(server.url, args.register_concurrency) as clients:
             version = await published_key_set_version(clients[0])
             began = time.perf_counter()

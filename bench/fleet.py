@@ -5,17 +5,20 @@ check-ins, built exactly as agent/client.py builds them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from nacl.signing import SigningKey
+from servers import ServerProcess, free_port, running_server
 
 from kernel.protocol import (
     HostFacts,
@@ -75,6 +78,27 @@ def prepare_data_dir(data_dir: Path, key_file: Path, runtime_settings: dict[str,
         key_file=key_file,
     )
     return json.loads(created)["token"]
+
+
+@contextlib.contextmanager
+def served_appliance(
+    workdir: Path, runtime_settings: dict[str, int]
+) -> Iterator[tuple[ServerProcess, str]]:
+    """The real appliance on a loopback port, served from a data dir prepared under
+    `workdir` (prepare_data_dir; the key file beside the data dir, never inside it),
+    exactly as an operator starts it: the server and an unlimited registration token."""
+    data_dir = workdir / "appliance" / "data"
+    key_file = workdir / "appliance" / "keys" / "master.key"
+    token = prepare_data_dir(data_dir, key_file, runtime_settings)
+    port = free_port()
+    with running_server(
+        "appliance",
+        [*APPLIANCE_CLI, "serve", "--data-dir", str(data_dir), "--port", str(port)],
+        port=port,
+        log_path=workdir / "appliance.log",
+        env={"REDFLAG_KEY_FILE": str(key_file)},
+    ) as server:
+        yield server, token
 
 
 @dataclass(frozen=True)

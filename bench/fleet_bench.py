@@ -32,13 +32,12 @@ import httpx
 from checkin_bench import BASELINE_APP, RUNTIME_SETTINGS, SETUP_MAX_SECONDS, describe_machine
 from fleet import (
     AGENT_VERSION,
-    APPLIANCE_CLI,
     CHECKIN_PATH,
     SetupFailed,
     machine_fingerprint,
-    prepare_data_dir,
     published_key_set_version,
     register_fleet,
+    served_appliance,
     signed_checkin,
 )
 from loadgen import skip_sniffio_lookups
@@ -128,17 +127,7 @@ def print_window(label: str) -> Callable[[Window], None]:
 async def bench_appliance(
     args: argparse.Namespace, workdir: Path, schedule: Schedule
 ) -> ApplianceFleet:
-    data_dir = workdir / "appliance" / "data"
-    key_file = workdir / "appliance" / "keys" / "master.key"  # outside the data dir
-    token = prepare_data_dir(data_dir, key_file, RUNTIME_SETTINGS)
-    port = free_port()
-    with running_server(
-        "appliance",
-        [*APPLIANCE_CLI, "serve", "--data-dir", str(data_dir), "--port", str(port)],
-        port=port,
-        log_path=workdir / "appliance.log",
-        env={"REDFLAG_KEY_FILE": str(key_file)},
-    ) as server:
+    with served_appliance(workdir, RUNTIME_SETTINGS) as (server, token):
         await asyncio.sleep(IDLE_SETTLE_S)
         idle_rss = rss_mb(server)
         async with registration_clients(server.url, args.register_concurrency) as clients:

@@ -29,15 +29,14 @@ from typing import Any, NamedTuple
 
 import httpx
 from fleet import (
-    APPLIANCE_CLI,
     BenchAgent,
     SetupFailed,
-    prepare_data_dir,
     register_fleet,
+    served_appliance,
     signed_headers,
 )
 from loadgen import percentile, skip_sniffio_lookups
-from servers import ServerFailed, ServerProcess, free_port, running_server
+from servers import ServerFailed, ServerProcess
 
 from kernel.protocol import UpdateRecord, canonical_json
 
@@ -208,17 +207,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     timings = {name: Timings() for name in (*SCENARIOS, "healthz")}
     with tempfile.TemporaryDirectory(prefix="redflag-report-bench-") as tmp:
         workdir = Path(tmp)
-        data_dir = workdir / "appliance" / "data"
-        key_file = workdir / "appliance" / "keys" / "master.key"  # outside the data dir
-        token = prepare_data_dir(data_dir, key_file, RUNTIME_SETTINGS)
-        port = free_port()
-        with running_server(
-            "appliance",
-            [*APPLIANCE_CLI, "serve", "--data-dir", str(data_dir), "--port", str(port)],
-            port=port,
-            log_path=workdir / "appliance.log",
-            env={"REDFLAG_KEY_FILE": str(key_file)},
-        ) as server:
+        with served_appliance(workdir, RUNTIME_SETTINGS) as (server, token):
             async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
                 appliance = Appliance(client, server)
                 total = args.warmup_runs + args.runs
