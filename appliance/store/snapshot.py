@@ -29,12 +29,15 @@ import apsw
 
 from appliance.store.database import BUSY_TIMEOUT_MS, sqlite_uri
 
-# A copy goes STEP_PAGES pages at a time (1 MiB of 4 KiB pages); a paced one pauses
-# after each step for PAUSE_PER_STEP_TIME times what the step took, within bounds.
+# A copy goes STEP_PAGES pages at a time (1 MiB of 4 KiB pages). A paced snapshot
+# (copy and check) pauses after every stretch of work of at least BURST_S, for
+# PAUSE_PER_WORK times as long as the stretch took.
 STEP_PAGES = 256
-PAUSE_PER_STEP_TIME = 1.0
-MIN_PAUSE_S = 0.001
+BURST_S = 0.002
+PAUSE_PER_WORK = 1.0
 MAX_PAUSE_S = 0.05
+# The integrity check looks at the clock every CHECK_TICK SQLite VM instructions.
+CHECK_TICK = 1000
 
 
 class SnapshotFailed(RuntimeError):
@@ -51,10 +54,10 @@ def write_snapshot(
     """Copy `source` (possibly in use by other connections) to `destination`.
 
     The copy holds exactly the transactions committed before it started, and in WAL
-    mode it does not block writers. `paced` pauses between its steps (the online
-    backup, which must yield to the serving appliance). `open_source` is the caller's
-    own apsw connection to `source`, used instead of opening it again through another
-    SQLite library; that copy is made in one step.
+    mode it does not block writers. `paced` (the online backup, which must yield to
+    the serving appliance) pauses the copy and the check as `_Pace` says.
+    `open_source` is the caller's own apsw connection to `source`, used instead of
+    opening it again through another SQLite library; that copy is made in one step.
     """
     partial = partial_path(destination)
     try:
@@ -64,7 +67,7 @@ def write_snapshot(
             _copy_with_apsw(open_source, partial)
         else:
             copy_live_database(source, partial, paced=paced)
-        problems = integrity_problems(partial)
+        problems = integrity_problems(partial, paced=paced)
         if problems:
             raise SnapshotFailed(f"snapshot failed integrity_check: {problems[0]}")
         _fsync_file(partial)
@@ -119,8 +122,7 @@ def copy_live_database(source: Path, target: Path, *, paced: bool = False) -> Co
     Inside our own read transaction a step sees no other connection's commits, so the
     copy is exactly the snapshot taken at BEGIN however much is written meanwhile (WAL
     readers do not block the writer; the WAL only grows until the copy ends).
-    `paced` pauses after each step for as long as it took (the GIL is released during
-    both), so a copy never takes more than about half a core."""
+    `paced`: see `_Pace`."""
     # Opened read-write on purpose: a read-only handle cannot attach to a WAL database
     # whose -shm file does not exist yet. Nothing is written through it; mode=rw never
     # creates a missing file.
@@ -146,14 +148,13 @@ def copy_live_database(source: Path, target: Path, *, paced: bool = False) -> Co
 
 class _Progress:
     """Called by `sqlite3.Connection.backup` after each step: counts the steps and
-    restarts, pauses when paced, and gives up on a copy that keeps starting over (it
-    cannot inside the read transaction; the bound keeps the loop finite regardless)."""
+    restarts, paces, and gives up on a copy that keeps starting over (it cannot inside
+    the read transaction; the bound keeps the loop finite regardless)."""
 
     def __init__(self, paced: bool):
         self.copy = CopySteps()
-        self._paced = paced
+        self._pace = _Pace(paced)
         self._remaining: int | None = None
-        self._step_began = time.perf_counter()
 
     def after_step(self, status: int, remaining: int, total: int) -> None:
         self.copy.steps += 1
@@ -162,10 +163,34 @@ class _Progress:
         self._remaining = remaining
         if self.copy.steps > 4 * (total // STEP_PAGES + 1) + 100:
             raise SnapshotFailed(f"the copy started over {self.copy.restarts} times")
-        if self._paced and remaining:
-            took = time.perf_counter() - self._step_began
-            time.sleep(min(max(took * PAUSE_PER_STEP_TIME, MIN_PAUSE_S), MAX_PAUSE_S))
-        self._step_began = time.perf_counter()
+        if remaining:
+            self._pace.tick()
+
+
+class _Pace:
+    """Keeps paced work to about half a core: after each stretch of work of at least
+    BURST_S, sleep PAUSE_PER_WORK times as long (at most MAX_PAUSE_S). Unpaced, it
+    does nothing.
+
+    The backup's low CPU priority (snapshot_process.py) is not enough alone: the
+    kernel lets a running task finish its slice before a woken one takes the core,
+    and on a busy 2-core machine a nice-19 process that never sleeps raised the
+    one-upsert baseline's p99 from 6 to 23 ms in one run, and the longest delay of a
+    woken nice-0 thread from 5 to 36 ms (paced: 15 ms; medians of 3 windows)."""
+
+    def __init__(self, paced: bool):
+        self._paced = paced
+        self._since = time.perf_counter()
+
+    def tick(self) -> int:
+        """Pause if a stretch of work is done. Returns 0, so that it can be SQLite's
+        progress handler too (a non-zero answer would interrupt the statement)."""
+        if self._paced:
+            worked = time.perf_counter() - self._since
+            if worked >= BURST_S:
+                time.sleep(min(worked * PAUSE_PER_WORK, MAX_PAUSE_S))
+                self._since = time.perf_counter()
+        return 0
 
 
 def _copy_with_apsw(src: apsw.Connection, partial: Path) -> None:
@@ -179,12 +204,16 @@ def _copy_with_apsw(src: apsw.Connection, partial: Path) -> None:
         dest.close()
 
 
-def integrity_problems(path: Path) -> list[str]:
-    """PRAGMA integrity_check on a file opened read-only; an empty list means healthy."""
+def integrity_problems(path: Path, *, paced: bool = False) -> list[str]:
+    """PRAGMA integrity_check on a file opened read-only; an empty list means healthy.
+    `paced`: pauses as `_Pace` says (most of the check, comparing each index with its
+    table, runs as many small VM instructions, where SQLite calls the pace)."""
     try:
         conn = sqlite3.connect(sqlite_uri(path, "ro"), uri=True)
     except sqlite3.Error as exc:
         return [f"cannot open: {exc}"]
+    if paced:
+        conn.set_progress_handler(_Pace(paced).tick, CHECK_TICK)
     try:
         rows = [row[0] for row in conn.execute("PRAGMA integrity_check")]
     except sqlite3.Error as exc:

@@ -60,3 +60,15 @@ def test_a_snapshot_of_a_missing_database_fails_and_leaves_nothing(tmp_path: Pat
     with pytest.raises(SnapshotFailed, match="could not write snapshot"):
         write_snapshot(tmp_path / "missing.db", destination, paced=True)
     assert list((tmp_path / "backups").iterdir()) == []
+
+
+def test_a_paced_integrity_check_finds_what_an_unpaced_one_finds(tmp_path: Path) -> None:
+    healthy = big_database(tmp_path / "healthy.db", rows=1500)
+    raw = bytearray(healthy.read_bytes())
+    for offset in range(4096 * 3, 4096 * 40, 89):  # garbage over some b-tree pages
+        raw[offset] = (raw[offset] + 101) % 256
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(bytes(raw))
+    assert integrity_problems(healthy, paced=True) == integrity_problems(healthy) == []
+    found = integrity_problems(corrupt, paced=True)
+    assert found and found == integrity_problems(corrupt)
