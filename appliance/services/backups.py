@@ -30,6 +30,7 @@ from appliance.store.migrations import (
     plan_migrations,
 )
 from appliance.store.snapshot import fsync_dir, integrity_problems, write_snapshot
+from appliance.store.snapshot_process import write_snapshot_in_background
 from kernel.clock import iso
 from kernel.sanitise import sanitise_text
 
@@ -70,16 +71,17 @@ def _stamp() -> str:
 def create_backup(
     settings: Settings, output: Path | None = None, *, scheduled: bool = False
 ) -> Path:
-    """Write a verified snapshot of the live database; safe while the appliance serves.
-    Without `output` it goes to the backups dir, named for who asked: the scheduled
-    job or a person."""
+    """Write a verified snapshot of the live database; safe while the appliance serves,
+    and made so as to yield to it: in paced steps, by a child process at the lowest CPU
+    priority (appliance/store/snapshot_process.py). Without `output` it goes to the
+    backups dir, named for who asked: the scheduled job or a person."""
     if not settings.database_path.exists():
         raise FileNotFoundError(f"no database at {settings.database_path}")
     prefix = SCHEDULED_PREFIX if scheduled else MANUAL_PREFIX
     target = output or settings.backups_dir / f"{prefix}{_stamp()}.db"
     if target.exists():
         raise FileExistsError(f"{target} already exists; choose another --output")
-    return write_snapshot(settings.database_path, target)
+    return write_snapshot_in_background(settings.database_path, target)
 
 
 def list_backups(settings: Settings) -> list[BackupFile]:
@@ -122,9 +124,8 @@ async def create_backup_now(
     db: Database, settings: Settings, actor: Actor, *, kind: str = "manual"
 ) -> BackupFile:
     """A backup, asked for by an admin (or `kind` "scheduled", by the scheduler):
-    written in a thread (the snapshot goes through `sqlite3`, which the serving process
-    may use; see appliance/store/snapshot.py), then audited, with its domain event
-    (backup.done, or backup.failed with the reason before the error goes on)."""
+    written by a child process (a thread waits for it), then audited, with its domain
+    event (backup.done, or backup.failed with the reason before the error goes on)."""
     try:
         path = await asyncio.to_thread(create_backup, settings, scheduled=kind == "scheduled")
     except Exception as exc:
