@@ -55,7 +55,9 @@ def write_snapshot(
 
     The copy holds exactly the transactions committed before it started, and in WAL
     mode it does not block writers. `paced` (the online backup, which must yield to
-    the serving appliance) pauses the copy and the check as `_Pace` says.
+    the serving appliance) pauses the copy and the check as `_Pace` says; only in a
+    process of its own (snapshot_process.py), since the pauses and the check's
+    progress handler take the GIL thousands of times.
     `open_source` is the caller's own apsw connection to `source`, used instead of
     opening it again through another SQLite library; that copy is made in one step.
     """

@@ -72,13 +72,18 @@ def test_a_backup_through_the_api_finishes_while_agents_check_in_and_rows_are_wr
     agent_id = Identity.load(state_dir).agent_id
     session = fleet.session(state_dir)
 
+    session.request_check_in(host_facts())  # the first one writes; the rest only read
+
     writes = sqlite3.connect(database, isolation_level=None, timeout=10, check_same_thread=False)
-    writer = Background(
-        lambda n: writes.execute(
+
+    def write_one(n: int) -> None:
+        writes.execute(
             "INSERT INTO agents (id, hostname, registered_at) VALUES (?, ?, ?)",
             (f"agent-{2501 + n:06d}", f"host-{2501 + n}", "2026-11-29T00:00:00Z"),
         )
-    )
+        time.sleep(0.001)  # steady, but leaving the appliance's writer a turn
+
+    writer = Background(write_one)
     checkins = Background(lambda n: (session.request_check_in(host_facts()), time.sleep(0.05)))
     writer.start()
     checkins.start()
