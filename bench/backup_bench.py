@@ -29,10 +29,11 @@ from typing import Any
 import httpx
 from backup_load import BackupLoad, with_appliance_backups, with_backups_beside
 from big_database import fill_database, prepare_appliance
-from checkin_bench import BASELINE_APP, describe_machine
+from checkin_bench import describe_machine
 from fleet import (
     AGENT_VERSION,
     APPLIANCE_CLI,
+    BASELINE_APP,
     CHECKIN_PATH,
     SetupFailed,
     appliance_cli,

@@ -35,14 +35,14 @@ from fleet import (
     published_key_set_version,
     register_fleet,
     served_appliance,
+    served_baseline,
     signed_checkin,
 )
 from loadgen import LoadResult, RequestBuilder, run_load, skip_sniffio_lookups, worker_clients
-from servers import ServerFailed, ServerProcess, free_port, running_server
+from servers import ServerFailed, ServerProcess
 
 from kernel.protocol import canonical_json
 
-BASELINE_APP = Path(__file__).resolve().parent / "baseline_app.py"
 # Per-agent and per-address limits raised (to their maximum) so that the benchmark
 # measures the request path, not the limiter.
 RUNTIME_SETTINGS = {"registrations_per_minute": 6000, "agent_checkins_per_minute": 6000}
@@ -140,20 +140,7 @@ async def bench_appliance(args: argparse.Namespace, workdir: Path) -> ApplianceR
 async def bench_baseline(
     args: argparse.Namespace, workdir: Path, agent_ids: list[str], total: int
 ) -> dict[str, LoadResult]:
-    port = free_port()
-    with running_server(
-        "baseline",
-        [
-            sys.executable,
-            str(BASELINE_APP),
-            "--db",
-            str(workdir / "baseline.db"),
-            "--port",
-            str(port),
-        ],
-        port=port,
-        log_path=workdir / "baseline.log",
-    ) as server:
+    with served_baseline(workdir) as server:
 
         def build(number: int) -> tuple[str, bytes, dict[str, str]]:
             agent_id = agent_ids[number % len(agent_ids)]

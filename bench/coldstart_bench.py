@@ -36,14 +36,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fleet import APPLIANCE_CLI, SetupFailed, prepare_data_dir
+from fleet import APPLIANCE_CLI, BASELINE_APP, SetupFailed, prepare_data_dir
 from servers import ServerFailed, ServerProcess, free_port
 
 from appliance.domain.actors import Actor
 from appliance.services import audit
 from appliance.store.database import Database
 
-BASELINE_APP = Path(__file__).resolve().parent / "baseline_app.py"
 TARGET_S = 1.0
 POLL_S = 0.010
 START_DEADLINE_S = 60.0

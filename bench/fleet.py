@@ -30,6 +30,7 @@ from kernel.protocol import (
 )
 
 APPLIANCE_CLI = [sys.executable, "-m", "appliance.cli"]
+BASELINE_APP = Path(__file__).with_name("baseline_app.py")
 REGISTER_PATH = "/api/v1/agents/register"
 CHECKIN_PATH = "/api/v1/agent/checkin"
 AGENT_VERSION = "bench"
@@ -99,6 +100,27 @@ def served_appliance(
         env={"REDFLAG_KEY_FILE": str(key_file)},
     ) as server:
         yield server, token
+
+
+@contextlib.contextmanager
+def served_baseline(workdir: Path) -> Iterator[ServerProcess]:
+    """bench/baseline_app.py (one upsert per check-in) on a loopback port, its database
+    under `workdir`."""
+    port = free_port()
+    with running_server(
+        "baseline",
+        [
+            sys.executable,
+            str(BASELINE_APP),
+            "--db",
+            str(workdir / "baseline.db"),
+            "--port",
+            str(port),
+        ],
+        port=port,
+        log_path=workdir / "baseline.log",
+    ) as server:
+        yield server
 
 
 @dataclass(frozen=True)

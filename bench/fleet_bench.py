@@ -29,7 +29,7 @@ from typing import Any
 
 import fleet_report
 import httpx
-from checkin_bench import BASELINE_APP, RUNTIME_SETTINGS, SETUP_MAX_SECONDS, describe_machine
+from checkin_bench import RUNTIME_SETTINGS, SETUP_MAX_SECONDS, describe_machine
 from fleet import (
     AGENT_VERSION,
     CHECKIN_PATH,
@@ -38,11 +38,12 @@ from fleet import (
     published_key_set_version,
     register_fleet,
     served_appliance,
+    served_baseline,
     signed_checkin,
 )
 from loadgen import skip_sniffio_lookups
 from openloop import OpenLoopResult, Schedule, Window, rss_mb, run_open_loop
-from servers import ServerFailed, free_port, running_server
+from servers import ServerFailed
 
 from kernel.protocol import canonical_json
 
@@ -171,20 +172,7 @@ async def bench_appliance(
 async def bench_baseline(
     args: argparse.Namespace, workdir: Path, schedule: Schedule, agent_ids: list[str]
 ) -> OpenLoopResult:
-    port = free_port()
-    with running_server(
-        "baseline",
-        [
-            sys.executable,
-            str(BASELINE_APP),
-            "--db",
-            str(workdir / "baseline.db"),
-            "--port",
-            str(port),
-        ],
-        port=port,
-        log_path=workdir / "baseline.log",
-    ) as server:
+    with served_baseline(workdir) as server:
 
         def build(number: int) -> tuple[str, bytes, dict[str, str]]:
             # Unsigned, about the size of the signed check-in's body.
