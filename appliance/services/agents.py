@@ -77,7 +77,13 @@ async def check_in(
     if has_commands or hardware_news or report_news:
         signer = await keys.current_signer() if has_commands else None
         envelopes, fresh = await db.write(
-            _record_check_in, agent, card, report, min(report.key_set_version, version), signer
+            _record_check_in,
+            agent,
+            card,
+            report,
+            breakers,
+            min(report.key_set_version, version),
+            signer,
         )
         if fresh is not None:
             directory.put(fresh)
@@ -95,6 +101,7 @@ def _record_check_in(
     agent: Actor,
     card: Card,
     report: CheckinReport,
+    breakers: str,
     key_set_version: int,
     signer: Signer | None,
 ) -> tuple[list[dict[str, str]], Card | None]:
@@ -108,7 +115,7 @@ def _record_check_in(
         agent_id,
         key_set_version=key_set_version,
         agent_version=report.agent_version,
-        breaker_states=json.dumps(report.breakers, sort_keys=True),
+        breaker_states=breakers,
         reboot_required=report.reboot_required,
         boot_time=report.boot_time,
     )

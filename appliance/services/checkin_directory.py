@@ -92,11 +92,6 @@ def read_card(conn: sqlite3.Connection, agent_id: str) -> Card | None:
     return None if found is None else Card(*found)
 
 
-def write_card(tx: Transaction, agent_id: str) -> Card | None:
-    """The card as the transaction `tx` leaves it (for a check-in that wrote)."""
-    return read_card(tx.conn, agent_id)
-
-
 @dataclass
 class Stats:
     hits: int = 0
