@@ -19,17 +19,23 @@ fi
 echo "==> Installing redflag[appliance,agent,docker,smart,test] into $VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[appliance,agent,docker,smart,test]'
 
-# The browser tests drive Debian's chromium through Playwright (which cannot download
-# its own browsers here). Install it when missing and we are allowed to.
-if [ -z "${REDFLAG_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+# Tests drive real tools from Debian packages: chromium through Playwright (which cannot
+# download its own browsers here), debootstrap for Debian 11/12 roots (the agent on
+# Python 3.9, the installer).
+# Install what is missing when we are root; otherwise say what to install.
+NEEDED_DEBS=""
+[ -n "${REDFLAG_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1 || NEEDED_DEBS="$NEEDED_DEBS chromium"
+command -v debootstrap >/dev/null 2>&1 || NEEDED_DEBS="$NEEDED_DEBS debootstrap"
+if [ -n "$NEEDED_DEBS" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "==> Installing chromium (Debian package) for the browser tests"
+        echo "==> Installing Debian packages the tests run:$NEEDED_DEBS"
         export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -q chromium >/dev/null 2>&1 \
-            || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+        # shellcheck disable=SC2086  # a list of package names
+        apt-get install -y -q $NEEDED_DEBS >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q $NEEDED_DEBS >/dev/null; }
     else
-        echo "run-tests.sh: the browser tests need chromium; install it (sudo apt-get install chromium)" \
-            "or set REDFLAG_CHROMIUM=/path/to/chromium" >&2
+        echo "run-tests.sh: some tests need:$NEEDED_DEBS; install them (sudo apt-get install$NEEDED_DEBS)" \
+            "or those tests are skipped" >&2
     fi
 fi
 

@@ -1,0 +1,144 @@
+"""Debian root file systems made with debootstrap, for the tests that need a host unlike
+this one: an agent on Debian 11's Python 3.9, the one-line installer on Debian 11 and 12,
+the appliance's container image built from a local base (no registry is reachable).
+
+A root is built once per machine and kept in a cache directory, under a file lock so
+that test workers started together build it once; a build that dies half way leaves no
+root behind (it is built under a temporary name and renamed when complete).
+
+    root = debian_root("bullseye", ("python3", "python3-venv"))
+    with mounted(root):
+        subprocess.run(["chroot", str(root), "python3", "--version"], check=True)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+CACHE = Path(os.environ.get("REDFLAG_TEST_CACHE", "/var/cache/redflag-tests"))
+MIRROR = os.environ.get("REDFLAG_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+BUILD_TIMEOUT_S = 900
+
+
+def missing_tools() -> str | None:
+    """Why Debian roots cannot be made here, or None when they can."""
+    if os.geteuid() != 0:
+        return "debootstrap and chroot need root"
+    if shutil.which("debootstrap") is None:
+        return (
+            "debootstrap is not installed (run-tests.sh installs it: apt-get install debootstrap)"
+        )
+    return None
+
+
+def require_tools() -> None:
+    """Skip when not root (nothing can be done); fail when root but debootstrap is missing,
+    so a CI machine without it is noticed instead of silently testing less."""
+    reason = missing_tools()
+    if reason is None:
+        return
+    if os.geteuid() != 0:
+        pytest.skip(reason)
+    pytest.fail(reason)
+
+
+def debian_root(suite: str, packages: Sequence[str] = ()) -> Path:
+    """A minimal Debian `suite` root with `packages` installed, built on first use."""
+    require_tools()
+    key = hashlib.sha256(" ".join([suite, *sorted(packages)]).encode()).hexdigest()[:12]
+    root = CACHE / f"{suite}-{key}"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with _locked(CACHE / f"{suite}-{key}.lock"):
+        if (root / ".complete").exists():
+            return root
+        building = Path(tempfile.mkdtemp(prefix=f"{suite}-building-", dir=CACHE))
+        try:
+            command = ["debootstrap", "--variant=minbase"]
+            if packages:
+                command.append("--include=" + ",".join(packages))
+            result = subprocess.run(
+                [*command, suite, str(building), MIRROR],
+                capture_output=True,
+                text=True,
+                timeout=BUILD_TIMEOUT_S,
+                check=False,
+            )
+            if result.returncode != 0:
+                tail = (result.stdout + result.stderr).strip().splitlines()[-15:]
+                raise RuntimeError(
+                    f"debootstrap {suite} failed ({result.returncode}):\n" + "\n".join(tail)
+                )
+            (building / ".complete").write_text(" ".join(packages) + "\n")
+            shutil.rmtree(root, ignore_errors=True)
+            building.rename(root)
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+    return root
+
+
+@contextlib.contextmanager
+def mounted(root: Path) -> Iterator[Path]:
+    """`root` with /proc, /dev and /sys bound in and this host's resolv.conf, so
+    programs (pip, python, systemctl-less installers) run in it as on a host; everything
+    is unmounted on the way out, even when the body fails."""
+    shutil.copyfile("/etc/resolv.conf", root / "etc" / "resolv.conf")
+    done: list[Path] = []
+    try:
+        for source, flags in (
+            ("/proc", ["-t", "proc", "proc"]),
+            ("/dev", ["--bind", "/dev"]),
+            ("/sys", ["--bind", "/sys"]),
+        ):
+            target = root / source.lstrip("/")
+            target.mkdir(exist_ok=True)
+            subprocess.run(["mount", *flags, str(target)], check=True)
+            done.append(target)
+        yield root
+    finally:
+        for target in reversed(done):
+            subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+@contextlib.contextmanager
+def scratch_copy(root: Path, workdir: Path) -> Iterator[Path]:
+    """A writable view of the cached `root` under `workdir` (an overlay: the cache is
+    never changed, so each test starts from the same clean host), unmounted on exit."""
+    lower, upper, work, merged = root, workdir / "upper", workdir / "work", workdir / "root"
+    for path in (upper, work, merged):
+        path.mkdir(parents=True, exist_ok=True)
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(merged)], check=True)
+    try:
+        yield merged
+    finally:
+        subprocess.run(["umount", "-l", str(merged)], check=False)
+
+
+def in_root(root: Path, argv: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess:
+    """Run `argv` inside `root` (chroot) with a plain environment."""
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+    }
+    return subprocess.run(["chroot", str(root), *argv], env=env, **kwargs)  # type: ignore[call-overload]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
