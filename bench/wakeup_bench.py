@@ -64,6 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--poll-s", type=float, default=30, help="plain polling interval (30)")
     parser.add_argument("--hold-s", type=int, default=50, help="checkin_hold_s setting (50)")
     parser.add_argument("--idle-s", type=float, default=20, help="idle window measured (20)")
+    parser.add_argument(
+        "--agents-per-client",
+        type=int,
+        default=25,
+        help="simulated agents sharing one HTTP connection pool (25)",
+    )
     parser.add_argument("--json-out", type=Path, help="also write the figures as JSON")
     return parser.parse_args(argv)
 
@@ -80,9 +86,14 @@ def signed(agent: BenchAgent, path: str, payload: dict[str, Any]) -> tuple[bytes
 
 @dataclass
 class Fleet:
-    """Simulated agents: check in (held or polling) and acknowledge what they get."""
+    """Simulated agents: check in (held or polling) and acknowledge what they get.
 
-    client: httpx.AsyncClient
+    Agents share `clients` in small groups: one httpx pool holding 2,000 connections
+    spends time quadratic in its size on each request (httpcore scans every waiting
+    request against every connection), which stalled this client's event loop for
+    tens of seconds and was first taken for the appliance's latency."""
+
+    clients: list[httpx.AsyncClient]
     agents: list[BenchAgent]
     key_set_version: int
     acked: dict[int, float] = field(default_factory=dict)
@@ -108,7 +119,7 @@ class Fleet:
                 report["hold_s"] = hold_s
             body, headers = signed(agent, CHECKIN_PATH, report)
             try:
-                response = await self.client.post(
+                response = await self.client_of(agent).post(
                     CHECKIN_PATH, content=body, headers=headers, timeout=hold_s + 30
                 )
                 if response.status_code != 200:
@@ -132,12 +143,15 @@ class Fleet:
             "payload": {"command_id": command["command_id"]},
         }
         body, headers = signed(agent, EVENTS_PATH, {"events": [event]})
-        response = await self.client.post(EVENTS_PATH, content=body, headers=headers)
+        response = await self.client_of(agent).post(EVENTS_PATH, content=body, headers=headers)
         if response.status_code == 200:
             self.acked[command["command_id"]] = time.perf_counter()
         else:
             reason = f"ack {response.status_code} {response.text[:80]}"
             self.errors[reason] = self.errors.get(reason, 0) + 1
+
+    def client_of(self, agent: BenchAgent) -> httpx.AsyncClient:
+        return self.clients[agent.number % len(self.clients)]
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -158,6 +172,8 @@ async def command_latencies(
     """`count` echo commands, one every 0.25 s to a random target; each one's time from
     its creation request to the agent's ack."""
     sent: dict[int, float] = {}
+    lag = LoopLag()
+    watching = asyncio.create_task(lag.watch())
     for _ in range(count):
         agent = random.choice(targets)
         started = time.perf_counter()
@@ -167,8 +183,10 @@ async def command_latencies(
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline and not all(c in fleet.acked for c in sent):
         await asyncio.sleep(0.1)
+    watching.cancel()
     latencies = sorted(fleet.acked[c] - t for c, t in sent.items() if c in fleet.acked)
     delivery = sorted(fleet.delivered[c] - t for c, t in sent.items() if c in fleet.delivered)
+    ack_trip = sorted(fleet.acked[c] - fleet.delivered[c] for c in sent if c in fleet.acked)
     return {
         "commands": count,
         "acknowledged": len(latencies),
@@ -177,7 +195,27 @@ async def command_latencies(
         "max_s": _round(latencies[-1] if latencies else None),
         # created -> the check-in answer carrying it arrived (the rest is the ack's trip)
         "delivered_p95_s": _round(percentile(delivery, 0.95)),
+        "delivered_max_s": _round(delivery[-1] if delivery else None),
+        # delivered -> the ack's answer: one signed request on a busy client
+        "ack_trip_p95_s": _round(percentile(ack_trip, 0.95)),
+        "ack_trip_max_s": _round(ack_trip[-1] if ack_trip else None),
+        # how late this (client) process's event loop ran a 50 ms timer, at worst: a
+        # large value means the client, not the appliance, made the latency
+        "client_loop_lag_max_s": _round(lag.worst),
     }
+
+
+class LoopLag:
+    """The worst lateness of a 50 ms timer on this event loop while watched."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+
+    async def watch(self) -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(0.05)
+            self.worst = max(self.worst, time.perf_counter() - started - 0.05)
 
 
 def _reason(response: httpx.Response) -> str:
@@ -297,27 +335,32 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     ) as server:
         # Idle connections are dropped before uvicorn's 5 s keep-alive ends them, so a
         # request never goes out on a connection the server is closing.
+        per_client = max(1, args.agents_per_client)
         limits = httpx.Limits(
-            max_connections=args.agents + 200,
-            max_keepalive_connections=args.agents + 200,
+            max_connections=per_client + 8,
+            max_keepalive_connections=per_client + 8,
             keepalive_expiry=2,
         )
-        async with (
-            httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as client,
-            httpx.AsyncClient(
-                base_url=server.url,
-                timeout=60,
-                headers={"Authorization": f"Bearer {api_token}"},
-                limits=httpx.Limits(keepalive_expiry=2),
-            ) as admin,
-        ):
-            registrars = [httpx.AsyncClient(base_url=server.url, timeout=60) for _ in range(32)]
-            try:
-                agents = await register_fleet(registrars, token, args.agents, max_seconds=300)
-            finally:
-                for registrar in registrars:
-                    await registrar.aclose()
-            fleet = Fleet(client, agents, await published_key_set_version(client))
+        shared_tls = httpx.create_ssl_context()  # one, not one per client (costly)
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [
+                await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        base_url=server.url, limits=limits, timeout=60, verify=shared_tls
+                    )
+                )
+                for _ in range(-(-args.agents // per_client))
+            ]
+            admin = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=server.url,
+                    timeout=60,
+                    headers={"Authorization": f"Bearer {api_token}"},
+                    limits=httpx.Limits(keepalive_expiry=2),
+                )
+            )
+            agents = await register_fleet(clients[:32], token, args.agents, max_seconds=300)
+            fleet = Fleet(clients, agents, await published_key_set_version(admin))
             await asyncio.sleep(3)
             baseline_idle = await idle_window(server, args.idle_s)
             print(f"--- appliance idle, nothing held: {json.dumps(baseline_idle)}", flush=True)
