@@ -22,6 +22,7 @@ from appliance.api import (
     history,
     keys,
     reference,
+    releases,
     tokens,
     updates,
 )
@@ -131,6 +132,12 @@ def create_app(settings: Settings) -> Starlette:
             admin_users.list_api_tokens,
             admin_users.create_api_token,
             admin_users.revoke_api_token,
+            releases.list_releases,
+            releases.withdraw,
+            releases.bootstrap,
+            # The TUF repository agents update from (public: the agent verifies it).
+            releases.metadata,
+            releases.target,
             # The reference of all of the above.
             reference.openapi_json,
         ),

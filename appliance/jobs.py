@@ -107,3 +107,10 @@ async def forget_old_events(app: Appliance) -> None:
     deleted = await domain_event_retention.forget_older_than(app.db, timedelta(days=days))
     if deleted:
         log_event(logger, logging.INFO, "events.forgotten", count=deleted)
+
+
+@job("release_metadata", every=timedelta(minutes=10), first_run_delay=timedelta(seconds=30))
+async def renew_release_metadata(app: Appliance) -> None:
+    """Re-sign release metadata before it expires: agents checking for a new version
+    must never find expired metadata because nobody clicked anything."""
+    await app.releases.renew_expiring()

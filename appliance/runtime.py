@@ -24,6 +24,7 @@ from appliance.services.doorbell import Doorbell
 from appliance.services.event_consumers import ConsumerLoop, LiveFeed
 from appliance.services.keys import KeyService, open_key_service
 from appliance.services.presence import PresenceBuffer
+from appliance.services.releases import ReleaseRepository
 from appliance.settings import Settings
 from appliance.store.database import Database
 from appliance.store.migrations import load_migrations
@@ -48,6 +49,7 @@ class Appliance:
     tunables: dict[str, int] = field(default_factory=dict)
     schema_version: int = 0
     keys: KeyService = field(init=False)
+    releases: ReleaseRepository = field(init=False)
     agent_auth: AgentAuthenticator = field(init=False)
     directory: CheckinDirectory = field(init=False)
     limits: Limits = field(default_factory=Limits)
@@ -104,6 +106,10 @@ class Appliance:
                 )
             appliance.schema_version = head
             appliance.keys = await open_key_service(db, settings.key_file, initialise=True)
+            appliance.releases = ReleaseRepository(
+                db, appliance.keys.kek, settings.data_dir / "releases"
+            )
+            await appliance.releases.ensure_initialised()
             await appliance.refresh_gauges()
             await appliance.scheduler.load()
         except BaseException:

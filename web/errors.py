@@ -15,7 +15,7 @@ from appliance.domain.errors import DomainError, Invalid
 from web.auth import PageError, RedirectTo, current_session
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]
-_JSON_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics")
+_JSON_PREFIXES = ("/api/", "/tuf/", "/healthz", "/readyz", "/metrics")
 
 
 def _is_page(request: Request) -> bool:

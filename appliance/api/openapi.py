@@ -95,6 +95,8 @@ PATH_PARAMETERS = {
     "key_id": "The signing key's id.",
     "name": "The backup's file name.",
     "username": "The user's name.",
+    "path": "The file's hash-prefixed path, as targets.json lists it.",
+    "release_id": "The release's id.",
 }
 
 AREAS = {
@@ -109,6 +111,7 @@ AREAS = {
     "Audit": "The hash-chained audit log.",
     "Settings": "Runtime settings.",
     "Backups": "Database snapshots.",
+    "Releases": "Agent releases and the TUF repository agents update from.",
     "Users": "Dashboard users and their API tokens.",
     "Reference": "This document.",
 }

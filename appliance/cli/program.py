@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Sequence
 
 from appliance import __version__
-from appliance.cli import audit, database, doctor, serve, settings, trust, users
+from appliance.cli import audit, database, doctor, releases, serve, settings, trust, users
 from appliance.cli.common import EXPECTED_ERRORS, CliError, fail
 from appliance.domain.errors import Invalid
 from appliance.file_modes import make_new_files_private
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"redflag {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (serve, database, trust, users, doctor, audit, settings):
+    for module in (serve, database, trust, releases, users, doctor, audit, settings):
         module.register(commands)
     return parser
 

@@ -121,6 +121,12 @@ KINDS = {
             "one of its scanners or installers failed repeatedly and is paused",
         ),
         EventKind(
+            "release.published",
+            "release id",
+            ("version", "channel", "platform", "by"),
+            "an agent release was published to a channel; agents on it take it per policy",
+        ),
+        EventKind(
             "reboot.required",
             "agent id",
             ("hostname",),

@@ -386,6 +386,15 @@ class KeyService:
     async def _root_signer(self) -> Signer:
         return self._signer_for(await self.root())
 
+    async def attest(self, statement: bytes) -> SignedDocument:
+        """`statement` signed by the current root key, which every agent trusts (the
+        release repository's first TUF root is handed to agents this way)."""
+        root = await self.root()
+        signature = self._signer_for(root).sign(statement)
+        return SignedDocument(
+            document=statement.decode(), signer=root.key_id, signature=b64encode(signature)
+        )
+
     def _insert(
         self,
         tx: Transaction,

@@ -41,6 +41,7 @@ def test_readyz_reports_every_check(appliance: RunningAppliance) -> None:
         "command_timeouts",
         "domain_event_retention",
         "offline_agents",
+        "release_metadata",
         "reload_settings",
         "scheduled_installs",
     }

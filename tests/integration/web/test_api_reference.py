@@ -60,7 +60,7 @@ class Contract:
     def call(self, method: str, template: str, expect: int, **options: Any) -> httpx.Response:
         names = re.findall(r"{(\w+)}", template)
         path = template.format(**{name: options.pop(name) for name in names})
-        outside_api = template in ("/healthz", "/readyz", "/metrics")
+        outside_api = template.startswith(("/healthz", "/readyz", "/metrics", "/tuf/"))
         full = template if outside_api else f"/api/v1{template}"
         with self.web.fleet.admin() as client:
             response = client.request(method, path if outside_api else f"/api/v1{path}", **options)
@@ -159,6 +159,14 @@ def test_every_endpoint_answers_in_its_documented_shape(web: Web) -> None:
     backup = api.call("POST", "/backups", 201).json()
     api.call("GET", "/backups", 200)
     api.call("GET", "/backups/{name}", 200, name=backup["name"])
+
+    # Agent releases and the TUF repository agents update from.
+    api.call("GET", "/releases", 200)
+    api.call("GET", "/releases/bootstrap", 200)
+    api.call("POST", "/releases/{release_id}/withdraw", 404, release_id=999)
+    api.call("GET", "/tuf/metadata/{name}", 200, name="timestamp.json")
+    api.call("GET", "/tuf/metadata/{name}", 404, name="7.timestamp.json")
+    api.call("GET", "/tuf/targets/{path}", 404, path="agent/stable/any/none.tar.gz")
 
     # Users and API tokens.
     password = {"password": "a long enough passphrase"}

@@ -33,6 +33,7 @@ from appliance.services import (
 from appliance.services.checkin_directory import CheckinDirectory
 from appliance.services.keys import open_key_service
 from appliance.services.presence import PresenceBuffer
+from appliance.services.releases import ReleaseExists, ReleaseRepository
 from appliance.settings import Settings
 from appliance.store.database import Database
 from kernel.protocol import CheckinReport, HostFacts, RegistrationRequest, b64encode
@@ -339,6 +340,27 @@ async def test_key_changes_append_key_rotated_and_key_revoked(
     ]
     assert events(raw, "key.revoked") == [
         (new_key, {"key_set_version": version, "by": "user:alice"})
+    ]
+
+
+async def test_publishing_a_release_appends_release_published(
+    db: Database, raw: sqlite3.Connection, migrated: Settings, tmp_path: Path
+) -> None:
+    keys = await open_key_service(db, key_file_for(migrated.data_dir), initialise=True)
+    repository = ReleaseRepository(db, keys.kek, tmp_path / "releases", clock=lambda: NOW)
+    await repository.ensure_initialised()
+    artifact = tmp_path / "agent.tar.gz"
+    artifact.write_bytes(b"release")
+    release = await repository.publish(
+        ADMIN, artifact, version="1.4.0", channel="stable", platform="any"
+    )
+    with pytest.raises(ReleaseExists):  # the refused second publish leaves no event
+        await repository.publish(ADMIN, artifact, version="1.4.0", channel="stable", platform="any")
+    assert events(raw, "release.published") == [
+        (
+            str(release.id),
+            {"version": "1.4.0", "channel": "stable", "platform": "any", "by": "user:alice"},
+        )
     ]
 
 
