@@ -266,6 +266,7 @@ user_install() {
     fi
     note "Keep a copy of it apart from the backups: without it they cannot be restored"
     note "with their signing keys (docs/install.md, 'The key file')."
+    publish_agent_builds "$venv" "$data" env REDFLAG_KEY_FILE="$key_file"
     url="$(url_for "$host" "$port")"
     local start_command=("$venv/bin/redflag-appliance" serve --data-dir "$data" --host "$host" --port "$port")
     if [[ "$start" == "no" ]]; then
@@ -280,6 +281,35 @@ user_install() {
 }
 
 systemd_running() { [[ -d /run/systemd/system ]]; }
+
+# The agent builds the one-line agent installer serves (docs/releases.md), made now
+# while PyPI is reachable, so that hosts need nothing but the appliance. A failure here
+# is only a warning: hosts can still get the agent by hand (docs/agent.md).
+# Usage: publish_agent_builds VENV DATA [COMMAND PREFIX...], e.g. as_service_user.
+publish_agent_builds() {
+    local venv="$1" data="$2" out file
+    shift 2
+    if [[ "${REDFLAG_AGENT_BUILDS:-yes}" == "no" ]]; then
+        note "Agent builds skipped (REDFLAG_AGENT_BUILDS=no); make them later with:"
+        note "  redflag-appliance release build --publish --project $REPO"
+        return 0
+    fi
+    say "Building the agent for other hosts (x86_64, aarch64; Python 3.9-3.13; about a minute)"
+    out="$(mktemp -d)"
+    chmod 0755 "$out"
+    if ! "$venv/bin/redflag-appliance" release build --project "$REPO" --output "$out" >/dev/null; then
+        warn "the agent builds could not be made (messages above); the one-line agent install needs them: run 'redflag-appliance release build --publish --project $REPO' when PyPI is reachable"
+        rm -rf "$out"
+        return 0
+    fi
+    chmod 0644 "$out"/*.tar.gz
+    "$@" "$venv/bin/redflag-appliance" migrate --data-dir "$data" >/dev/null
+    for file in "$out"/*.tar.gz; do
+        (cd / && "$@" "$venv/bin/redflag-appliance" release publish "$file" --if-new --data-dir "$data") \
+            | sed 's/^/    /' || warn "publishing $file failed (messages above)"
+    done
+    rm -rf "$out"
+}
 
 # Run a command as the service user, with the environment the unit gives the service.
 as_service_user() {
@@ -424,6 +454,7 @@ system_install() {
         note "backup: $backup"
     fi
 
+    publish_agent_builds "$SYSTEM_VENV" "$SYSTEM_DATA" as_service_user
     say "Installing the systemd unit $SYSTEM_UNIT_DIR/$SERVICE.service"
     mkdir -p "$SYSTEM_UNIT_DIR"
     install -m 0644 "$REPO/packaging/$SERVICE.service" "$SYSTEM_UNIT_DIR/$SERVICE.service"

@@ -135,6 +135,8 @@ def create_app(settings: Settings) -> Starlette:
             releases.list_releases,
             releases.withdraw,
             releases.bootstrap,
+            releases.install_manifest,
+            releases.install_script,
             # The TUF repository agents update from (public: the agent verifies it).
             releases.metadata,
             releases.target,

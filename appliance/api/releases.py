@@ -12,7 +12,9 @@ from starlette.responses import FileResponse, Response
 from appliance.api.auth import ADMIN, PUBLIC, VIEWER
 from appliance.api.endpoints import API, Call, Document, Done, Failure, Shape, endpoint
 from appliance.api.errors import ApiError
-from appliance.services.releases import UnknownRelease
+from appliance.distribution import installer
+from appliance.services.releases import ReleaseRefused, UnknownRelease
+from kernel.protocol import b64encode
 
 TUF = "/tuf"
 # Metadata changes with every publish and renewal; the agent asks for what it needs.
@@ -84,6 +86,57 @@ async def bootstrap(call: Call) -> Bootstrap:
     first, statement = await appliance.releases.bootstrap_statement()
     attestation = await appliance.keys.attest(statement)
     return Bootstrap(root=first.decode(), attestation=attestation.to_json())
+
+
+class ChannelQuery(Shape):
+    channel: str = "stable"
+
+
+class InstallManifest(Shape):
+    """The newest build of each platform on a channel, signed by the appliance's root
+    key; the one-line installer checks the key against the token's fingerprint."""
+
+    root_public_key: Annotated[str, Meta(description="The current root key, base64.")]
+    manifest: Annotated[
+        dict[str, str],
+        Meta(
+            description="A SignedDocument over {purpose: agent-install, channel, releases: "
+            "{platform: {version, target_path, url_path, sha256, length}}}."
+        ),
+    ]
+
+
+@endpoint(
+    "GET",
+    f"{API}/releases/manifest",
+    area="Releases",
+    summary="The installer's signed manifest",
+    requires=PUBLIC,
+    query=ChannelQuery,
+    answer=InstallManifest,
+    failures=[Failure(422, "not a channel name", when=ReleaseRefused, field="channel")],
+)
+async def install_manifest(call: Call) -> InstallManifest:
+    """What the one-line installer installs: each platform's newest agent build."""
+    appliance = call.appliance
+    document = await appliance.releases.install_manifest(call.query.channel)
+    root = await appliance.keys.root()
+    signed = await appliance.keys.attest(document)
+    return InstallManifest(root_public_key=b64encode(root.public_key), manifest=signed.to_json())
+
+
+@endpoint(
+    "GET",
+    "/install.sh",
+    area="Releases",
+    summary="The agent installer",
+    requires=PUBLIC,
+    answer=Document("text/x-shellscript", "The one-line installer's script."),
+)
+async def install_script(call: Call) -> Response:
+    """The script the one-line install command downloads, checks against the SHA-256
+    in that command, then runs: it verifies and installs the agent (docs/agent.md)."""
+    return Response(installer.script(), media_type="text/x-shellscript", headers=NO_STORE)
 
 
 class ReleaseItem(Shape):

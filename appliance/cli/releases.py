@@ -16,6 +16,8 @@ from appliance.cli.common import (
     run_with_database,
     subparser,
 )
+from appliance.distribution import wheelhouse
+from appliance.distribution.wheelhouse import PLATFORM_TAGS, PYTHONS
 from appliance.domain.errors import DomainError
 from appliance.services.keys import open_key_service
 from appliance.services.releases import ROLES, ReleaseRepository
@@ -46,11 +48,48 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--channel stable --platform linux-x86_64",
     )
     parser.add_argument("file", type=Path, metavar="FILE", help=".tar.gz, .whl or .zip")
-    parser.add_argument("--version", required=True, help="the agent version it holds, e.g. 1.4.0")
+    parser.add_argument(
+        "--version", help="the agent version it holds (read from an agent build if not given)"
+    )
     parser.add_argument("--channel", default="stable", help="channel, e.g. stable, beta (stable)")
     parser.add_argument(
-        "--platform", default="any", help="any, linux-x86_64, linux-aarch64, … (any)"
+        "--platform",
+        help="any, linux-x86_64, linux-aarch64, … (an agent build's own, else any)",
     )
+    parser.add_argument(
+        "--if-new",
+        action="store_true",
+        help="say so and succeed when this version is already published (for scripts)",
+    )
+    add_json(parser)
+    parser.set_defaults(handler=run_release)
+
+    parser = subparser(
+        group,
+        "build",
+        "build the agent for hosts with no internet, and publish it",
+        "Build the agent for each --platform from a RedFlag checkout: its wheel and every\n"
+        "wheel it needs, for Python 3.9 to 3.13, in one file (PyPI must be reachable\n"
+        "now; the hosts need only the appliance). With --publish, publish each build on\n"
+        "--channel, ready for the one-line installer.",
+        "example:\n  redflag-appliance release build --publish\n"
+        "  redflag-appliance release build --platform linux-x86_64 --output dist/",
+    )
+    parser.add_argument(
+        "--platform",
+        action="append",
+        choices=sorted(PLATFORM_TAGS),
+        help="repeatable (default: every platform)",
+    )
+    parser.add_argument(
+        "--python", action="append", choices=PYTHONS, help="repeatable (default: all)"
+    )
+    parser.add_argument(
+        "--project", type=Path, default=Path.cwd(), help="the checkout (current directory)"
+    )
+    parser.add_argument("--output", type=Path, default=Path("dist"), help="where builds go")
+    parser.add_argument("--publish", action="store_true", help="publish each build")
+    parser.add_argument("--channel", default="stable", help="with --publish (stable)")
     add_json(parser)
     parser.set_defaults(handler=run_release)
 
@@ -107,24 +146,9 @@ def run_release(args: argparse.Namespace) -> int:
     settings = load_settings({"data_dir": args.data_dir})
     actor = cli_actor()
     if args.action == "publish":
-        release = _run(
-            settings,
-            lambda repo: repo.publish(
-                actor,
-                args.file,
-                version=args.version,
-                channel=args.channel,
-                platform=args.platform,
-            ),
-        )
-        if args.json:
-            print_json(vars(release))
-        else:
-            print(
-                f"published {release.target_path} (release {release.id}, "
-                f"{release.length} bytes, sha256 {release.sha256})"
-            )
-        return 0
+        return _publish(args, settings, actor)
+    if args.action == "build":
+        return _build(args, settings, actor)
     if args.action == "list":
         releases, status = _run(settings, lambda repo: _both(repo.releases(), repo.status()))
         if args.json:
@@ -155,3 +179,67 @@ def run_release(args: argparse.Namespace) -> int:
 
 async def _both(first: Awaitable[Any], second: Awaitable[Any]) -> tuple[Any, Any]:
     return await first, await second
+
+
+def _build(args: argparse.Namespace, settings: Settings, actor: Any) -> int:
+    made = []
+    for platform in args.platform or sorted(PLATFORM_TAGS):
+        print(f"building the agent for {platform} …", flush=True)
+        try:
+            made.append(
+                wheelhouse.build(args.project, platform, args.output, tuple(args.python or PYTHONS))
+            )
+        except wheelhouse.BuildFailed as exc:
+            raise CliError(str(exc)) from None
+        print(f"  {made[-1].file}")
+    published = []
+    if args.publish:
+        for build in made:
+            release = _run(
+                settings,
+                lambda repo, build=build: repo.publish(
+                    actor,
+                    build.file,
+                    version=build.version,
+                    channel=args.channel,
+                    platform=build.platform,
+                ),
+            )
+            published.append(release)
+            print(f"published {release.target_path}")
+    if args.json:
+        print_json(
+            {
+                "builds": [str(b.file) for b in made],
+                "published": [vars(r) for r in published],
+            }
+        )
+    return 0
+
+
+def _publish(args: argparse.Namespace, settings: Settings, actor: Any) -> int:
+    described = wheelhouse.described_build(args.file)
+    version = args.version or (described or {}).get("version")
+    platform = args.platform or (described or {}).get("platform") or "any"
+    if not version:
+        raise CliError(f"{args.file} is not an agent build: give --version")
+    try:
+        release = _run(
+            settings,
+            lambda repo: repo.publish(
+                actor, args.file, version=version, channel=args.channel, platform=platform
+            ),
+        )
+    except CliError as exc:
+        if args.if_new and "already published" in str(exc):
+            print(f"{version} for {platform} is already published on {args.channel}; kept")
+            return 0
+        raise
+    if args.json:
+        print_json(vars(release))
+    else:
+        print(
+            f"published {release.target_path} (release {release.id}, "
+            f"{release.length} bytes, sha256 {release.sha256})"
+        )
+    return 0

@@ -186,7 +186,10 @@ def run_token(args: argparse.Namespace) -> int:
                 f"\nseats: {seats or 'unlimited'}, expires {info.expires_at}; it is shown "
                 "only now.\nOn this host (the agent installed with the appliance):\n"
                 + "".join(f"  {line}\n" for line in enrol.this_host)
-                + f"On other hosts, with the agent installed ({AGENT_DOCS}), as root:\n"
+                + "On other Linux hosts (x86_64, aarch64; Python 3.9+), one line that checks\n"
+                + "everything it downloads against this appliance's root key:\n"
+                + f"  {enrol.one_line}\n"
+                + f"Or, with the agent installed by hand ({AGENT_DOCS}), as root:\n"
                 + "".join(f"  {line}\n" for line in enrol.other_hosts),
                 end="",
             )

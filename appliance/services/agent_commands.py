@@ -10,6 +10,8 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.distribution import installer
+
 AGENT_DOCS = "docs/agent.md"
 AGENT_STATE_DIR = "/var/lib/redflag-agent"  # the agent's default (agent/cli.py)
 
@@ -17,8 +19,9 @@ AGENT_STATE_DIR = "/var/lib/redflag-agent"  # the agent's default (agent/cli.py)
 @dataclass(frozen=True)
 class EnrolCommands:
     this_host: list[str]  # register, then run, with the agent installed beside us
-    other_hosts: list[str]
+    other_hosts: list[str]  # with the agent installed by hand (docs/agent.md)
     state_dir: str  # where the agent keeps its identity (its documented default)
+    one_line: str  # installs, registers and starts the agent on another Linux host
 
 
 def enrol_commands(server: str, token: str) -> EnrolCommands:
@@ -31,6 +34,7 @@ def enrol_commands(server: str, token: str) -> EnrolCommands:
         this_host=[f"{sudo}{here} {register}", f"{sudo}{here} run"],
         other_hosts=[f"sudo redflag-agent {register}", "sudo redflag-agent run"],
         state_dir=AGENT_STATE_DIR,
+        one_line=installer.one_line(server, token, sudo=sudo),
     )
 
 

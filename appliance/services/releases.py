@@ -229,6 +229,25 @@ class ReleaseRepository:
         )
         return first, statement
 
+    async def install_manifest(self, channel: str) -> bytes:
+        """The newest listed release of each platform on `channel`, for the one-line
+        installer (which checks the appliance root key's signature over these bytes,
+        then each build's length and SHA-256 before it installs anything)."""
+        _check("channel", CHANNEL, channel, "lower-case letters, digits and '-', like stable")
+        newest: dict[str, dict[str, Any]] = {}
+        for row in await self.db.read(store.listed_releases):  # oldest first
+            if row["channel"] != channel:
+                continue
+            directory, _, name = row["target_path"].rpartition("/")
+            newest[row["platform"]] = {
+                "version": row["version"],
+                "target_path": row["target_path"],
+                "url_path": f"/tuf/targets/{directory}/{row['sha256']}.{name}",
+                "sha256": row["sha256"],
+                "length": row["length"],
+            }
+        return canonical_json({"purpose": "agent-install", "channel": channel, "releases": newest})
+
     # --- changing -----------------------------------------------------------------
 
     async def ensure_initialised(self) -> bool:

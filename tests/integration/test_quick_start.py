@@ -5,6 +5,7 @@ wizard shows for this host; the agent checks in."""
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import shutil
@@ -123,6 +124,13 @@ def test_install_sh_then_the_wizards_commands_enrol_this_host(tmp_path: Path) ->
             )
         # Registration is not a check-in: an online agent's check-in is held open.
         wait_for(lambda: held_check_ins(url) == 1, 60, "the agent's check-in")
+        # The builds the one-line installer serves to other hosts were made and published.
+        install_output = log.read_text()
+        for platform in ("linux-x86_64", "linux-aarch64"):
+            assert f"published agent/stable/{platform}/redflag-agent-" in install_output
+        manifest = httpx.get(f"{url}/api/v1/releases/manifest", timeout=10).json()
+        releases = json.loads(manifest["manifest"]["document"])["releases"]
+        assert sorted(releases) == ["linux-aarch64", "linux-x86_64"]
     finally:
         if agent is not None:
             os.killpg(agent.pid, signal.SIGTERM)

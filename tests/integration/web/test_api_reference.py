@@ -60,7 +60,9 @@ class Contract:
     def call(self, method: str, template: str, expect: int, **options: Any) -> httpx.Response:
         names = re.findall(r"{(\w+)}", template)
         path = template.format(**{name: options.pop(name) for name in names})
-        outside_api = template.startswith(("/healthz", "/readyz", "/metrics", "/tuf/"))
+        outside_api = template.startswith(
+            ("/healthz", "/readyz", "/metrics", "/tuf/", "/install.sh")
+        )
         full = template if outside_api else f"/api/v1{template}"
         with self.web.fleet.admin() as client:
             response = client.request(method, path if outside_api else f"/api/v1{path}", **options)
@@ -163,6 +165,9 @@ def test_every_endpoint_answers_in_its_documented_shape(web: Web) -> None:
     # Agent releases and the TUF repository agents update from.
     api.call("GET", "/releases", 200)
     api.call("GET", "/releases/bootstrap", 200)
+    api.call("GET", "/releases/manifest", 200, params={"channel": "stable"})
+    api.call("GET", "/releases/manifest", 422, params={"channel": "Not A Channel"})
+    api.call("GET", "/install.sh", 200)
     api.call("POST", "/releases/{release_id}/withdraw", 404, release_id=999)
     api.call("GET", "/tuf/metadata/{name}", 200, name="timestamp.json")
     api.call("GET", "/tuf/metadata/{name}", 404, name="7.timestamp.json")
