@@ -24,11 +24,14 @@ async def dashboard(request: Request) -> Response:
         now=utc_now(),
         zone=appliance.display_zone,
     )
+    releases = await appliance.releases.status()
+    expiring = [r for r in releases["roles"] if r["expired"] or r["expires_soon"]]
     return render(
         request,
         "dashboard.html",
         {
             "d": summary,
+            "release_metadata_expiring": expiring,
             "charts": charts(summary.daily),
             "reasons": dashboard_service.ATTENTION_REASONS,
             "server_url": server_url(request),

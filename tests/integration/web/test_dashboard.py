@@ -290,6 +290,22 @@ def test_free_disk_below_the_threshold_is_a_warning(web: Web) -> None:
     assert "below the 9.5 TiB threshold" in html
 
 
+def test_release_metadata_that_renewal_failed_to_renew_is_a_warning(web: Web) -> None:
+    client = web.logged_in("viewer")
+    assert 'data-warning="release-metadata"' not in client.page("/")
+    # What a renewal job failing for a day leaves behind: the newest timestamp expired.
+    with web.db() as conn:
+        conn.execute(
+            "UPDATE release_metadata SET expires_at = ? WHERE role = 'timestamp' "
+            "AND version = (SELECT max(version) FROM release_metadata WHERE role = 'timestamp')",
+            (iso(datetime.now(UTC) - timedelta(hours=1)),),
+        )
+    html = client.page("/")
+    assert 'data-warning="release-metadata"' in html
+    assert "<code>timestamp</code> has expired" in html
+    assert "renewal is failing" in html
+
+
 def test_hostile_agent_strings_show_inert_on_the_dashboard(web: Web) -> None:
     agent = web.seed_agent(
         HOSTILE,
