@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 
 from agent.enrol import Identity
-from tests.debian_root import debian_root, in_root, mounted, root_environment, scratch_copy
+from tests.debian_root import (
+    CACHE,
+    debian_root,
+    in_root,
+    mounted,
+    root_environment,
+    scratch_copy,
+)
 from tests.integration.conftest import Fleet
 from tests.support import REPO, wait_for
 
@@ -75,8 +82,12 @@ def python39(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     work = tmp_path_factory.mktemp("python39")
     wheel = build_wheel(work / "wheel")
     # /tmp on this host's disk: the agent's system info lists real file systems only.
+    # pip's cache is kept with the root, so later runs download nothing they had.
     (work / "tmp").mkdir(mode=0o1777)
-    with scratch_copy(cached, work) as root, mounted(root, {"/tmp": work / "tmp"}):
+    pip_cache = CACHE / f"{SUITE}-pip-cache"
+    pip_cache.mkdir(parents=True, exist_ok=True)
+    binds = {"/tmp": work / "tmp", "/root/.cache/pip": pip_cache}
+    with scratch_copy(cached, work) as root, mounted(root, binds):
         shutil.copy(wheel, root / "tmp" / wheel.name)
         (root / "src").mkdir()
         shutil.copy(REPO / "pyproject.toml", root / "src" / "pyproject.toml")
