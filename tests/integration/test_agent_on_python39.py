@@ -170,8 +170,8 @@ def test_an_agent_on_python_3_9_registers_checks_in_and_runs_a_signed_command(
         "SELECT os_name, os_version FROM agents WHERE id = ?", agent_id
     )
     assert (os_name, os_version) == ("Debian GNU/Linux", "11")
-    # Check in every 4 s; scan with Debian 11's own apt, without `apt-get update` (only
-    # loopback is reachable).
+    # Check in every 4 s; scan with Debian 11's own apt, without `apt-get update` (the
+    # test talks to nothing but loopback).
     fleet.db_execute("UPDATE agents SET poll_interval_s = 4 WHERE id = ?", agent_id)
     (state_dir / "agent.toml").write_text(
         "apt_update = false\nbackoff_base_s = 0.2\nbackoff_max_s = 2\nrequest_timeout_s = 3\n"
