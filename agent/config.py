@@ -9,10 +9,15 @@ timeout_s = 120
 
 from __future__ import annotations
 
-import tomllib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the agent runs on 3.9 and 3.10 too
+    import tomli as tomllib
 
 CONFIG_FILE = "agent.toml"
 
@@ -88,7 +93,7 @@ def load_config(state_dir: Path) -> AgentConfig:
             continue
         if key not in _NUMBERS:
             raise ConfigError(f"{path}: unknown setting {key!r}")
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"{path}: {key} must be a positive number")
         values[key] = _NUMBERS[key](value)
     scanners = []
@@ -109,7 +114,7 @@ def load_config(state_dir: Path) -> AgentConfig:
         ):
             raise ConfigError(f"{path}: scanners.{name}.command must be a list of strings")
         timeout = table.get("timeout_s", 300)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ConfigError(f"{path}: scanners.{name}.timeout_s must be positive")
         scanners.append(CommandScannerConfig(name, tuple(command), float(timeout)))
     return AgentConfig(**values, command_scanners=tuple(scanners))

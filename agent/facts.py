@@ -12,6 +12,7 @@ import socket
 from pathlib import Path
 
 from agent import __version__
+from agent.os_release import os_release
 from kernel.protocol import HostFacts
 
 _FINGERPRINT_SOURCES = (
@@ -34,15 +35,8 @@ def machine_fingerprint(sources: tuple[Path, ...] = _FINGERPRINT_SOURCES) -> str
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _os_release() -> dict[str, str]:
-    try:
-        return platform.freedesktop_os_release()
-    except OSError:
-        return {}
-
-
 def collect_host_facts() -> HostFacts:
-    release = _os_release()
+    release = os_release()
     hostname = socket.gethostname().split(".")[0] or "unknown-host"
     return HostFacts(
         hostname=hostname,

@@ -220,7 +220,7 @@ class Outbox:
             "ORDER BY failed_at DESC LIMIT ?",
             (limit,),
         ).fetchall()
-        return [dict(zip(("uuid", "kind", "reason", "failed_at"), r, strict=True)) for r in rows]
+        return [dict(zip(("uuid", "kind", "reason", "failed_at"), r)) for r in rows]
 
     @_locked
     def dead_letter_count(self) -> int:

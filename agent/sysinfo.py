@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
+from agent.os_release import os_release
 from agent.state import write_atomically
 from kernel.clock import utc_iso
 
@@ -144,7 +145,7 @@ class SystemInfoReporter:
         if self.max_age_s is None:
             return False
         recorded_at = last.get("recorded_at")
-        if not isinstance(recorded_at, int | float):
+        if not isinstance(recorded_at, (int, float)):
             return True
         return self.clock() - recorded_at >= self.max_age_s
 
@@ -187,10 +188,7 @@ def _operating_system() -> dict[str, str]:
             "family": "macos",
             "arch": _text(platform.machine()),
         }
-    try:
-        release = platform.freedesktop_os_release()
-    except OSError:
-        release = {}
+    release = os_release()
     return {
         "name": _text(release.get("NAME", platform.system())),
         "version": _text(release.get("VERSION_ID", release.get("VERSION", ""))),

@@ -4,9 +4,10 @@ pages, unix seconds on the wire."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 Clock = Callable[[], datetime]
+UTC = timezone.utc  # datetime.UTC is Python 3.11+; the agent runs on 3.9
 
 
 def utc_now() -> datetime:

@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import TextIO
 
 from kernel.sanitise import sanitise_and_redact, sanitise_fields, sanitise_text
@@ -28,7 +28,7 @@ SAMPLE_WINDOW_SECONDS = 60.0
 
 
 def _timestamp(created: float) -> str:
-    moment = datetime.fromtimestamp(created, tz=UTC)
+    moment = datetime.fromtimestamp(created, tz=timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -590,7 +590,7 @@ class Number(Shape):
             return None
         if (
             isinstance(value, bool)
-            or not isinstance(value, int | float)
+            or not isinstance(value, (int, float))
             or (isinstance(value, int) and value.bit_length() > 64)
             or (isinstance(value, float) and not math.isfinite(value))
         ):

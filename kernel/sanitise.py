@@ -19,12 +19,16 @@ MAX_DEPTH = 4
 MAX_ITEMS = 50  # per dict or list
 MAX_VALUES = 200  # per sanitise_fields call, across all nesting levels
 
+# In every pattern below, each repeat is followed by something it cannot match (or
+# ends the pattern), so a greedy repeat that backs off finds no other match: the
+# scans stay linear without possessive repeats (`*+`), which Python 3.9 lacks.
+
 # ECMA-48 sequences, 7-bit (ESC ...) and 8-bit (C1) forms. String sequences (OSC, DCS,
 # SOS, PM, APC) run to BEL or ST; an unterminated one loses only its introducer.
 _ESCAPE_SEQUENCE = re.compile(
-    r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*+(?:\x07|\x1b\\|\x9c)"
-    r"|(?:\x1b\[|\x9b)[0-?]*+[ -/]*+[@-~]"
-    r"|\x1b[ -/]*+[0-~]"
+    r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
+    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|\x1b[ -/]*[0-~]"
 )
 
 
@@ -145,26 +149,26 @@ _PEM_PRIVATE_KEY = re.compile(
 )
 # `Cookie: a=1; b=2` carries several secrets; redact the whole header value.
 _COOKIE_HEADER = re.compile(
-    r"(?<![\w.-])((?:set-)?cookie\s*:\s*)(?:[^\\\"'\r\n]|\\(?!(?-i:[rn])))*+", re.IGNORECASE
+    r"(?<![\w.-])((?:set-)?cookie\s*:\s*)(?:[^\\\"'\r\n]|\\(?!(?-i:[rn])))*", re.IGNORECASE
 )
 # A key containing a sensitive word, a separator, then a quoted or bare value. The
 # lookahead is tried once per word, so the scan stays linear.
 _KEY_VALUE = re.compile(
     rf"(?<![\w.-])(?=[\w.-]*?(?:{_SENSITIVE_WORD}))(?![\w.-]*?(?-i:{_IDENTIFIER_SUFFIX})"
-    r"(?![\w.-]))[\w.-]++"
+    r"(?![\w.-]))[\w.-]+"
     r"(?P<sep>(?:\\?[\"'])?\s*[:=]\s*)"
-    r"(?P<value>\\\"(?:[^\\]|\\(?!\"))*+(?:\\\")?"
-    r"|\"(?:[^\"\\]|\\.)*+\"?"
-    r"|'(?:[^'\\]|\\.)*+'?"
-    r"|(?:(?:bearer|basic|token|digest)\s+)?[^\s,;&\"'{}\[\]]++)",
+    r"(?P<value>\\\"(?:[^\\]|\\(?!\"))*(?:\\\")?"
+    r"|\"(?:[^\"\\]|\\.)*\"?"
+    r"|'(?:[^'\\]|\\.)*'?"
+    r"|(?:(?:bearer|basic|token|digest)\s+)?[^\s,;&\"'{}\[\]]+)",
     re.IGNORECASE,
 )
-_AUTH_SCHEME = re.compile(r"\b(bearer|basic)(\s+)[A-Za-z0-9._~+/-]++=*", re.IGNORECASE)
+_AUTH_SCHEME = re.compile(r"\b(bearer|basic)(\s+)[A-Za-z0-9._~+/-]+=*", re.IGNORECASE)
 _URL_PASSWORD = re.compile(
-    r"((?<![a-z0-9+.-])[a-z][a-z0-9+.-]*+://[^\s/:@]*+):[^\s/@]*+@", re.IGNORECASE
+    r"((?<![a-z0-9+.-])[a-z][a-z0-9+.-]*://[^\s/:@]*):[^\s/@]*@", re.IGNORECASE
 )
-_REDFLAG_TOKEN = re.compile(r"(?<![A-Za-z0-9])(rf_[a-z]++_)[A-Za-z0-9_-]{20,}")
-_JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]*+\.[A-Za-z0-9_-]++\.[A-Za-z0-9_-]*+")
+_REDFLAG_TOKEN = re.compile(r"(?<![A-Za-z0-9])(rf_[a-z]+_)[A-Za-z0-9_-]{20,}")
+_JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 # Rules that meet at one spot leave `[REDACTED][REDACTED]`; one is enough, and
 # collapsing them keeps redaction idempotent.
 _REPEATED_REDACTION = re.compile(r"(?:\[REDACTED\]){2,}")
@@ -237,7 +241,7 @@ def _sanitise_value(value: object, limits: _Limits, depth: int, budget: list[int
         return value if value.bit_length() <= 64 else sanitise_text(value, limits.max_chars)
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
-    if isinstance(value, Mapping | list | tuple | set | frozenset):
+    if isinstance(value, (Mapping, list, tuple, set, frozenset)):
         if depth <= 1:
             return "[nested too deep]"
         if isinstance(value, Mapping):

@@ -20,7 +20,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,10 @@ import pytest
 CACHE = Path(os.environ.get("REDFLAG_TEST_CACHE", "/var/cache/redflag-tests"))
 MIRROR = os.environ.get("REDFLAG_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 BUILD_TIMEOUT_S = 900
+# The certificates this host trusts, given to the root so that pip there reaches PyPI
+# as pip here does (through a TLS-inspecting proxy, too); a minbase root has none.
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
 
 
 def missing_tools() -> str | None:
@@ -62,6 +66,7 @@ def debian_root(suite: str, packages: Sequence[str] = ()) -> Path:
         if (root / ".complete").exists():
             return root
         building = Path(tempfile.mkdtemp(prefix=f"{suite}-building-", dir=CACHE))
+        building.chmod(0o755)  # mkdtemp makes it 0700; others must be able to enter /
         try:
             command = ["debootstrap", "--variant=minbase"]
             if packages:
@@ -87,20 +92,29 @@ def debian_root(suite: str, packages: Sequence[str] = ()) -> Path:
 
 
 @contextlib.contextmanager
-def mounted(root: Path) -> Iterator[Path]:
-    """`root` with /proc, /dev and /sys bound in and this host's resolv.conf, so
-    programs (pip, python, systemctl-less installers) run in it as on a host; everything
-    is unmounted on the way out, even when the body fails."""
+def mounted(root: Path, binds: Mapping[str, Path] | None = None) -> Iterator[Path]:
+    """`root` with /proc, /dev and /sys bound in and this host's resolv.conf and
+    certificates, so programs (pip, python, systemctl-less installers) run in it as on
+    a host; everything is unmounted on the way out, even when the body fails.
+
+    `binds` maps paths in the root to directories of this host bound there: a root made
+    by `scratch_copy` is an overlay, which programs that list the host's disks (the
+    agent's system info) skip, as they skip every pseudo file system."""
     shutil.copyfile("/etc/resolv.conf", root / "etc" / "resolv.conf")
+    if HOST_CA_BUNDLE.exists():
+        (root / HOST_CA_BUNDLE.parent.relative_to("/")).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(HOST_CA_BUNDLE, root / HOST_CA_BUNDLE.relative_to("/"))
+    mounts = [
+        ("/proc", ["-t", "proc", "proc"]),
+        ("/dev", ["--bind", "/dev"]),
+        ("/sys", ["--bind", "/sys"]),
+        *((inside, ["--bind", str(source)]) for inside, source in (binds or {}).items()),
+    ]
     done: list[Path] = []
     try:
-        for source, flags in (
-            ("/proc", ["-t", "proc", "proc"]),
-            ("/dev", ["--bind", "/dev"]),
-            ("/sys", ["--bind", "/sys"]),
-        ):
+        for source, flags in mounts:
             target = root / source.lstrip("/")
-            target.mkdir(exist_ok=True)
+            target.mkdir(parents=True, exist_ok=True)
             subprocess.run(["mount", *flags, str(target)], check=True)
             done.append(target)
         yield root
@@ -126,12 +140,21 @@ def scratch_copy(root: Path, workdir: Path) -> Iterator[Path]:
 
 def in_root(root: Path, argv: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess:
     """Run `argv` inside `root` (chroot) with a plain environment."""
+    return subprocess.run(["chroot", str(root), *argv], env=root_environment(root), **kwargs)  # type: ignore[call-overload]
+
+
+def root_environment(root: Path) -> dict[str, str]:
+    """A plain environment for programs in `root`, with this host's proxy settings and,
+    for pip (which otherwise trusts only its own certificate list), its certificates."""
     env = {
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": "/root",
         "LANG": "C.UTF-8",
     }
-    return subprocess.run(["chroot", str(root), *argv], env=env, **kwargs)  # type: ignore[call-overload]
+    env.update({name: os.environ[name] for name in PROXY_VARIABLES if name in os.environ})
+    if (root / HOST_CA_BUNDLE.relative_to("/")).exists():
+        env["PIP_CERT"] = str(HOST_CA_BUNDLE)
+    return env
 
 
 @contextlib.contextmanager

@@ -389,7 +389,7 @@ def parse_install_result(text: str) -> tuple[dict[str, str], list[str]]:
         if bucket is None:
             continue
         tokens = line.split()
-        for token, following in zip(tokens, [*tokens[1:], ""], strict=True):
+        for token, following in zip(tokens, [*tokens[1:], ""]):
             if nevra := parse_nevra(token):
                 bucket.setdefault(nevra[0], nevra[1])
             elif (name_arch := _name_arch(token)) and _EVR.match(following):

@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional, Union
 from urllib.parse import urlsplit
 
 from agent.http_client import AnswerTooLarge, HTTPClient, HTTPFailure, Response
@@ -38,7 +38,8 @@ _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 _DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-f]{32,}\Z")
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
 
-RegistryUrls = Mapping[str, str] | Callable[[str], str] | None
+# Evaluated at run time, so not `A | B`, which Python 3.9 cannot evaluate.
+RegistryUrls = Optional[Union[Mapping[str, str], Callable[[str], str]]]
 
 
 class InvalidImageReference(ProtocolError):

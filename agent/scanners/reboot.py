@@ -96,7 +96,7 @@ def _listed_packages(path: Path) -> list[str]:
     """Package names, one a line, each once and in order; odd lines are dropped."""
     try:
         with path.open(encoding="utf-8", errors="replace") as listing:
-            lines = [line.strip() for _, line in zip(range(10_000), listing, strict=False)]
+            lines = [line.strip() for _, line in zip(range(10_000), listing)]
     except OSError:
         return []
     return list(dict.fromkeys(line for line in lines if _PACKAGE.match(line)))

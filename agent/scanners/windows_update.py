@@ -105,7 +105,7 @@ def available_version(update: dict[str, Any]) -> str:
 def records_from_updates(updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """UpdateRecord JSON for update properties as `update_properties` records them."""
     records = []
-    for name, update in zip(package_names(updates), updates, strict=True):
+    for name, update in zip(package_names(updates), updates):
         categories = update.get("Categories") or []
         msrc = str(update.get("MsrcSeverity") or "").strip()
         security = bool(msrc) or any(

@@ -5,11 +5,25 @@ from __future__ import annotations
 
 import functools
 import gc
+import platform
+import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+# The agent in this distribution runs on 3.9, so pip installs it there too; this module
+# must still parse on 3.9 to say so in one line instead of a traceback.
+NEEDS_PYTHON = (3, 11)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if sys.version_info < NEEDS_PYTHON:
+        print(
+            f"redflag-appliance needs Python 3.11 or newer, but {sys.executable} is Python "
+            f"{platform.python_version()}; install the appliance with a newer Python "
+            "(only redflag-agent runs on this one)",
+            file=sys.stderr,
+        )
+        return 1
     return _program().run(argv)
 
 

@@ -52,7 +52,7 @@ def test_each_reopening_waits_longer_up_to_the_cap() -> None:
         clock.now = breaker.retry_at
         assert breaker.allow()  # half-open: one probe
     ceilings = [min(100, 10 * 2**n) for n in range(8)]
-    assert all(c / 2 <= w <= c for w, c in zip(waits, ceilings, strict=True))
+    assert all(c / 2 <= w <= c for w, c in zip(waits, ceilings))
 
 
 @given(st.lists(st.booleans(), max_size=60), st.integers(0, 2**32))
