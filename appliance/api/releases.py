@@ -12,7 +12,7 @@ from starlette.responses import FileResponse, Response
 from appliance.api.auth import ADMIN, PUBLIC, VIEWER
 from appliance.api.endpoints import API, Call, Document, Done, Failure, Shape, endpoint
 from appliance.api.errors import ApiError
-from appliance.distribution import installer
+from appliance.distribution import installer, sshsig
 from appliance.services.releases import ReleaseRefused, UnknownRelease
 from kernel.protocol import b64encode
 
@@ -104,6 +104,13 @@ class InstallManifest(Shape):
             "{platform: {version, target_path, url_path, sha256, length}}}."
         ),
     ]
+    ssh_signature: Annotated[
+        str,
+        Meta(
+            description="The same document signed by the same key as an OpenSSH signature "
+            "(namespace redflag-install), for hosts that check it with ssh-keygen -Y verify."
+        ),
+    ]
 
 
 @endpoint(
@@ -120,9 +127,13 @@ async def install_manifest(call: Call) -> InstallManifest:
     """What the one-line installer installs: each platform's newest agent build."""
     appliance = call.appliance
     document = await appliance.releases.install_manifest(call.query.channel)
-    root = await appliance.keys.root()
+    public_key, sign = await appliance.keys.root_signing()
     signed = await appliance.keys.attest(document)
-    return InstallManifest(root_public_key=b64encode(root.public_key), manifest=signed.to_json())
+    return InstallManifest(
+        root_public_key=b64encode(public_key),
+        manifest=signed.to_json(),
+        ssh_signature=sshsig.signature(document, public_key, sign),
+    )
 
 
 @endpoint(

@@ -84,8 +84,12 @@ PYTHON=$(command -v python3 || true)
     || die "python3 is $("$PYTHON" -V 2>&1); the agent needs 3.9 or newer"
 "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null \
     || die "python3's venv module is missing: apt-get install python3-venv"
-command -v openssl >/dev/null 2>&1 \
-    || die "openssl is needed to check the release signature: apt-get install openssl (dnf install openssl)"
+# The release manifest's Ed25519 signature is checked with OpenSSL 3 (pkeyutl -rawin)
+# or, where OpenSSL is older (1.1.1 on Debian 11), with OpenSSH 8.1+ (ssh-keygen -Y).
+if ! openssl version 2>/dev/null | grep -q '^OpenSSL [3-9]' \
+    && ! { command -v ssh-keygen >/dev/null 2>&1 && ssh-keygen -Y verify 2>&1 | grep -q namespace; }; then
+    die "checking the release signature needs OpenSSL 3 or OpenSSH 8.1+: apt-get install openssh-client (or openssl)"
+fi
 
 case "$(uname -m)" in
     x86_64|amd64) platform=linux-x86_64 ;;
@@ -101,7 +105,7 @@ say "checking the appliance at $server"
 # key this host already trusts), verify the signature with openssl, download the build
 # and check its length and SHA-256. Prints the version; nothing is installed yet.
 version=$("$PYTHON" - "$server" "$token" "$channel" "$platform" "$work" "$STATE_DIR" <<'PY'
-import base64, hashlib, json, os, subprocess, sys, time, urllib.error, urllib.request
+import base64, hashlib, json, os, shutil, subprocess, sys, time, urllib.error, urllib.request
 
 server, token, channel, platform, work, state_dir = sys.argv[1:7]
 DEADLINE_S = 600
@@ -160,15 +164,33 @@ if fingerprint(root_key) != expected:
         "the appliance the token came from, or someone is in between. Nothing was installed")
 # Ed25519 public key as DER (SubjectPublicKeyInfo): a fixed prefix and the 32 bytes.
 der = bytes.fromhex("302a300506032b6570032100") + root_key
-paths = {name: os.path.join(work, name) for name in ("root.der", "manifest", "manifest.sig")}
-for name, content in (("root.der", der), ("manifest", document), ("manifest.sig", signature)):
+ssh_key = base64.b64encode(b"\0\0\0\x0bssh-ed25519\0\0\0\x20" + root_key).decode()
+files = {
+    "root.der": der,
+    "manifest": document,
+    "manifest.sig": signature,
+    "manifest.sshsig": str(answer.get("ssh_signature", "")).encode(),
+    "allowed_signers": f'redflag namespaces="redflag-install" ssh-ed25519 {ssh_key}\n'.encode(),
+}
+paths = {name: os.path.join(work, name) for name in files}
+for name, content in files.items():
     with open(paths[name], "wb") as handle:
         handle.write(content)
-check = subprocess.run(
-    ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", paths["root.der"], "-keyform", "DER",
-     "-rawin", "-in", paths["manifest"], "-sigfile", paths["manifest.sig"]],
-    capture_output=True, text=True,
-)
+version = subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout \
+    if shutil.which("openssl") else ""
+if version.startswith("OpenSSL ") and version.split()[1][:1] >= "3":
+    check = subprocess.run(
+        ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", paths["root.der"], "-keyform",
+         "DER", "-rawin", "-in", paths["manifest"], "-sigfile", paths["manifest.sig"]],
+        capture_output=True, text=True,
+    )
+else:
+    with open(paths["manifest"], "rb") as stdin:
+        check = subprocess.run(
+            ["ssh-keygen", "-Y", "verify", "-f", paths["allowed_signers"], "-I", "redflag",
+             "-n", "redflag-install", "-s", paths["manifest.sshsig"]],
+            stdin=stdin, capture_output=True, text=True,
+        )
 if check.returncode != 0:
     die("the release manifest's signature does not verify: refused, nothing was installed "
         f"({(check.stdout + check.stderr).strip()[:200]})")

@@ -40,6 +40,10 @@ PLATFORM_TAGS = {
     ),
 }
 PIP_TIMEOUT_S = 900
+# What a checkout holds besides the source: never copied into a build.
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".venv*", "data", "build", "dist", "test-artifacts", "*.egg-info", "__pycache__"
+)
 
 
 class BuildFailed(RuntimeError):
@@ -93,7 +97,11 @@ def build(project: Path, platform: str, output: Path, pythons: tuple[str, ...] =
     with tempfile.TemporaryDirectory(prefix="redflag-build-") as scratch:
         wheels = Path(scratch) / "wheels"
         wheels.mkdir()
-        _pip("wheel", "--no-deps", "--wheel-dir", str(wheels), str(project))
+        # Built from a copy: setuptools writes build/ and *.egg-info into the source, so
+        # two builds of one checkout at once would trip over each other (and leave both).
+        source = Path(scratch) / "source"
+        shutil.copytree(project, source, ignore=_NOT_SOURCE)
+        _pip("wheel", "--no-deps", "--wheel-dir", str(wheels), str(source))
         for python in pythons:
             requirements_there = agent_requirements(project, python)
             platform_options = [f"--platform={tag}" for tag in PLATFORM_TAGS[platform]]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -394,6 +395,12 @@ class KeyService:
         return SignedDocument(
             document=statement.decode(), signer=root.key_id, signature=b64encode(signature)
         )
+
+    async def root_signing(self) -> tuple[bytes, Callable[[bytes], bytes]]:
+        """The current root's public key and its raw signing function, for signatures
+        in other formats than ours (the installer's SSH signature)."""
+        root = await self.root()
+        return root.public_key, self._signer_for(root).sign
 
     def _insert(
         self,

@@ -27,9 +27,11 @@ from tests.support import REPO, run_cli, start_in_process
 
 pytestmark = pytest.mark.slow
 
-# What a Debian host has: Python, its venv module, and the tools the command uses.
-HOST_PACKAGES = ("python3", "python3-venv", "openssl", "curl", "ca-certificates")
-SUITES = {"bookworm": "3.11"}
+# What a Debian host has: Python, its venv module, and the tools the command uses. The
+# manifest's signature is checked with OpenSSL 3 on Debian 12 and with ssh-keygen on
+# Debian 11 (OpenSSL 1.1.1 cannot verify Ed25519 from the command line): both paths.
+HOST_PACKAGES = ("python3", "python3-venv", "openssl", "openssh-client", "curl", "ca-certificates")
+SUITES = {"bookworm": "3.11", "bullseye": "3.9"}
 
 
 @pytest.fixture(scope="module")
