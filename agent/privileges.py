@@ -69,9 +69,10 @@ def reboot_command(minutes: int, message: str) -> list[str]:
 
 def sudo_refusal(stderr: str) -> str | None:
     """sudo's own refusal (no rule for the command, a password asked for) as a line that
-    says what to install; None when the output is the tool's."""
-    lines = [line for line in stderr.splitlines() if line.startswith("sudo:")]
-    if not lines:
+    says what to install; None when the tool ran (its lines are there: sudo's warnings,
+    such as an unresolvable host name, may come before them)."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    if not lines or not all(line.startswith("sudo:") for line in lines):
         return None
     return (
         f"sudo refused the command ({lines[-1][:200]}): this agent runs as "
