@@ -26,6 +26,9 @@ echo "==> Installing redflag[appliance,agent,docker,smart,test] into $VENV"
 NEEDED_DEBS=""
 [ -n "${REDFLAG_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1 || NEEDED_DEBS="$NEEDED_DEBS chromium"
 command -v debootstrap >/dev/null 2>&1 || NEEDED_DEBS="$NEEDED_DEBS debootstrap"
+# visudo checks packaging/redflag-agent.sudoers; faketime gives an agent a skewed clock.
+command -v visudo >/dev/null 2>&1 || NEEDED_DEBS="$NEEDED_DEBS sudo"
+command -v faketime >/dev/null 2>&1 || NEEDED_DEBS="$NEEDED_DEBS faketime"
 if [ -n "$NEEDED_DEBS" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "==> Installing Debian packages the tests run:$NEEDED_DEBS"

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent import __version__, state
+from agent import __version__, register_failures, state
 from agent.client import ApplianceError
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.daemon import RUNTIME_FILE, AgentDaemon
@@ -27,6 +27,7 @@ from agent.trust import TrustError, TrustState
 from kernel.clock import utc_iso
 from kernel.logs import configure_logging
 from kernel.protocol import ProtocolError, scan_report_updates
+from kernel.tags import InvalidTagText, clean_tag
 
 DEFAULT_STATE_DIR = "/var/lib/redflag-agent"
 
@@ -70,12 +71,24 @@ def build_parser() -> argparse.ArgumentParser:
         "register",
         "enrol this host with an appliance",
         "examples:\n  redflag-agent register --server http://10.0.0.5:8080 "
-        "--token rf_reg_xxxx.yyyy\n\nThe token comes from 'redflag-appliance token create' "
-        "or the web UI. It carries the\nappliance's key fingerprint, so the agent verifies "
-        "the appliance before trusting it.",
+        "--token rf_reg_xxxx.yyyy\n  redflag-agent register --server https://redflag.lan "
+        "--token rf_reg_xxxx.yyyy --tag web --tag rack:2\n\nThe token comes from "
+        "'redflag-appliance token create' or the web UI. It carries the\nappliance's key "
+        "fingerprint, so the agent verifies the appliance before trusting it.\nThe host "
+        "gets the token's tags, and those given with --tag if the token allows.\n\n"
+        "exit codes: 0 registered, 1 other error, 2 usage, 3 name not resolved,\n"
+        "4 no connection, 5 TLS, 6 clock skew, 7 root key fingerprint mismatch,\n"
+        "8 token unknown/expired/revoked, 9 seats used up, 10 token refuses host tags",
     )
     sub.add_argument("--server", required=True, help="the appliance's URL")
     sub.add_argument("--token", required=True, help="a registration token")
+    sub.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="a tag for this host, besides the token's (repeat for more)",
+    )
     sub.set_defaults(handler=cmd_register)
 
     sub = add(
@@ -118,9 +131,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_register(args: argparse.Namespace) -> int:
     directory = state_dir_from(args)
-    identity, created = register(directory, args.server, args.token, collect_host_facts())
+    for tag in args.tag:
+        try:
+            clean_tag(tag)
+        except InvalidTagText as exc:
+            print(f"redflag-agent: error: --tag {tag[:80]!r}: {exc}", file=sys.stderr)
+            return register_failures.USAGE
+    try:
+        identity, created, tags = register(
+            directory, args.server, args.token, collect_host_facts(), tags=args.tag
+        )
+    except Exception as exc:
+        explained = register_failures.explain(exc)
+        if explained is None:
+            raise
+        code, line = explained
+        print(f"redflag-agent: error: {line}", file=sys.stderr)
+        return code
     verb = "registered as" if created else "already registered as"
     print(f"{verb} agent {identity.agent_id} with {identity.server}")
+    print(f"tags: {', '.join(tags) or 'none'}")
+    if args.tag and not created:
+        print("(already registered: --tag changed nothing; change tags on the appliance)")
     return 0
 
 

@@ -21,13 +21,25 @@ API = "/api/v1"
 
 
 class ApplianceError(RuntimeError):
-    """The appliance answered with an error; `status` and its `error` text."""
+    """The appliance answered with an error; `status`, its `error` text and its
+    `errors` ({"field": ..., "message": ...} each, the API's one error shape)."""
 
-    def __init__(self, status: int, error: str, retry_after: float | None = None):
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        retry_after: float | None = None,
+        errors: list[dict[str, str]] | None = None,
+    ):
         super().__init__(f"appliance answered {status}: {error}")
         self.status = status
         self.error = error
         self.retry_after = retry_after
+        self.errors = errors or []
+
+    def about(self, field: str) -> str | None:
+        """The message the answer gives about `field`, if any."""
+        return next((e.get("message") for e in self.errors if e.get("field") == field), None)
 
 
 class ApplianceClient:
@@ -99,9 +111,12 @@ class ApplianceClient:
             payload = {"error": response.text[:200]}
         if response.status >= 400:
             retry = response.headers.get("Retry-After")
+            shaped = isinstance(payload, dict)
+            errors = payload.get("errors") if shaped else None
             raise ApplianceError(
                 response.status,
-                str(payload.get("error", "")) if isinstance(payload, dict) else "",
+                str(payload.get("error", "")) if shaped else "",
                 float(retry) if retry and retry.isdigit() else None,
+                [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else None,
             )
         return payload

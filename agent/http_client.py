@@ -40,12 +40,33 @@ class ConnectFailed(HTTPFailure):
     """No connection: refused, unknown host, no socket, no route."""
 
 
+class NameNotResolved(ConnectFailed):
+    """The host name in the URL does not resolve (DNS)."""
+
+
+class NotAURL(ConnectFailed):
+    """What should be an http(s) URL is not one."""
+
+
 class TimedOut(HTTPFailure):
     """Connecting, or waiting for the answer, took longer than the timeout."""
 
 
 class TLSFailed(HTTPFailure):
     """The TLS handshake failed, e.g. a certificate this host does not trust."""
+
+
+class CertificateNotTrusted(TLSFailed):
+    """The server's certificate does not chain to a CA this host trusts (self-signed,
+    a private CA not installed here, expired)."""
+
+
+class CertificateNameMismatch(TLSFailed):
+    """The server's certificate is trusted but issued for another name or address."""
+
+
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH.
+_NAME_MISMATCH_CODES = (62, 64)
 
 
 class AnswerBroken(HTTPFailure):
@@ -219,11 +240,11 @@ def origin_of(url: str) -> Origin:
     """Scheme, host and port of an http(s) URL; ConnectFailed for anything else."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConnectFailed(f"{url[:200]!r} is not a URL: write http://HOST:PORT or https://HOST")
+        raise NotAURL(f"{url[:200]!r} is not a URL: write http://HOST:PORT or https://HOST")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        raise ConnectFailed(f"not a valid port in {parts.netloc[:200]!r}") from None
+        raise NotAURL(f"not a valid port in {parts.netloc[:200]!r}") from None
     return Origin(parts.scheme, parts.hostname, port)
 
 
@@ -395,7 +416,11 @@ def _failure(exc: OSError, request: Request, connected: bool) -> HTTPFailure:
     ssl = sys.modules.get("ssl")
     if ssl is not None and isinstance(exc, ssl.SSLCertVerificationError):
         reason = exc.verify_message or exc.reason or "certificate verify failed"
-        return TLSFailed(f"TLS certificate of {origin} not trusted: {reason}")
+        if exc.verify_code in _NAME_MISMATCH_CODES:
+            return CertificateNameMismatch(
+                f"TLS certificate of {origin} is not for that name: {reason.rstrip('. ')}"
+            )
+        return CertificateNotTrusted(f"TLS certificate of {origin} not trusted: {reason}")
     if ssl is not None and isinstance(exc, ssl.SSLError):
         return TLSFailed(f"TLS with {origin} failed: {exc.reason or exc}")
     if isinstance(exc, (socket.timeout, TimeoutError)):
@@ -405,7 +430,7 @@ def _failure(exc: OSError, request: Request, connected: bool) -> HTTPFailure:
     if isinstance(exc, ConnectionRefusedError):
         return ConnectFailed(f"connection refused by {origin}")
     if isinstance(exc, socket.gaierror):
-        return ConnectFailed(f"cannot resolve {origin.host}: {exc.strerror or exc}")
+        return NameNotResolved(f"cannot resolve {origin.host}: {exc.strerror or exc}")
     if isinstance(exc, FileNotFoundError) and origin.scheme == "unix":
         return ConnectFailed(f"no socket at {origin.host}")
     if isinstance(exc, PermissionError) and origin.scheme == "unix":

@@ -28,6 +28,10 @@ class TrustError(RuntimeError):
     """The appliance's keys could not be verified; the message says why."""
 
 
+class FingerprintMismatch(TrustError):
+    """First contact: the appliance's root key is not the one the token names."""
+
+
 class CommandRejected(Exception):
     """An envelope the agent refuses; reported to the appliance with `reason`."""
 
@@ -113,7 +117,7 @@ def establish(bundle: dict[str, Any], token_fingerprint: str) -> TrustState:
         (i for i, (_, key) in enumerate(chain) if fingerprint(key) == token_fingerprint), None
     )
     if start is None:
-        raise TrustError(
+        raise FingerprintMismatch(
             "the appliance's root key does not match the fingerprint in the registration "
             "token: this is not the appliance the token came from (or someone is in "
             "between). Nothing was saved"

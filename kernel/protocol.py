@@ -20,6 +20,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from kernel.sanitise import sanitise_fields, sanitise_text
+from kernel.tags import InvalidTagText, clean_tags
 
 PROTOCOL_VERSION = 1
 CLOCK_WINDOW_S = 300  # how far an agent's clock may be from the appliance's
@@ -377,25 +378,26 @@ class RegistrationRequest:
     facts: HostFacts
     timestamp: int
     proof: str = ""
+    # Tags the host asks for (`register --tag`), besides those its token gives. Sent, and
+    # signed, only when there are any: the same bytes as before for agents without tags.
+    tags: tuple[str, ...] = ()
 
-    def signed_part(self) -> bytes:
-        return canonical_json(
-            {
-                "token": self.token,
-                "public_key": self.public_key,
-                "facts": self.facts.to_json(),
-                "timestamp": self.timestamp,
-            }
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def _fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {
             "token": self.token,
             "public_key": self.public_key,
             "facts": self.facts.to_json(),
             "timestamp": self.timestamp,
-            "proof": self.proof,
         }
+        if self.tags:
+            fields["tags"] = list(self.tags)
+        return fields
+
+    def signed_part(self) -> bytes:
+        return canonical_json(self._fields())
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._fields(), "proof": self.proof}
 
     @classmethod
     def from_json(cls, value: Any) -> RegistrationRequest:
@@ -408,6 +410,7 @@ class RegistrationRequest:
                 facts=HostFacts.from_json(value["facts"]),
                 timestamp=int(value["timestamp"]),
                 proof=str(value["proof"]),
+                tags=_registration_tags(value.get("tags", [])),
             )
         except _UNREADABLE as exc:
             if isinstance(exc, ProtocolError):
@@ -421,6 +424,19 @@ class RegistrationRequest:
         verify_signature(
             b64decode(self.public_key), self.signed_part(), b64decode(self.proof, "proof")
         )
+
+
+def _registration_tags(value: Any) -> tuple[str, ...]:
+    """Tags exactly as the agent cleaned them (kernel/tags.py): the proof signs them."""
+    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
+        raise ProtocolError("tags: a list of strings")
+    try:
+        cleaned = clean_tags(value)
+    except InvalidTagText as exc:
+        raise ProtocolError(f"tags: {exc}") from None
+    if list(cleaned) != value:
+        raise ProtocolError("tags: lower case, sorted, each once")
+    return cleaned
 
 
 _BREAKER_STATES = ("closed", "open", "half_open")

@@ -8,6 +8,7 @@ from typing import Any
 from agent import process
 from agent.commands.context import CommandContext
 from agent.commands.registry import handles
+from agent.privileges import reboot_command, sudo_refusal
 from kernel.protocol import Command
 
 
@@ -21,7 +22,8 @@ def reboot(command: Command, context: CommandContext) -> dict[str, Any]:
     message = str(command.params.get("message", "RedFlag: rebooting for updates"))[:200]
     if not isinstance(minutes, int) or not 0 <= minutes <= 1440:
         raise ValueError("delay_minutes: 0-1440")
-    completed = process.run(["shutdown", "-r", f"+{minutes}", message], timeout_s=60)
+    completed = process.run(reboot_command(minutes, message), timeout_s=60)
     if completed.returncode != 0:
-        raise RuntimeError(f"shutdown refused: {completed.stderr.strip()[:200]}")
+        refused = sudo_refusal(completed.stderr)
+        raise RuntimeError(refused or f"shutdown refused: {completed.stderr.strip()[:200]}")
     return {"reboot_in_minutes": minutes}

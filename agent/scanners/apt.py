@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import process
+from agent.privileges import as_root, can_get_root, sudo_refusal
 from agent.scanners.registry import register
 from kernel.install_results import DryRunResult, InstalledPackage, InstallResult, PlannedChange
 from kernel.protocol import UpdateRecord, check_package_name
@@ -92,6 +93,9 @@ def is_security_origin(origin: str) -> bool:
 
 
 def _fail_from(completed: process.Completed) -> AptFailed:
+    refused = sudo_refusal(completed.stderr)
+    if refused:
+        return AptFailed(refused)
     errors = [line for line in completed.stderr.splitlines() if line.startswith("E:")]
     last = errors[-1] if errors else (completed.stderr.strip().splitlines() or ["no output"])[-1]
     if "Could not get lock" in completed.stderr or "dpkg frontend lock" in completed.stderr:
@@ -106,8 +110,9 @@ class AptScanner:
     name = "apt"
 
     def __init__(self, *, update_first: bool | None = None, timeout_s: float = 600):
-        # `apt-get update` needs root; by default only then.
-        self.update_first = os.geteuid() == 0 if update_first is None else update_first
+        # `apt-get update` needs root: by default it runs as root, or through sudo where
+        # the wrapper for it is installed (agent/privileges.py).
+        self.update_first = can_get_root("apt-update") if update_first is None else update_first
         self.timeout_s = timeout_s
 
     def available(self) -> bool:
@@ -118,7 +123,14 @@ class AptScanner:
 
     def scan(self) -> list[dict[str, Any]]:
         if self.update_first:
-            updated = self._apt("-q", "-o", f"DPkg::Lock::Timeout={LOCK_TIMEOUT_S}", "update")
+            updated = process.run(
+                as_root(
+                    ["apt-get", "-q", "-o", f"DPkg::Lock::Timeout={LOCK_TIMEOUT_S}", "update"],
+                    "apt-update",
+                ),
+                timeout_s=self.timeout_s,
+                env=ENV,
+            )
             if updated.returncode != 0:
                 raise _fail_from(updated)
         # What an upgrade would do now, and the same with holds and phasing ignored,
@@ -195,22 +207,24 @@ class AptInstaller:
         """Upgrade exactly `packages`, non-interactively, keeping changed config files."""
         names = [check_package_name("apt", p) for p in packages]
         before = installed_versions(names)
+        # packaging/wrappers/apt-install builds this same command line.
+        command = [
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "--only-upgrade",
+            "-o",
+            f"DPkg::Lock::Timeout={LOCK_TIMEOUT_S}",
+            "-o",
+            "Dpkg::Options::=--force-confdef",
+            "-o",
+            "Dpkg::Options::=--force-confold",
+            "--",
+            *names,
+        ]
         completed = process.run(
-            [
-                "apt-get",
-                "install",
-                "-y",
-                "-q",
-                "--only-upgrade",
-                "-o",
-                f"DPkg::Lock::Timeout={LOCK_TIMEOUT_S}",
-                "-o",
-                "Dpkg::Options::=--force-confdef",
-                "-o",
-                "Dpkg::Options::=--force-confold",
-                "--",
-                *names,
-            ],
+            as_root(command, "apt-install", names),
             timeout_s=self.timeout_s,
             env=ENV,
             on_line=on_output,

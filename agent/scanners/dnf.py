@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from agent.privileges import as_root, can_get_root, sudo_refusal
 from agent.process import Completed, run
 from agent.scanners.registry import register
 from kernel import install_results
@@ -520,9 +521,15 @@ class DnfScanner:
     def scan(self) -> list[dict[str, Any]]:
         tool = _tool()
         env = _environment(tool)
-        checked = run([tool, "check-update"], timeout_s=self.timeout_s, env=env)
+        # Works unprivileged too, but as root (through sudo's wrapper where installed)
+        # it refreshes the metadata that installs use.
+        command = [tool, "check-update"]
+        if can_get_root("dnf-check-update"):
+            command = as_root(command, "dnf-check-update")
+        checked = run(command, timeout_s=self.timeout_s, env=env)
         if checked.returncode not in (0, 100):
-            raise DnfFailed(f"{tool} check-update exit {checked.returncode}: {_tail(checked)}")
+            reason = sudo_refusal(checked.stderr) or _tail(checked)
+            raise DnfFailed(f"{tool} check-update exit {checked.returncode}: {reason}")
         updates = parse_check_update(checked.stdout)
         if not updates:
             return []
@@ -597,7 +604,8 @@ class DnfInstaller:
         env = _environment(tool)
         before = _versions_by_name(query_installed(self.timeout_s, env))
         done = run(
-            [tool, "upgrade", "-y", "--", *names],
+            # packaging/wrappers/dnf-upgrade builds this same command line.
+            as_root([tool, "upgrade", "-y", "--", *names], "dnf-upgrade", names),
             timeout_s=self.timeout_s,
             env=env,
             on_line=on_output,
@@ -620,6 +628,7 @@ class DnfInstaller:
             failed=tuple(failed),
             unchanged=tuple(n for n in names if n not in changed and n not in failed),
             exit_code=done.returncode,
+            error=sudo_refusal(done.stderr) if done.returncode else None,
             output_tail=(done.stdout + done.stderr)[-OUTPUT_TAIL_CHARS:],
             reboot_required=any(REBOOT_PACKAGE.match(n) for n in changed),
         )

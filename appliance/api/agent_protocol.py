@@ -76,10 +76,26 @@ async def trust(request: Request) -> Response:
     answer=Registered,
     status=201,
     also={200: "this key was registered before: the same agent"},
-    failures=[_BAD_BODY, Failure(400, "the proof of key possession does not verify")],
+    failures=[
+        _BAD_BODY,
+        Failure(400, "the proof of key possession does not verify"),
+        Failure(
+            400,
+            "the agent's clock is more than 300 s away (`errors[0].field`: `timestamp`), "
+            "or the token's and the host's tags make more than 50 (`tags`)",
+        ),
+        Failure(
+            401,
+            'the token is not accepted: `errors[0]` is `{"field": "token", '
+            '"message": REASON}`, REASON one of `malformed`, `unknown`, `expired`, '
+            "`revoked`, `used up`",
+        ),
+        Failure(403, "the host asked for tags and the token does not allow host tags"),
+    ],
     description=(
         "Enrol a host (what `redflag-agent register` sends): its new public key, its "
-        "facts and a proof that it holds the private key, with a registration token."
+        "facts and a proof that it holds the private key, with a registration token, "
+        "and the tags the host asks for besides the token's (`register --tag`)."
     ),
     takes_request=True,
 )
@@ -97,21 +113,48 @@ async def register(request: Request) -> Response:
     except ProtocolError as exc:
         raise ApiError(400, f"proof of key possession: {exc}") from None
     except enrolment.RegistrationRefused as exc:
-        raise ApiError(400, exc.reason) from None
-    except tokens.TokenNotAccepted:
         raise ApiError(
-            401,
-            "registration token not accepted: it may be wrong, expired, used up or "
-            "revoked; ask your admin for a new one",
+            400, exc.reason, errors=[{"field": exc.field or "", "message": exc.detail}]
         ) from None
+    except tokens.TokenNotAccepted as refusal:
+        raise _token_refused(refusal) from None
     return JSONResponse(
         {
             "agent_id": enrolled.agent_id,
             "created": enrolled.created,
             "poll_interval_s": appliance.tunables["checkin_interval_s"],
+            "tags": list(enrolled.tags),
         },
         status_code=201 if enrolled.created else 200,
     )
+
+
+# What the appliance answers each refusal with (the agent names the cause from
+# `errors[0].message`; older agents print this text).
+_ASK_AGAIN = "ask your admin for a new one"
+_TOKEN_REFUSALS = {
+    "malformed": (401, f"registration token not accepted: not a token; {_ASK_AGAIN}"),
+    "unknown": (
+        401,
+        f"registration token not accepted: this appliance does not know it; {_ASK_AGAIN}",
+    ),
+    "expired": (401, f"registration token not accepted: it has expired; {_ASK_AGAIN}"),
+    "revoked": (401, f"registration token not accepted: it was revoked; {_ASK_AGAIN}"),
+    "used up": (
+        401,
+        "registration token not accepted: all its seats are taken; ask your admin for a "
+        "token with more seats",
+    ),
+    "host tags not allowed": (
+        403,
+        "this registration token gives hosts its own tags only; register without --tag",
+    ),
+}
+
+
+def _token_refused(refusal: tokens.TokenNotAccepted) -> ApiError:
+    status, text = _TOKEN_REFUSALS[refusal.reason]
+    return ApiError(status, text, errors=[{"field": "token", "message": refusal.reason}])
 
 
 async def _signed(request: Request) -> tuple[AgentPrincipal, bytes]:

@@ -37,6 +37,13 @@ class Registered(Shape):
     agent_id: str
     created: Annotated[bool, Meta(description="False: this key was registered before.")]
     poll_interval_s: int
+    tags: Annotated[
+        list[str],
+        Meta(
+            description="The agent's tags: the token's and the host's (when `created` is "
+            "false: its tags as they are now)."
+        ),
+    ]
 
 
 class EventBatch(Shape):

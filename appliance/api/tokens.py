@@ -30,10 +30,15 @@ class RegistrationToken(Shape):
     expires_at: str | None
     revoked_at: str | None
     state: Literal["active", "expired", "used up", "revoked"]
+    tags: Annotated[list[str], Meta(description="Every host registering with it gets these.")]
+    allow_host_tags: Annotated[
+        bool, Meta(description="Whether hosts may add tags of their own (`register --tag`).")
+    ]
 
 
 def _token(info: tokens.TokenInfo, shape: type[T], **more: Any) -> T:
-    return shape(**asdict(info), state=info.state(utc_now()), **more)
+    fields = {**asdict(info), "tags": list(info.tags)}
+    return shape(**fields, state=info.state(utc_now()), **more)
 
 
 class RegistrationTokens(Shape):
@@ -60,6 +65,23 @@ class NewRegistrationToken(Shape):
         Annotated[str, Meta(max_length=200, description="e.g. `24h`, `7d`; default 24h.")] | None
     ) = None
     note: Annotated[str, Meta(max_length=200, description="What it is for.")] | None = None
+    tags: (
+        Annotated[
+            list[Annotated[str, Meta(max_length=200)]],
+            Meta(max_length=50, description="Tags every host registering with it gets."),
+        ]
+        | None
+    ) = None
+    allow_host_tags: (
+        Annotated[
+            bool,
+            Meta(
+                description="Whether hosts may add tags of their own with `register --tag`; "
+                "default true. False: a host that asks for tags is refused."
+            ),
+        ]
+        | None
+    ) = None
 
 
 class RegistrationTokenCreated(RegistrationToken):
@@ -81,13 +103,13 @@ class RegistrationTokenCreated(RegistrationToken):
         Failure(422, "expires is not a duration such as `24h`"),
         Failure(
             422,
-            "seats, expires or note out of range",
+            "seats, expires, note or a tag out of range",
             when=tokens.InvalidTokenRequest,
             field="{exc.field}",
             message="{exc.message}",
         ),
     ],
-    example={"seats": 5, "expires": "24h", "note": "office laptops"},
+    example={"seats": 5, "expires": "24h", "note": "office laptops", "tags": ["office"]},
 )
 async def create_token(call: Call) -> Reply:
     """A token for `redflag-agent register --token ...`. It carries the fingerprint of
@@ -100,6 +122,8 @@ async def create_token(call: Call) -> Reply:
         seats=body.seats,
         expires_in=duration(body.expires, "expires"),
         note=body.note or "",
+        tags=body.tags or [],
+        allow_host_tags=body.allow_host_tags is not False,
     )
     created = _token(info, RegistrationTokenCreated, token=token)
     return Reply(created, status=201, headers={"Cache-Control": "no-store"})

@@ -109,7 +109,9 @@ def _register_token(commands: argparse._SubParsersAction) -> None:
         "hosts reach the appliance at, so the printed command is ready to paste.",
         "examples:\n  redflag-appliance token create --seats 10 --expires 24h --note 'rack 2'\n"
         "  redflag-appliance token create --unlimited --expires 7d "
-        "--server https://redflag.lan:8080",
+        "--server https://redflag.lan:8080\n"
+        "  redflag-appliance token create --seats 40 --tag office --tag site:berlin "
+        "--no-host-tags",
     )
     parser.add_argument("--seats", type=int, help="how many hosts may use it (default 1)")
     parser.add_argument("--unlimited", action="store_true", help="no limit on hosts")
@@ -117,6 +119,18 @@ def _register_token(commands: argparse._SubParsersAction) -> None:
         "--expires", default="24h", help="lifetime, e.g. 90m, 24h, 7d (default 24h)"
     )
     parser.add_argument("--note", default="", help="what it is for, shown in lists")
+    parser.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="a tag every host registering with it gets (repeat for more)",
+    )
+    parser.add_argument(
+        "--no-host-tags",
+        action="store_true",
+        help="refuse hosts that ask for tags of their own ('redflag-agent register --tag')",
+    )
     parser.add_argument("--server", help="appliance URL to print in the agent command")
     add_json(parser)
     parser.set_defaults(handler=run_token)
@@ -168,12 +182,15 @@ def run_token(args: argparse.Namespace) -> int:
                 seats=seats,
                 expires_in=expires_in,
                 note=args.note,
+                tags=args.tag,
+                allow_host_tags=not args.no_host_tags,
             )
 
         try:
             token, info = _run(settings, create)
         except tokens.InvalidTokenRequest as exc:
-            raise CliError(str(exc)) from None
+            option = "--tag" if exc.field == "tags" else f"--{exc.field}"
+            raise CliError(f"{option}: {exc.message}") from None
         server = args.server or f"http://APPLIANCE-ADDRESS:{settings.port}"
         if args.json:
             print_json({"token": token, **info.as_json(utc_now())})
@@ -182,9 +199,12 @@ def run_token(args: argparse.Namespace) -> int:
             if not args.server:
                 print("(use --server URL to print the address your hosts reach this on)")
             enrol = enrol_commands(server, token)
+            tags = ", ".join(info.tags) or "none"
+            host_tags = "allowed" if info.allow_host_tags else "refused"
             print(
                 f"\nseats: {seats or 'unlimited'}, expires {info.expires_at}; it is shown "
-                "only now.\nOn this host (the agent installed with the appliance):\n"
+                f"only now.\ntags: {tags}; tags of the host's own (register --tag): "
+                f"{host_tags}.\nOn this host (the agent installed with the appliance):\n"
                 + "".join(f"  {line}\n" for line in enrol.this_host)
                 + "On other Linux hosts (x86_64, aarch64; Python 3.9+), one line that checks\n"
                 + "everything it downloads against this appliance's root key:\n"
@@ -201,9 +221,11 @@ def run_token(args: argparse.Namespace) -> int:
             print_json([t.as_json(now) for t in found])
         for info in [] if args.json else found:
             seats = f"{info.seats_used}/{info.seats_total or '∞'}"
+            tags = ",".join(info.tags) + ("" if info.allow_host_tags else " (fixed)")
             print(
                 f"{info.id:>4}  {info.state(now):<8} seats {seats:<9} expires "
                 f"{info.expires_at or 'never':<21} {info.note}"
+                + (f"  tags {tags}" if info.tags or not info.allow_host_tags else "")
             )
         return 0
     revoked = _run(settings, lambda db, _k: tokens.revoke_token(db, cli_actor(), args.token_id))

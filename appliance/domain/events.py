@@ -73,8 +73,9 @@ KINDS = {
         EventKind(
             "agent.registered",
             "agent id",
-            ("hostname", "token_id", "created"),
-            "an agent enrolled (created: a new record, or an existing one again)",
+            ("hostname", "token_id", "created", "tags"),
+            "an agent enrolled (created: a new record, or an existing one again), with its "
+            "tags (the token's and the host's)",
         ),
         EventKind(
             "agent.offline",

@@ -4,7 +4,6 @@ transaction with its audit entry."""
 from __future__ import annotations
 
 import logging
-import re
 import sqlite3
 from datetime import timedelta
 from typing import Any
@@ -16,14 +15,13 @@ from appliance.services.agents import AgentNotFound
 from appliance.store import agent_listing
 from appliance.store import agents as agents_store
 from appliance.store.database import Database, Transaction
+from kernel import tags
 from kernel.clock import iso
 from kernel.logs import log_event
+from kernel.tags import MAX_TAG_CHARS, MAX_TAGS
 
 logger = logging.getLogger("redflag.agents")
 
-MAX_TAG_CHARS = 40
-MAX_TAGS = 50
-TAG_PATTERN = re.compile(r"[a-z0-9][a-z0-9._:-]{0,39}")
 # The agent refuses longer (agent/session.py RAPID_MAX_S).
 RAPID_MAX_S = 3600
 
@@ -39,13 +37,11 @@ class InvalidRapidMode(Invalid):
 
 
 def clean_tag(text: str) -> str:
-    """A tag as stored: lower case letters, digits and . _ : -, at most 40 characters."""
-    tag = text.strip().lower()
-    if not TAG_PATTERN.fullmatch(tag):
-        raise InvalidTag(
-            "a tag is 1-40 letters, digits and . _ : - and starts with a letter or digit"
-        )
-    return tag
+    """A tag as stored (kernel/tags.py: the agent's `register --tag` checks the same)."""
+    try:
+        return tags.clean_tag(text)
+    except tags.InvalidTagText as exc:
+        raise InvalidTag(str(exc)) from None
 
 
 def _require(conn: sqlite3.Connection, agent_id: str) -> Any:

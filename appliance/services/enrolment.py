@@ -1,6 +1,8 @@
-"""Agent enrolment: a valid token plus proof of the agent's new key make an agent.
+"""Agent enrolment: a valid token plus proof of the agent's new key make an agent, with
+the token's tags and those the host asked for, in one transaction.
 
-Registering again with the same key returns the same agent (no duplicate, no seat).
+Registering again with the same key returns the same agent (no duplicate, no seat, its
+tags as they are: they are an admin's to change from then on).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from appliance.domain.actors import Actor
 from appliance.domain.errors import Invalid
 from appliance.services import audit, tokens
+from appliance.store import agent_listing
 from appliance.store import agents as agents_store
 from appliance.store import tokens as tokens_store
 from appliance.store.database import Database, Transaction
@@ -19,32 +22,43 @@ from kernel.clock import iso
 from kernel.logs import log_event
 from kernel.protocol import CLOCK_WINDOW_S, RegistrationRequest, b64decode
 from kernel.sanitise import sanitise_text
+from kernel.tags import MAX_TAGS
 
 logger = logging.getLogger("redflag.enrolment")
 
 
 class RegistrationRefused(Invalid):
-    """Proof or clock wrong; `reason` is safe to tell the client."""
+    """Clock or tags wrong; `reason` is safe to tell the client, `field` names the part
+    of the request and `detail` says what is wrong with it."""
 
-    def __init__(self, reason: str):
-        super().__init__(reason)
+    def __init__(self, reason: str, field: str, detail: str | None = None):
+        super().__init__(reason, field)
         self.reason = reason
+        self.detail = detail or reason
 
 
 @dataclass(frozen=True)
 class Enrolled:
     agent_id: str
     created: bool
+    tags: tuple[str, ...] = ()
 
 
 async def register_agent(db: Database, host: Actor, request: RegistrationRequest) -> Enrolled:
     """`host` is who asks (`Actor("host:NAME", source_ip)`). Raises RegistrationRefused
     (bad proof, clock) or tokens.TokenNotAccepted (recorded in the audit log first)."""
     request.verify_proof()  # SignatureInvalid propagates as a 400 at the edge
-    if abs(request.timestamp - int(host.at.timestamp())) > CLOCK_WINDOW_S:
+    skew = request.timestamp - int(host.at.timestamp())
+    if abs(skew) > CLOCK_WINDOW_S:
+        # The agent reads the number from `detail` (agent/enrol.py).
+        detail = (
+            f"{abs(skew)} s {'ahead of' if skew > 0 else 'behind'} the appliance's clock "
+            f"(allowed: {CLOCK_WINDOW_S} s either way)"
+        )
         raise RegistrationRefused(
-            f"the agent's clock is more than {CLOCK_WINDOW_S}s away from the appliance's; "
-            "fix the host's time (NTP) and register again"
+            f"the agent's clock is {detail}; fix the host's time (NTP) and register again",
+            "timestamp",
+            detail,
         )
     facts = {k: sanitise_text(v, max_chars=253) for k, v in request.facts.to_json().items()}
     outcome = await db.write(_register, host, request, facts)
@@ -68,9 +82,10 @@ def _register(
     public_key = b64decode(request.public_key)
     existing = agents_store.agent_id_for_key(tx.conn, public_key)
     if existing:
-        return Enrolled(existing, created=False)
+        tags = agent_listing.tags_of(tx.conn, [existing]).get(existing, [])
+        return Enrolled(existing, created=False, tags=tuple(tags))
     try:
-        token_id = tokens.claim_seat(tx.conn, request.token, now=host.at)
+        token = tokens.claim_seat(tx.conn, request.token, now=host.at, host_tags=request.tags)
     except tokens.TokenNotAccepted as refusal:
         audit.record(
             tx.conn,
@@ -79,6 +94,14 @@ def _register(
             details={"reason": refusal.reason},
         )
         return refusal
+    tags = sorted(set(token.tags) | set(request.tags))
+    if len(tags) > MAX_TAGS:
+        # Raised: the transaction rolls back, the seat is not taken.
+        raise RegistrationRefused(
+            f"the token's tags and the host's make {len(tags)}; an agent carries at most "
+            f"{MAX_TAGS}",
+            "tags",
+        )
     agent_id = str(uuid.uuid4())
     at = iso(host.at)
     agents_store.insert_agent(
@@ -87,21 +110,28 @@ def _register(
         facts=facts,
         registered_at=at,
         last_ip=host.source_ip,
-        token_id=token_id,
+        token_id=token.id,
     )
     agents_store.insert_key(tx.conn, agent_id, public_key, at)
-    tokens_store.record_use(tx.conn, token_id, agent_id, at, host.source_ip)
+    for tag in tags:
+        agents_store.add_tag(tx.conn, agent_id, tag)
+    tokens_store.record_use(tx.conn, token.id, agent_id, at, host.source_ip)
     audit.record(
         tx.conn,
         Actor.agent(agent_id, host.source_ip, host.at),
         "agent.registered",
         target=agent_id,
-        details={"hostname": facts["hostname"], "token_id": token_id},
+        details={
+            "hostname": facts["hostname"],
+            "token_id": token.id,
+            "tags": tags,  # the token's, and those the host asked for:
+            "host_tags": list(request.tags),
+        },
     )
     tx.emit(
         "agent.registered",
         agent_id,
-        {"hostname": facts["hostname"], "token_id": token_id, "created": True},
+        {"hostname": facts["hostname"], "token_id": token.id, "created": True, "tags": tags},
         at,
     )
-    return Enrolled(agent_id, created=True)
+    return Enrolled(agent_id, created=True, tags=tuple(tags))

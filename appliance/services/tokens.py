@@ -1,4 +1,5 @@
-"""Registration tokens: random, stored only as a hash, with seats, expiry and revocation.
+"""Registration tokens: random, stored only as a hash, with seats, expiry, revocation,
+and the tags every host registering with one gets.
 
 The token an admin hands out is `rf_reg_<secret>.<root fingerprint>`: the agent checks
 the appliance's root key against the fingerprint before trusting anything it is told.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from appliance.store import tokens as tokens_store
 from appliance.store.database import Database, Transaction
 from kernel.clock import iso, parse_iso
 from kernel.protocol import ProtocolError, parse_registration_token
+from kernel.tags import InvalidTagText, clean_tags
 
 MAX_SEATS = 100_000
 MAX_LIFETIME = timedelta(days=365)
@@ -40,12 +42,18 @@ class TokenNotFound(NotFound):
 
 
 class TokenNotAccepted(Exception):
-    """Registration refused. `reason` is for the audit log only: the client is never
-    told whether the token existed."""
+    """Registration refused by the token: `reason` is one of REFUSALS. Whoever does not
+    hold a real secret only ever learns "unknown" (or "malformed"): the secret has 256
+    random bits, so guessing never finds one. The holder of a real token is told its
+    state, because the remedy differs: a new token, one with more seats, or no --tag."""
 
     def __init__(self, reason: str):
-        super().__init__("registration token not accepted")
+        super().__init__(f"registration token not accepted: {reason}")
         self.reason = reason
+
+
+# Why a token refuses a registration, as the audit log and the API answer say it.
+REFUSALS = ("malformed", "unknown", "expired", "revoked", "used up", "host tags not allowed")
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,14 @@ class TokenInfo:
     created_by: str
     expires_at: str | None
     revoked_at: str | None
+    allow_host_tags: bool = True  # may hosts add tags of their own (`register --tag`)?
+    tags: tuple[str, ...] = ()  # every host registering with it gets these
+
+    @classmethod
+    def of(cls, row: sqlite3.Row, tags: list[str] | None = None) -> TokenInfo:
+        return cls(
+            **{**dict(row), "allow_host_tags": bool(row["allow_host_tags"])}, tags=tuple(tags or ())
+        )
 
     def state(self, now: datetime) -> str:
         if self.revoked_at:
@@ -79,7 +95,7 @@ class TokenInfo:
         return "active"
 
     def as_json(self, now: datetime) -> dict[str, Any]:
-        return {**vars(self), "state": self.state(now)}
+        return {**vars(self), "tags": list(self.tags), "state": self.state(now)}
 
 
 def hash_secret(secret: str) -> str:
@@ -92,6 +108,8 @@ def prepare(
     seats: int | None,
     expires_in: timedelta | None,
     note: str = "",
+    tags: Sequence[str] = (),
+    allow_host_tags: bool = True,
 ) -> tuple[str, Callable[[Transaction, Actor], TokenInfo]]:
     """Check a new token's terms and draw its secret: (the token text, shown once and
     never stored; the step that stores its hash inside a write transaction)."""
@@ -101,6 +119,10 @@ def prepare(
         raise InvalidTokenRequest("expires", "between 1 minute and 365 days")
     if len(note) > MAX_NOTE_CHARS:
         raise InvalidTokenRequest("note", f"at most {MAX_NOTE_CHARS} characters")
+    try:
+        token_tags = clean_tags(list(tags))
+    except InvalidTagText as exc:
+        raise InvalidTokenRequest("tags", str(exc)) from None
     secret = secrets.token_urlsafe(32)
 
     def store(tx: Transaction, actor: Actor) -> TokenInfo:
@@ -113,15 +135,34 @@ def prepare(
             created_at=iso(actor.at),
             created_by=actor.name,
             expires_at=expires_at,
+            allow_host_tags=allow_host_tags,
         )
+        tokens_store.add_tags(tx.conn, token_id, list(token_tags))
         audit.record(
             tx.conn,
             actor,
             "token.created",
             target=f"token:{token_id}",
-            details={"seats": seats, "expires_at": expires_at, "note": note},
+            details={
+                "seats": seats,
+                "expires_at": expires_at,
+                "note": note,
+                "tags": list(token_tags),
+                "allow_host_tags": allow_host_tags,
+            },
         )
-        return TokenInfo(token_id, note, seats, 0, iso(actor.at), actor.name, expires_at, None)
+        return TokenInfo(
+            token_id,
+            note,
+            seats,
+            0,
+            iso(actor.at),
+            actor.name,
+            expires_at,
+            None,
+            allow_host_tags,
+            token_tags,
+        )
 
     return f"rf_reg_{secret}.{root_fingerprint}", store
 
@@ -134,34 +175,50 @@ async def create_token(
     seats: int | None,
     expires_in: timedelta | None,
     note: str = "",
+    tags: Sequence[str] = (),
+    allow_host_tags: bool = True,
 ) -> tuple[str, TokenInfo]:
     """Return the token text (shown once, never stored) and its record."""
     text, store = prepare(
-        root_fingerprint=root_fingerprint, seats=seats, expires_in=expires_in, note=note
+        root_fingerprint=root_fingerprint,
+        seats=seats,
+        expires_in=expires_in,
+        note=note,
+        tags=tags,
+        allow_host_tags=allow_host_tags,
     )
     return text, await db.write(store, actor)
 
 
+def _with_tags(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[TokenInfo]:
+    tags = tokens_store.tags_of(conn, [row["id"] for row in rows])
+    return [TokenInfo.of(row, tags.get(row["id"])) for row in rows]
+
+
 async def list_tokens(db: Database) -> list[TokenInfo]:
-    return [TokenInfo(**dict(row)) for row in await db.read(tokens_store.all_tokens)]
+    return await db.read(lambda conn: _with_tags(conn, tokens_store.all_tokens(conn)))
 
 
 async def token_page(db: Database, page: int, per_page: int) -> tuple[list[TokenInfo], int]:
     """One page of tokens, newest first, and how many there are in all."""
 
-    def read(conn: sqlite3.Connection) -> tuple[list[Any], int]:
+    def read(conn: sqlite3.Connection) -> tuple[list[TokenInfo], int]:
         offset = (max(page, 1) - 1) * per_page
-        return tokens_store.tokens_page(conn, per_page, offset), tokens_store.count_tokens(conn)
+        rows = tokens_store.tokens_page(conn, per_page, offset)
+        return _with_tags(conn, rows), tokens_store.count_tokens(conn)
 
-    rows, total = await db.read(read)
-    return [TokenInfo(**dict(row)) for row in rows], total
+    return await db.read(read)
 
 
 async def get_token(db: Database, token_id: int) -> TokenInfo:
-    row = await db.read(tokens_store.by_id, token_id)
-    if row is None:
+    def read(conn: sqlite3.Connection) -> list[TokenInfo]:
+        row = tokens_store.by_id(conn, token_id)
+        return _with_tags(conn, [row]) if row is not None else []
+
+    found = await db.read(read)
+    if not found:
         raise TokenNotFound(f"there is no registration token {token_id}")
-    return TokenInfo(**dict(row))
+    return found[0]
 
 
 async def token_uses(db: Database, token_id: int, limit: int = MAX_USES_SHOWN) -> list[TokenUse]:
@@ -180,9 +237,12 @@ async def revoke_token(db: Database, actor: Actor, token_id: int) -> bool:
     return await db.write(revoke)
 
 
-def claim_seat(conn: sqlite3.Connection, token: str, *, now: datetime) -> int:
-    """Inside the registration transaction: check the token and take one seat.
-    Returns the token id; raises TokenNotAccepted with the private reason."""
+def claim_seat(
+    conn: sqlite3.Connection, token: str, *, now: datetime, host_tags: Sequence[str] = ()
+) -> TokenInfo:
+    """Inside the registration transaction: check the token (and that it lets the host
+    choose tags, if it asks for any) and take one seat. Returns the token; raises
+    TokenNotAccepted with one of REFUSALS."""
     try:
         secret, _ = parse_registration_token(token)
     except ProtocolError:
@@ -190,10 +250,12 @@ def claim_seat(conn: sqlite3.Connection, token: str, *, now: datetime) -> int:
     row = tokens_store.by_hash(conn, hash_secret(secret))
     if row is None:
         raise TokenNotAccepted("unknown")
-    info = TokenInfo(**dict(row))
+    info = _with_tags(conn, [row])[0]
     state = info.state(now)
     if state != "active":
         raise TokenNotAccepted(state)
+    if host_tags and not info.allow_host_tags:
+        raise TokenNotAccepted("host tags not allowed")
     if not tokens_store.take_seat(conn, info.id):
         raise TokenNotAccepted("used up")
-    return info.id
+    return info

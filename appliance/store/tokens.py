@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 
-_COLUMNS = "id, note, seats_total, seats_used, created_at, created_by, expires_at, revoked_at"
+_COLUMNS = (
+    "id, note, seats_total, seats_used, created_at, created_by, expires_at, revoked_at, "
+    "allow_host_tags"
+)
 
 
 def insert(
@@ -16,13 +19,37 @@ def insert(
     created_at: str,
     created_by: str,
     expires_at: str | None,
+    allow_host_tags: bool,
 ) -> int:
     cursor = conn.execute(
         "INSERT INTO registration_tokens (token_hash, note, seats_total, created_at, "
-        "created_by, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-        (token_hash, note, seats_total, created_at, created_by, expires_at),
+        "created_by, expires_at, allow_host_tags) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (token_hash, note, seats_total, created_at, created_by, expires_at, allow_host_tags),
     )
     return int(cursor.lastrowid or 0)
+
+
+def add_tags(conn: sqlite3.Connection, token_id: int, tags: list[str]) -> None:
+    conn.executemany(
+        "INSERT INTO registration_token_tags (token_id, tag) VALUES (?, ?)",
+        [(token_id, tag) for tag in tags],
+    )
+
+
+def tags_of(conn: sqlite3.Connection, token_ids: list[int]) -> dict[int, list[str]]:
+    """Each token's tags, sorted; tokens without tags are left out."""
+    if not token_ids:
+        return {}
+    marks = ", ".join("?" * len(token_ids))
+    cursor = conn.execute(
+        f"SELECT token_id, tag FROM registration_token_tags WHERE token_id IN ({marks}) "  # noqa: S608
+        "ORDER BY token_id, tag",
+        token_ids,
+    )
+    found: dict[int, list[str]] = {}
+    for token_id, tag in cursor.fetchall():
+        found.setdefault(token_id, []).append(tag)
+    return found
 
 
 def by_hash(conn: sqlite3.Connection, token_hash: str) -> sqlite3.Row | None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from agent.client import ApplianceError
-from agent.enrol import Identity, register
+from agent.enrol import Identity, SeatsUsedUp, TokenRefused, register
 from agent.trust import TrustError
 from tests.integration.conftest import Fleet, host_facts
 from tests.support import key_file_for, run_cli
@@ -25,7 +27,7 @@ def test_registering_takes_a_seat_and_registering_again_is_idempotent(fleet: Fle
     assert identity is not None
     assert fleet.tokens()[0]["seats_used"] == 1 and fleet.tokens()[0]["state"] == "active"
 
-    again, created = register(state_dir, fleet.appliance.url, token, host_facts())
+    again, created, _ = register(state_dir, fleet.appliance.url, token, host_facts())
     assert not created and again.agent_id == identity.agent_id
     assert fleet.db_rows("SELECT count(*) FROM agents") == [(1,)]
     assert fleet.tokens()[0]["seats_used"] == 1
@@ -38,7 +40,8 @@ def assert_nothing_saved(state_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("problem", ["expired", "used up", "revoked", "unknown"])
-def test_a_token_that_is_not_valid_is_refused_without_a_hint(fleet: Fleet, problem: str) -> None:
+def test_a_token_that_is_not_valid_is_refused_with_its_reason(fleet: Fleet, problem: str) -> None:
+    # The reason goes only to whoever holds the secret: a guessed one is always unknown.
     token = fleet.registration_token(seats=1)
     token_id = fleet.tokens()[0]["id"]
     if problem == "expired":
@@ -51,16 +54,83 @@ def test_a_token_that_is_not_valid_is_refused_without_a_hint(fleet: Fleet, probl
         secret, fingerprint = token.split(".")
         token = secret[:-4] + "AAAA." + fingerprint
     state_dir = fleet.state_dir()
-    with pytest.raises(ApplianceError) as refused:
+    with pytest.raises((TokenRefused, SeatsUsedUp)) as refused:
         register(state_dir, fleet.appliance.url, token, host_facts())
-    assert refused.value.status == 401
-    assert refused.value.error.startswith("registration token not accepted")
+    answer = refused.value.__cause__
+    assert isinstance(answer, ApplianceError)
+    assert answer.status == 401 and answer.error.startswith("registration token not accepted")
+    assert answer.errors == [{"field": "token", "message": problem}]
+    if problem == "used up":
+        assert isinstance(refused.value, SeatsUsedUp)
+    else:
+        assert isinstance(refused.value, TokenRefused) and refused.value.reason == problem
     assert_nothing_saved(state_dir)
     reasons = fleet.db_rows(
         "SELECT json_extract(details, '$.reason') FROM audit_log "
         "WHERE action = 'agent.registration_refused'"
     )
     assert reasons == [(problem,)]
+    assert fleet.db_rows("SELECT seats_used FROM registration_tokens") == [
+        (1 if problem == "used up" else 0,)
+    ]
+
+
+def test_a_host_gets_the_tokens_tags_and_its_own_in_the_registration_transaction(
+    fleet: Fleet,
+) -> None:
+    token = fleet.registration_token(tags=["lab", "site:berlin-2"])
+    state_dir = fleet.state_dir()
+    command = [sys.executable, "-m", "agent", "register", "--server", fleet.appliance.url]
+    command += ["--token", token, "--state-dir", str(state_dir), "--tag", "Web", "--tag", "lab"]
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1] == "tags: lab, site:berlin-2, web"
+    agent_id = Identity.load(state_dir).agent_id  # type: ignore[union-attr]
+    assert fleet.api("GET", f"/agents/{agent_id}").json()["tags"] == [
+        "lab",
+        "site:berlin-2",
+        "web",
+    ]
+    audit = fleet.db_rows(
+        "SELECT json_extract(details, '$.tags'), json_extract(details, '$.host_tags') "
+        "FROM audit_log WHERE action = 'agent.registered'"
+    )
+    assert audit == [('["lab","site:berlin-2","web"]', '["lab","web"]')]
+    # Again with other tags: the same agent, its tags are the admin's to change now.
+    again = subprocess.run(
+        [*command, "--tag", "other"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[1:] == [
+        "tags: lab, site:berlin-2, web",
+        "(already registered: --tag changed nothing; change tags on the appliance)",
+    ]
+    assert fleet.tokens()[0]["seats_used"] == 1
+
+
+def test_tags_beyond_fifty_are_refused_and_take_no_seat(fleet: Fleet) -> None:
+    token = fleet.registration_token(tags=[f"t{i}" for i in range(30)])
+
+    with pytest.raises(ApplianceError) as refused:
+        register(
+            fleet.state_dir(),
+            fleet.appliance.url,
+            token,
+            host_facts(),
+            tags=[f"h{i}" for i in range(30)],
+        )
+
+    assert refused.value.status == 400
+    assert refused.value.errors == [
+        {
+            "field": "tags",
+            "message": "the token's tags and the host's make 60; an agent carries at most 50",
+        }
+    ]
+    assert fleet.tokens()[0]["seats_used"] == 0
+    assert fleet.db_rows("SELECT count(*) FROM agents") == [(0,)]
 
 
 def test_a_token_with_the_wrong_root_fingerprint_is_refused_before_registering(
@@ -85,9 +155,6 @@ def test_private_key_files_are_readable_by_their_owner_only(fleet: Fleet) -> Non
 
 
 def test_the_agent_cli_registers_and_reports_status(fleet: Fleet) -> None:
-    import subprocess
-    import sys
-
     state_dir = fleet.state_dir()
     token = fleet.registration_token()
     command = [
@@ -143,6 +210,47 @@ def test_token_create_cli_prints_the_agent_command(fleet: Fleet) -> None:
     fleet.secrets.append(token.split(".")[0])
     listed = run_cli("token", "list", "--data-dir", str(fleet.appliance.data_dir))
     assert "seats 0/3" in listed.stdout
+
+
+def test_token_create_cli_gives_tags_and_can_refuse_host_tags(fleet: Fleet) -> None:
+    data_dir = str(fleet.appliance.data_dir)
+    made = run_cli(
+        "token",
+        "create",
+        "--tag",
+        "Office",
+        "--tag",
+        "site:b",
+        "--no-host-tags",
+        "--data-dir",
+        data_dir,
+    )
+    assert made.returncode == 0, made.stderr
+    fleet.secrets.append(made.stdout.splitlines()[0].split(".")[0])
+    assert "tags: office, site:b; tags of the host's own (register --tag): refused." in (
+        made.stdout
+    )
+    listed = run_cli("token", "list", "--data-dir", data_dir)
+    assert listed.stdout.rstrip().endswith("tags office,site:b (fixed)")
+    assert (fleet.tokens()[0]["tags"], fleet.tokens()[0]["allow_host_tags"]) == (
+        ["office", "site:b"],
+        False,
+    )
+    bad = run_cli("token", "create", "--tag", "no spaces", "--data-dir", data_dir)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().endswith(
+        "--tag: a tag is 1-40 letters, digits and . _ : - and starts with a letter or digit"
+    )
+    refused = fleet.api("POST", "/tokens", json={"tags": ["ok", "-x"]})
+    assert refused.status_code == 422
+    assert refused.json()["errors"] == [
+        {
+            "field": "tags",
+            "message": "a tag is 1-40 letters, digits and . _ : - and starts with a letter "
+            "or digit",
+        }
+    ]
+    assert len(fleet.tokens()) == 1
 
 
 def test_each_token_action_has_help_of_its_own() -> None:

@@ -19,7 +19,7 @@ from web.templating import render
 from web.views.account import server_url
 
 PER_PAGE = 100
-DEFAULT_FORM = {"seats": "10", "expires": "7d", "note": ""}
+DEFAULT_FORM = {"seats": "10", "expires": "7d", "note": "", "tags": "", "fixed_tags": ""}
 
 
 def page_number(request: Request) -> int:
@@ -59,17 +59,22 @@ class TokenForm:
     errors: dict[str, str] = field(default_factory=dict)
     seats: int | None = None
     expires_in: timedelta | None = None
+    tags: list[str] = field(default_factory=list)
 
 
 def read_token_form(form: FormData) -> TokenForm:
-    """What was typed (to show again), and seats and expiry parsed, or errors."""
+    """What was typed (to show again), and seats, expiry and tags parsed, or errors."""
     parsed = TokenForm(
         {
             "seats": field_text(form, "seats", 20),
             "expires": field_text(form, "expires", 20),
             "note": field_text(form, "note", 1000),
+            "tags": field_text(form, "tags", 3000),
+            "fixed_tags": "yes" if field_text(form, "fixed_tags", 10) else "",
         }
     )
+    # Separated by commas or spaces; each is checked by the service.
+    parsed.tags = parsed.values["tags"].replace(",", " ").split()
     seats, expires = parsed.values["seats"], parsed.values["expires"]
     if seats.isascii() and seats.isdigit():
         parsed.seats = int(seats)
@@ -98,6 +103,8 @@ async def create_token(request: Request) -> Response:
             seats=parsed.seats,
             expires_in=parsed.expires_in,
             note=parsed.values["note"],
+            tags=parsed.tags,
+            allow_host_tags=not parsed.values["fixed_tags"],
         )
     except tokens.InvalidTokenRequest as exc:
         errors = {exc.field: exc.message}

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.client import ApplianceError
+from agent.enrol import Identity, TokenRefused
 from appliance.services import settings as runtime_settings
 from appliance.services.agent_commands import installed_agent
 from tests.integration.conftest import host_facts
@@ -93,6 +93,45 @@ def test_bad_seats_or_expiry_are_refused_with_the_error_next_to_the_field(
     assert web.fleet.tokens() == []
 
 
+def test_a_token_made_with_tags_gives_them_to_each_host_and_can_refuse_host_tags(
+    web: Web,
+) -> None:
+    client = web.logged_in("admin")
+    response, token = create_token(client, tags="Office, site:berlin  office", fixed_tags="yes")
+    web.fleet.secrets.append(token.split(".")[0])
+    assert '<span class="tag">office</span>, <span class="tag">site:berlin</span>' in (
+        response.text
+    )
+    assert "A host that asks for tags of its own is refused." in response.text
+    listing = client.page("/admin/tokens")
+    assert '<span class="tag">office</span> <span class="tag">site:berlin</span>' in listing
+    assert "only these" in listing
+    assert "hosts may not add their own" in client.page("/admin/tokens/1")
+    [made] = web.fleet.tokens()
+    assert (made["tags"], made["allow_host_tags"]) == (["office", "site:berlin"], False)
+    state_dir = web.fleet.enrol(host_facts("desk-1"), token=token)
+    agent_id = Identity.load(state_dir).agent_id  # type: ignore[union-attr]
+    assert web.fleet.api("GET", f"/agents/{agent_id}").json()["tags"] == [
+        "office",
+        "site:berlin",
+    ]
+
+
+def test_a_tag_that_is_not_a_tag_is_refused_next_to_the_field(web: Web) -> None:
+    client = web.logged_in("admin")
+    response = client.submit(
+        "/admin/tokens", {"seats": "3", "expires": "7d", "tags": "ok <b>bad</b>", "note": "kept"}
+    )
+    assert response.status_code == 422
+    found = re.search(r'<p class="field-error" id="e-tags">([^<]*)</p>', response.text)
+    assert found, response.text[:3000]
+    assert html.unescape(found.group(1)) == (
+        "a tag is 1-40 letters, digits and . _ : - and starts with a letter or digit"
+    )
+    assert 'value="ok &lt;b&gt;bad&lt;/b&gt;"' in response.text
+    assert web.fleet.tokens() == []
+
+
 def test_a_revoked_token_shows_revoked_and_registers_no_more_hosts(web: Web) -> None:
     client = web.logged_in("admin")
     _, token = create_token(client)
@@ -105,9 +144,9 @@ def test_a_revoked_token_shows_revoked_and_registers_no_more_hosts(web: Web) -> 
     listing = client.page("/admin/tokens?notice=revoked")
     assert "The token is revoked" in listing and "revoked</span>" in listing
     assert 'action="/admin/tokens/1/revoke"' not in listing
-    with pytest.raises(ApplianceError) as refused:
+    with pytest.raises(TokenRefused) as refused:
         web.fleet.enrol(token=token)
-    assert refused.value.status == 401
+    assert refused.value.reason == "revoked"
     again = client.submit("/admin/tokens/1/revoke", {})
     assert again.headers["location"] == "/admin/tokens?notice=not-revoked"
     assert audit_actions(web, "token.revoked") == [("user:admin", "token.revoked", "token:1")]

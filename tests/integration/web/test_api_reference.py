@@ -97,7 +97,7 @@ def test_every_endpoint_answers_in_its_documented_shape(web: Web) -> None:
     api.call("GET", "/tokens/{token_id}/uses", 200, token_id=made.json()["id"])
     recorder = Recorder()
     state_dir = web.fleet.state_dir()
-    identity, _ = register(
+    identity, _, _ = register(
         state_dir, web.url, made.json()["token"], host_facts("contract"), transport=recorder
     )
     agent_id = identity.agent_id

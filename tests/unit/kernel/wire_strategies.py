@@ -135,6 +135,9 @@ registration_requests = st.builds(
     facts=host_facts,
     timestamp=seconds,
     proof=words(90),
+    tags=st.lists(
+        st.from_regex(r"[a-z0-9][a-z0-9._:-]{0,39}", fullmatch=True), max_size=5, unique=True
+    ).map(lambda tags: tuple(sorted(tags))),
 )
 breaker_snapshots = st.fixed_dictionaries(
     {

@@ -208,7 +208,12 @@ async def test_registration_appends_agent_registered(
 ) -> None:
     service = await open_key_service(db, key_file_for(migrated.data_dir), initialise=True)
     token, info = await tokens.create_token(
-        db, ADMIN, root_fingerprint=await service.root_fingerprint(), seats=1, expires_in=None
+        db,
+        ADMIN,
+        root_fingerprint=await service.root_fingerprint(),
+        seats=1,
+        expires_in=None,
+        tags=["lab"],
     )
     key = SigningKey.generate()
     request = RegistrationRequest(
@@ -216,13 +221,17 @@ async def test_registration_appends_agent_registered(
         public_key=b64encode(bytes(key.verify_key)),
         facts=HostFacts(hostname="nas", machine_fingerprint="fp"),
         timestamp=int(datetime.now(UTC).timestamp()),
+        tags=("web",),
     )
     signed = RegistrationRequest(
         **{**vars(request), "proof": b64encode(key.sign(request.signed_part()).signature)}
     )
     enrolled = await enrolment.register_agent(db, Actor("host:nas", "192.0.2.9"), signed)
     assert events(raw, "agent.registered") == [
-        (enrolled.agent_id, {"hostname": "nas", "token_id": info.id, "created": True})
+        (
+            enrolled.agent_id,
+            {"hostname": "nas", "token_id": info.id, "created": True, "tags": ["lab", "web"]},
+        )
     ]
 
 
