@@ -9,6 +9,7 @@ listens on a free loopback port instead of the published 8080."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 import os
@@ -30,7 +31,9 @@ from tests.docker_engine import Engine, debian_base_image, running_engine
 from tests.integration.test_agent_runtime import NO_BUILTIN_SCANNERS, agent_process
 from tests.support import REPO, free_port, wait_for
 
-pytestmark = pytest.mark.slow
+# The first test also waits for the module's image: a Debian root (once per machine),
+# the wheelhouse and the build take minutes on a busy 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 COMPOSE = yaml.safe_load((REPO / "packaging" / "compose.yaml").read_text())
 SERVICE = COMPOSE["services"]["appliance"]
@@ -236,7 +239,7 @@ def test_an_agent_and_its_data_outlive_the_replacement_of_the_container(
         # A backup taken in the container, copied out as docs/install.md says.
         backup = in_container(engine, "redflag-1", "backup").strip().splitlines()[-1]
         engine("cp", f"redflag-1:{backup}", str(tmp_path / "backup.db"))
-        with sqlite3.connect(tmp_path / "backup.db") as copy:
+        with contextlib.closing(sqlite3.connect(tmp_path / "backup.db")) as copy:
             assert copy.execute("SELECT id FROM agents").fetchall() == [(agent_id,)]
 
         # The check-in is still held: the stop answers it and ends within the deadline.
@@ -290,7 +293,10 @@ def test_a_new_image_on_an_older_data_volume_migrates_after_a_snapshot_and_can_r
     status = engine("run", "--rm", *volumes, image, "migrate", "--status").stdout
     assert f"schema version {HEAD - 1}" in status, status
     engine("start", "redflag-old")
+    # Ready means the schema is current again: migrated anew, after another snapshot.
     wait_for(lambda: _ready(f"http://127.0.0.1:{port}"), 60, "the appliance after the restore")
+    again = engine("exec", "redflag-old", "ls", "/data/backups").stdout
+    assert len(re.findall(rf"pre-migrate-{HEAD - 1}-to-{HEAD}-", again)) == 2, again
     assert stop_timed(engine, "redflag-old") < STOP_DEADLINE_S
 
 
