@@ -124,30 +124,34 @@ def running_engine() -> Iterator[Engine]:
     dockerd, cli = require_engine()
     # Short paths: containerd's sockets live under the exec root (108 bytes at most).
     workdir = Path(tempfile.mkdtemp(prefix="redflag-docker-"))
-    _in_memory_if_room(workdir)
-    socket_path = workdir / "docker.sock"
-    log_path = workdir / "dockerd.log"
-    engine = Engine(cli, f"unix://{socket_path}", log_path)
-    with log_path.open("w") as log:
-        daemon = subprocess.Popen(
-            [
-                dockerd,
-                f"--data-root={workdir / 'root'}",
-                f"--exec-root={workdir / 'exec'}",
-                f"--host={engine.host}",
-                f"--pidfile={workdir / 'dockerd.pid'}",
-                "--bridge=none",
-                "--iptables=false",
-                "--ip-forward=false",
-                "--ip-masq=false",
-                "--log-level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    engine = Engine(cli, f"unix://{workdir / 'docker.sock'}", workdir / "dockerd.log")
+    daemon = None
     try:
+        _in_memory_if_room(workdir)
+        # Not /etc/docker/daemon.json: a Docker installed on the machine may set there
+        # what the flags below set otherwise (and dockerd refuses a setting given twice).
+        config = workdir / "daemon.json"
+        config.write_text("{}\n")
+        with engine.log_path.open("w") as log:
+            daemon = subprocess.Popen(
+                [
+                    dockerd,
+                    f"--config-file={config}",
+                    f"--data-root={workdir / 'root'}",
+                    f"--exec-root={workdir / 'exec'}",
+                    f"--host={engine.host}",
+                    f"--pidfile={workdir / 'dockerd.pid'}",
+                    "--bridge=none",
+                    "--iptables=false",
+                    "--ip-forward=false",
+                    "--ip-masq=false",
+                    "--log-level=warn",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         _wait_until_ready(engine, daemon)
         yield engine
     finally:
@@ -165,10 +169,10 @@ def _wait_until_ready(engine: Engine, daemon: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"dockerd did not answer in {START_TIMEOUT_S}s:\n{_tail(engine)}")
 
 
-def _stop(engine: Engine, daemon: subprocess.Popen[bytes], workdir: Path) -> None:
+def _stop(engine: Engine, daemon: subprocess.Popen[bytes] | None, workdir: Path) -> None:
     """Remove every container, stop dockerd (and the containerd it started) by pid,
     unmount what is left under `workdir` and delete it."""
-    if daemon.poll() is None:
+    if daemon is not None and daemon.poll() is None:
         with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
             ids = engine("ps", "--all", "--quiet", timeout=30).stdout.split()
             if ids:
