@@ -21,7 +21,8 @@ echo "==> Installing redflag[appliance,agent,docker,smart,test] into $VENV"
 
 # Tests drive real tools from Debian packages: chromium through Playwright (which cannot
 # download its own browsers here), debootstrap for Debian 11/12 roots (the agent on
-# Python 3.9, the installer).
+# Python 3.9, the installer, the container's base image), Docker's engine (the
+# appliance's image, built and run by a dockerd of the tests' own).
 # Install what is missing when we are root; otherwise say what to install.
 NEEDED_DEBS=""
 [ -n "${REDFLAG_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1 || NEEDED_DEBS="$NEEDED_DEBS chromium"
@@ -29,6 +30,7 @@ command -v debootstrap >/dev/null 2>&1 || NEEDED_DEBS="$NEEDED_DEBS debootstrap"
 # visudo checks packaging/redflag-agent.sudoers; faketime gives an agent a skewed clock.
 command -v visudo >/dev/null 2>&1 || NEEDED_DEBS="$NEEDED_DEBS sudo"
 command -v faketime >/dev/null 2>&1 || NEEDED_DEBS="$NEEDED_DEBS faketime"
+{ command -v dockerd && command -v docker; } >/dev/null 2>&1 || NEEDED_DEBS="$NEEDED_DEBS docker.io"
 if [ -n "$NEEDED_DEBS" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "==> Installing Debian packages the tests run:$NEEDED_DEBS"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
+from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
@@ -37,6 +40,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Until uvicorn takes the signals over, SIGTERM stops start-up as Ctrl-C does. As
+    # PID 1 (in a container) the process would ignore it: the kernel delivers nothing
+    # to PID 1 that has no handler, and `docker stop` would wait for its SIGKILL. A stop
+    # mid-migration is safe: the migration commits at once or not at all.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     settings = settings_from(args, host=args.host, port=args.port)
     configure_logging(settings.log_level)
     if "MALLOC_ARENA_MAX" not in os.environ:
@@ -89,6 +97,15 @@ def run(args: argparse.Namespace) -> int:
 
 class _Server(uvicorn.Server):
     """uvicorn's server, telling the app as soon as a stop signal arrives."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn restores the handler it found and raises the caught signal again after
+        # a clean stop: SIGTERM's default then ends the process as systemd expects (PID 1
+        # ignores it and exits 0), not the start-up handler above as an interruption.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with super().capture_signals():
+            yield
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         on_stop_signal = getattr(self.config.app.state, "on_stop_signal", None)

@@ -1,7 +1,7 @@
 """How to restore a backup on this host: the commands that fit how this appliance runs
-(a service of systemd's system manager or of a user's, or a process started by hand),
-for the Backups page. Restore itself needs the appliance stopped, so it is never done
-from a page."""
+(a service of systemd's system manager or of a user's, a container, or a process
+started by hand), for the Backups page. Restore itself needs the appliance stopped,
+so it is never done from a page."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from appliance.settings import Settings
 
 @dataclass(frozen=True)
 class RestoreSteps:
-    how: str  # "system service", "user service" or "by hand"
+    how: str  # "system service", "user service", "container" or "by hand"
     unit: str  # the systemd unit, e.g. redflag-appliance.service; "" when by hand
     user: str  # who the appliance runs as
     commands: list[str]  # to run in order; FILE stands for the backup's name
@@ -33,6 +33,10 @@ class HostFacts:
     user: str  # who the appliance runs as
     executable: str  # the redflag-appliance command of this installation
     environ: Mapping[str, str]
+    # PID 1 (a container's main process), or $container set (systemd's convention,
+    # which packaging/Dockerfile follows; /.dockerenv is no sign: hosts made from an
+    # image keep it).
+    in_container: bool = False
 
     @classmethod
     def of_this_process(cls) -> HostFacts:
@@ -43,6 +47,7 @@ class HostFacts:
             user=pwd.getpwuid(os.getuid()).pw_name,
             executable=str(command) if command.exists() else "redflag-appliance",
             environ=dict(os.environ),
+            in_container=os.getpid() == 1 or bool(os.environ.get("container")),  # noqa: SIM112 (lower case by convention)
         )
 
 
@@ -76,6 +81,19 @@ def restore_steps(settings: Settings, facts: HostFacts) -> RestoreSteps:
     unit, of_user = systemd_unit(facts)
     how = "user service" if of_user else "system service" if unit else "by hand"
     data_dir = settings.data_dir.resolve()
+    if facts.in_container:
+        # A one-off container of the same service has its volume, key file and user.
+        backup = str(data_dir / "backups" / "FILE.db")
+        return RestoreSteps(
+            "container",
+            "",
+            facts.user,
+            [
+                "docker compose stop appliance   # the service in packaging/compose.yaml",
+                shlex.join(["docker", "compose", "run", "--rm", "appliance", "restore", backup]),
+                "docker compose start appliance",
+            ],
+        )
     restore = [
         facts.executable,
         "restore",

@@ -1,5 +1,6 @@
 """The Backups page's restore steps fit how the appliance runs: a service of systemd's
-system manager (as its own user), a user's service, or a process started by hand."""
+system manager (as its own user), a user's service, a container, or a process started
+by hand."""
 
 from __future__ import annotations
 
@@ -20,13 +21,16 @@ TERMINAL = "0::/user.slice/user-1000.slice/session-4.scope\n"
 CI_JOB = "0::/system.slice/runner.service\n"  # started by a CI runner, not by systemd
 
 
-def _facts(cgroup: str, parent: str, user: str = "redflag", **environ: str) -> HostFacts:
+def _facts(
+    cgroup: str, parent: str, user: str = "redflag", in_container: bool = False, **environ: str
+) -> HostFacts:
     return HostFacts(
         cgroup=cgroup,
         parent=parent,
         user=user,
         executable="/opt/redflag/venv/bin/redflag-appliance",
         environ=environ,
+        in_container=in_container,
     )
 
 
@@ -90,3 +94,25 @@ def test_by_hand_it_says_to_stop_the_process_and_start_it_again(tmp_path: Path) 
     assert steps.commands[2].startswith(
         f"/opt/redflag/venv/bin/redflag-appliance serve --data-dir '{data_dir}'"
     )
+
+
+def test_in_a_container_it_restores_from_a_one_off_container_of_the_service() -> None:
+    # As packaging/Dockerfile runs it: data in /data, the key file from a secret.
+    settings = load_settings(
+        {"data_dir": Path("/data"), "key_file": Path("/run/secrets/redflag_master_key")},
+        environ={},
+    )
+    facts = _facts(
+        "0::/\n",
+        "",
+        user="redflag",
+        in_container=True,
+        REDFLAG_KEY_FILE="/run/secrets/redflag_master_key",
+    )
+    steps = restore_steps(settings, facts)
+    assert steps.how == "container"
+    assert steps.commands == [
+        "docker compose stop appliance   # the service in packaging/compose.yaml",
+        "docker compose run --rm appliance restore /data/backups/FILE.db",
+        "docker compose start appliance",
+    ]
