@@ -34,6 +34,31 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
 
 
+# One package set per suite for every test that needs a Debian host, so that a fresh
+# CI machine runs debootstrap once per suite, not once per test module: Python and its
+# venv (the agent), procps (pgrep), openssl, ssh-keygen and curl (the one-line
+# installer), and on Debian 12 sudo, dnf, PyNaCl and systemd's tools (the unprivileged
+# agent and its wrappers).
+_COMMON = (
+    "python3",
+    "python3-venv",
+    "procps",
+    "openssl",
+    "openssh-client",
+    "curl",
+    "ca-certificates",
+)
+HOST_PACKAGES = {
+    "bullseye": _COMMON,
+    "bookworm": (*_COMMON, "dnf", "python3-cffi-backend", "python3-nacl", "sudo", "systemd-sysv"),
+}
+
+
+def debian_host(suite: str) -> Path:
+    """The shared Debian host root of `suite` (see HOST_PACKAGES)."""
+    return debian_root(suite, HOST_PACKAGES[suite])
+
+
 def missing_tools() -> str | None:
     """Why Debian roots cannot be made here, or None when they can."""
     if os.geteuid() != 0:

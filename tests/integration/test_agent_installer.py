@@ -20,17 +20,15 @@ import pytest
 
 from appliance.distribution import installer
 from appliance.distribution.wheelhouse import build
-from tests.debian_root import debian_root, in_root, mounted, require_tools, scratch_copy
+from tests.debian_root import debian_host, in_root, mounted, require_tools, scratch_copy
 from tests.integration.conftest import Fleet
 from tests.integration.test_releases import Middle
 from tests.support import REPO, run_cli, start_in_process
 
 pytestmark = pytest.mark.slow
 
-# What a Debian host has: Python, its venv module, and the tools the command uses. The
-# manifest's signature is checked with OpenSSL 3 on Debian 12 and with ssh-keygen on
-# Debian 11 (OpenSSL 1.1.1 cannot verify Ed25519 from the command line): both paths.
-HOST_PACKAGES = ("python3", "python3-venv", "openssl", "openssh-client", "curl", "ca-certificates")
+# The hosts: Debian 12 checks the manifest's signature with OpenSSL 3, Debian 11 with
+# ssh-keygen (OpenSSL 1.1.1 cannot verify Ed25519 from the command line): both paths.
 SUITES = {"bookworm": "3.11", "bullseye": "3.9"}
 
 
@@ -46,7 +44,7 @@ def agent_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(params=sorted(SUITES))
 def host(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
     """A fresh Debian host: an overlay over the cached root, /proc, /dev and /sys in."""
-    root = debian_root(request.param, HOST_PACKAGES)
+    root = debian_host(request.param)
     with scratch_copy(root, tmp_path / "host") as copy, mounted(copy):
         yield copy
 

@@ -18,7 +18,7 @@ import pytest
 from agent.enrol import Identity
 from tests.debian_root import (
     CACHE,
-    debian_root,
+    debian_host,
     in_root,
     mounted,
     root_environment,
@@ -33,7 +33,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 SUITE = "bullseye"  # Debian 11: Python 3.9.2
 # procps: the process tests look for survivors with pgrep.
-PACKAGES = ("python3", "python3-venv", "procps")
 VENV = "/opt/redflag-agent/venv"
 # The newest releases that still run on Python 3.9 (the suite's own pins need 3.10+).
 TEST_TOOLS = ("pytest==8.4.2", "pytest-timeout==2.4.0", "hypothesis==6.141.1")
@@ -78,7 +77,7 @@ def python39(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A Debian 11 root with the agent installed from this checkout in VENV, and the
     agent's and kernel's tests (without the agent's code: they import the installed
     one) in /src."""
-    cached = debian_root(SUITE, PACKAGES)
+    cached = debian_host(SUITE)
     work = tmp_path_factory.mktemp("python39")
     wheel = build_wheel(work / "wheel")
     # /tmp on this host's disk: the agent's system info lists real file systems only.

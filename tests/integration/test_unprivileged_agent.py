@@ -18,12 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.debian_root import debian_root, in_root, mounted, scratch_copy
+from tests.debian_root import debian_host, in_root, mounted, scratch_copy
 from tests.support import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-PACKAGES = ("dnf", "python3", "python3-cffi-backend", "python3-nacl", "sudo", "systemd-sysv")
 USER = "redflag-agent"
 WRAPPERS = "/usr/lib/redflag-agent"
 # name: (version installed first, version the local repository offers, or None)
@@ -140,7 +139,7 @@ def install_the_sudo_setup(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
-    cached = debian_root("bookworm", PACKAGES)
+    cached = debian_host("bookworm")
     workdir = tmp_path_factory.mktemp("unprivileged")
     debs = workdir / "debs"
     debs.mkdir()
