@@ -266,7 +266,7 @@ user_install() {
     fi
     note "Keep a copy of it apart from the backups: without it they cannot be restored"
     note "with their signing keys (docs/install.md, 'The key file')."
-    publish_agent_builds "$venv" "$data" env REDFLAG_KEY_FILE="$key_file"
+    publish_agent_builds "$venv" "$data" migrate env REDFLAG_KEY_FILE="$key_file"
     url="$(url_for "$host" "$port")"
     local start_command=("$venv/bin/redflag-appliance" serve --data-dir "$data" --host "$host" --port "$port")
     if [[ "$start" == "no" ]]; then
@@ -285,10 +285,13 @@ systemd_running() { [[ -d /run/systemd/system ]]; }
 # The agent builds the one-line agent installer serves (docs/releases.md), made now
 # while PyPI is reachable, so that hosts need nothing but the appliance. A failure here
 # is only a warning: hosts can still get the agent by hand (docs/agent.md).
-# Usage: publish_agent_builds VENV DATA [COMMAND PREFIX...], e.g. as_service_user.
+# Usage: publish_agent_builds VENV DATA migrate|served [COMMAND PREFIX...]: `migrate`
+# when no appliance serves the data dir (its schema is brought up to date first; if one
+# does serve it after all, that refuses and the builds wait), `served` when the new code
+# serves it (it migrated at start). The prefix runs the CLI, e.g. as_service_user.
 publish_agent_builds() {
-    local venv="$1" data="$2" out file
-    shift 2
+    local venv="$1" data="$2" schema="$3" out file
+    shift 3
     if [[ "${REDFLAG_AGENT_BUILDS:-yes}" == "no" ]]; then
         note "Agent builds skipped (REDFLAG_AGENT_BUILDS=no); make them later with:"
         note "  redflag-appliance release build --publish --project $REPO"
@@ -303,7 +306,12 @@ publish_agent_builds() {
         return 0
     fi
     chmod 0644 "$out"/*.tar.gz
-    "$@" "$venv/bin/redflag-appliance" migrate --data-dir "$data" >/dev/null
+    if [[ "$schema" == "migrate" ]] \
+        && ! (cd / && "$@" "$venv/bin/redflag-appliance" migrate --data-dir "$data" >/dev/null); then
+        warn "the agent builds were made but not published (messages above); publish them with 'redflag-appliance release build --publish --project $REPO' once the appliance runs"
+        rm -rf "$out"
+        return 0
+    fi
     for file in "$out"/*.tar.gz; do
         (cd / && "$@" "$venv/bin/redflag-appliance" release publish "$file" --if-new --data-dir "$data") \
             | sed 's/^/    /' || warn "publishing $file failed (messages above)"
@@ -454,7 +462,6 @@ system_install() {
         note "backup: $backup"
     fi
 
-    publish_agent_builds "$SYSTEM_VENV" "$SYSTEM_DATA" as_service_user
     say "Installing the systemd unit $SYSTEM_UNIT_DIR/$SERVICE.service"
     mkdir -p "$SYSTEM_UNIT_DIR"
     install -m 0644 "$REPO/packaging/$SERVICE.service" "$SYSTEM_UNIT_DIR/$SERVICE.service"
@@ -467,6 +474,7 @@ system_install() {
         if [[ "$upgrading" == "yes" ]]; then
             note "If the old version is still running, stop it first: it keeps the old code."
         fi
+        publish_agent_builds "$SYSTEM_VENV" "$SYSTEM_DATA" migrate as_service_user
         print_system_summary "$backup"
         return 0
     fi
@@ -478,6 +486,7 @@ system_install() {
     if [[ "$start" == "no" ]]; then
         say "RedFlag is installed; the service was not started or restarted (--no-start)."
         note "Start it with: systemctl enable --now $SERVICE"
+        publish_agent_builds "$SYSTEM_VENV" "$SYSTEM_DATA" migrate as_service_user
         print_system_summary "$backup"
         return 0
     fi
@@ -494,6 +503,8 @@ system_install() {
         die "$SERVICE did not answer $url/healthz within 60 s; see: systemctl status $SERVICE; journalctl -u $SERVICE -n 50"
     fi
     say "RedFlag is running on $url (service $SERVICE, data in $SYSTEM_DATA)."
+    # Published through the running appliance's database, which its new code migrated.
+    publish_agent_builds "$SYSTEM_VENV" "$SYSTEM_DATA" served as_service_user
     print_system_summary "$backup"
 }
 

@@ -36,8 +36,11 @@ STOPPED_CLEANLY = (0, -signal.SIGTERM)
 
 
 def install_env(**extra: str) -> dict[str, str]:
+    """The environment install.sh runs in. The agent builds (about a minute each time)
+    are left out unless a test asks for them: the quick start and the systemd upgrade
+    test do, tests/integration/test_agent_installer.py tests what they make."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "REDFLAG_DATA_DIR")}
-    return {**env, **extra}
+    return {**env, "REDFLAG_AGENT_BUILDS": "no", **extra}
 
 
 def run_install(
@@ -581,6 +584,7 @@ def test_system_install_under_systemd_starts_the_service_then_restarts_it_on_upg
     )
     systemctl.chmod(0o755)
     sandbox.env["PATH"] = f"{fake_bin}:{sandbox.env['PATH']}"
+    sandbox.env["REDFLAG_AGENT_BUILDS"] = "yes"
     calls = state / "calls"
     try:
         first = sandbox.install()
@@ -592,6 +596,8 @@ def test_system_install_under_systemd_starts_the_service_then_restarts_it_on_upg
             "enable --quiet --now redflag-appliance",
         ]
         assert "RedFlag is running on http://127.0.0.1:8080" in first.stdout
+        # The agent builds are published through the running service's database.
+        assert "published agent/stable/linux-x86_64/redflag-agent-" in first.stdout
         first_pid = (state / "pid").read_text()
         calls.unlink()
 
@@ -606,6 +612,8 @@ def test_system_install_under_systemd_starts_the_service_then_restarts_it_on_upg
             "restart redflag-appliance",
         ]
         assert "Restarting redflag-appliance with the new code" in second.stdout
+        # Published once: the same version is kept, while the new code serves.
+        assert "for linux-x86_64 is already published on stable; kept" in second.stdout
         assert (state / "pid").read_text() != first_pid
         assert answers_healthz(8080)
     finally:

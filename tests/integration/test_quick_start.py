@@ -75,6 +75,7 @@ def test_install_sh_then_the_wizards_commands_enrol_this_host(tmp_path: Path) ->
     # /var/lib/redflag-agent (the agent honours $REDFLAG_AGENT_STATE_DIR, as documented).
     state_dir = tmp_path / "agent-state"
     env = install_env(
+        REDFLAG_AGENT_BUILDS="yes",  # what a user gets: the builds for other hosts
         REDFLAG_KEY_FILE=str(tmp_path / "keys" / "master.key"),
         REDFLAG_AGENT_STATE_DIR=str(state_dir),
     )
