@@ -297,6 +297,24 @@ publish_agent_builds() {
         note "  redflag-appliance release build --publish --project $REPO"
         return 0
     fi
+    if [[ "$schema" == "migrate" ]] \
+        && ! (cd / && "$@" "$venv/bin/redflag-appliance" migrate --data-dir "$data" >/dev/null); then
+        warn "the agent builds were not made (messages above); make and publish them with 'redflag-appliance release build --publish --project $REPO' once the appliance runs"
+        return 0
+    fi
+    local version listed
+    version="$("$venv/bin/redflag-appliance" --version | awk '{print $NF}')"
+    listed="$(cd / && "$@" "$venv/bin/redflag-appliance" release list --json --data-dir "$data" 2>/dev/null)" || listed=""
+    if "$venv/bin/python" -c '
+import json, sys
+version, text = sys.argv[1], sys.argv[2]
+listed = {(r["platform"], r["version"]) for r in json.loads(text or "{}").get("releases", [])
+          if r["channel"] == "stable" and not r["withdrawn_at"]}
+sys.exit(0 if {("linux-x86_64", version), ("linux-aarch64", version)} <= listed else 1)
+' "$version" "$listed"; then
+        say "The agent builds of $version for other hosts are already published"
+        return 0
+    fi
     say "Building the agent for other hosts (x86_64, aarch64; Python 3.9-3.13; about a minute)"
     out="$(mktemp -d)"
     chmod 0755 "$out"
@@ -306,12 +324,6 @@ publish_agent_builds() {
         return 0
     fi
     chmod 0644 "$out"/*.tar.gz
-    if [[ "$schema" == "migrate" ]] \
-        && ! (cd / && "$@" "$venv/bin/redflag-appliance" migrate --data-dir "$data" >/dev/null); then
-        warn "the agent builds were made but not published (messages above); publish them with 'redflag-appliance release build --publish --project $REPO' once the appliance runs"
-        rm -rf "$out"
-        return 0
-    fi
     for file in "$out"/*.tar.gz; do
         (cd / && "$@" "$venv/bin/redflag-appliance" release publish "$file" --if-new --data-dir "$data") \
             | sed 's/^/    /' || warn "publishing $file failed (messages above)"
