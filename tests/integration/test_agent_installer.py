@@ -82,13 +82,15 @@ def test_the_printed_command_installs_registers_and_the_agent_checks_in(
     publish(fleet, agent_build, "0.1.0")
     line = printed_one_line(fleet, fleet.appliance.url)
 
-    installed = sh(host, f"cd /root && {line}")
+    installed = sh(host, f"cd /root && {line} --tag rack-2")
 
     assert installed.returncode == 0, installed.stdout + installed.stderr
     assert "verified agent 0.1.0 for linux-x86_64" in installed.stdout
     assert (host / "opt/redflag-agent/current").resolve().name == "0.1.0"
     identity = json.loads((host / "var/lib/redflag-agent/identity.json").read_text())
     assert [a["id"] for a in agents(fleet)] == [identity["agent_id"]]
+    detail = fleet.api("GET", f"/agents/{identity['agent_id']}").json()
+    assert "rack-2" in detail["tags"]  # enrolment at scale: tags in the one line
     assert "systemd is not running here" in installed.stdout  # a chroot has no systemd
     unit = (host / "etc/systemd/system/redflag-agent.service").read_text()
     assert "ExecStart=/opt/redflag-agent/current/bin/redflag-agent run" in unit
