@@ -229,6 +229,7 @@ async def _check_in(
             Actor.agent(agent_id, client_ip(request)),
             report,
             default_poll_interval_s=appliance.tunables["checkin_interval_s"],
+            offers=appliance.update_offers,
         )
     except agents.AgentNotFound:
         raise ApiError(401, "unknown agent; register it again") from None
