@@ -232,8 +232,13 @@ def start_watchdog(layout: Layout, version: str, state_dir: Path, attempt: str) 
     python = layout.version_dir(version) / "bin" / "python"
     command = [str(python), "-m", "agent.watchdog", "--state-dir", str(state_dir)]
     command += ["--prefix", str(layout.prefix), "--attempt", attempt]
-    if os.environ.get("INVOCATION_ID"):  # systemd started us: it restarts the service
-        command.append("--systemd")
+    systemd_run = shutil.which("systemd-run")
+    if os.environ.get("INVOCATION_ID") and systemd_run:
+        # systemd started us: it restarts the service, and would kill everything left
+        # in the service's cgroup when this process exits, so the watchdog runs as a
+        # transient unit of its own.
+        unit = f"--unit=redflag-agent-watchdog-{attempt}"
+        command = [systemd_run, "--quiet", "--collect", unit, *command, "--systemd"]
     with open(state_dir / WATCHDOG_LOG, "ab") as log:
         subprocess.Popen(  # noqa: S603 (our own interpreter and module)
             command,
