@@ -53,6 +53,8 @@ class ChannelNames(frozenset):  # type: ignore[type-arg]
     letters, digits and '-', as release publish takes them); iterating lists the usual
     ones, for the settings page."""
 
+    rule = "off or a channel name (lower-case letters, digits and '-', like stable)"
+
     def __contains__(self, value: object) -> bool:
         return isinstance(value, str) and (value == "off" or bool(CHANNEL.match(value)))
 
@@ -103,10 +105,10 @@ def _validate_choice(spec: SettingSpec, raw: Any) -> str:
     if not isinstance(raw, str):
         raise InvalidSetting(spec.key, "must be text")
     value = raw.strip()
-    if value not in spec.choices():
-        raise InvalidSetting(
-            spec.key, f"{value[:60]!r} is not one of the allowed values (e.g. {spec.default})"
-        )
+    choices = spec.choices()
+    if value not in choices:
+        rule = getattr(choices, "rule", f"one of the allowed values (e.g. {spec.default})")
+        raise InvalidSetting(spec.key, f"{value[:60]!r} is not {rule}")
     return value
 
 
