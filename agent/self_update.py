@@ -155,7 +155,12 @@ class SelfUpdater:
         except (StagingFailed, OSError) as exc:
             self.failed(version, str(exc))
             return False
-        self.hand_over(version)
+        try:
+            self.hand_over(version)
+        except (StagingFailed, OSError) as exc:  # before the switch: nothing changed
+            installed.forget_update(self.state_dir)
+            self.failed(version, f"hand-over: {exc}")
+            return False
         return True
 
     def failed(self, version: str, reason: str) -> None:
@@ -234,11 +239,12 @@ def start_watchdog(layout: Layout, version: str, state_dir: Path, attempt: str) 
     command += ["--prefix", str(layout.prefix), "--attempt", attempt]
     systemd_run = shutil.which("systemd-run")
     if os.environ.get("INVOCATION_ID") and systemd_run:
-        # systemd started us: it restarts the service, and would kill everything left
-        # in the service's cgroup when this process exits, so the watchdog runs as a
-        # transient unit of its own.
+        # systemd started us: it restarts the service, and kills whatever is left in
+        # the service's cgroup when this process exits, so the watchdog runs as a
+        # transient unit of its own; without one there is no switch.
         unit = f"--unit=redflag-agent-watchdog-{attempt}"
-        command = [systemd_run, "--quiet", "--collect", unit, *command, "--systemd"]
+        _run([systemd_run, "--quiet", "--collect", unit, *command, "--systemd"], "watchdog")
+        return
     with open(state_dir / WATCHDOG_LOG, "ab") as log:
         subprocess.Popen(  # noqa: S603 (our own interpreter and module)
             command,
