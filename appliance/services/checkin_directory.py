@@ -44,6 +44,7 @@ _AGENT_KINDS = frozenset(
         "agent.update_failed",
     }
 )
+_NONE_FAILED: frozenset[str] = frozenset()  # shared: most agents have none
 _COMMAND_KINDS = frozenset({"command.created", "command.acknowledged", "command.finished"})
 
 
@@ -87,7 +88,8 @@ class Card:
         self.deliverable_until = deliverable_until
         self.arch: str = sys.intern(row["arch"] or "")
         # Releases it could not switch to: never offered to it again (agent_updates.py).
-        self.failed_versions = frozenset(json.loads(row["failed_versions"] or "[]"))
+        failed = json.loads(row["failed_versions"] or "[]")
+        self.failed_versions = frozenset(failed) if failed else _NONE_FAILED
 
     def has_commands(self, now: str) -> bool:
         """Whether a command waits for this agent (not yet acknowledged, not expired)."""
