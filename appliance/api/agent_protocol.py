@@ -190,7 +190,8 @@ async def _signed(request: Request) -> tuple[AgentPrincipal, bytes]:
     description=(
         "The agent's heartbeat and state; the answer carries its signed commands (each a "
         "`SignedDocument` envelope), its poll interval and, when it is behind, the "
-        "current trust bundle."
+        "current trust bundle; with `agent_update_channel` on, `update` names a release "
+        "to switch to (docs/releases.md)."
     ),
     takes_request=True,
 )
