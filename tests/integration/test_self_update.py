@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -23,11 +24,13 @@ from typing import Any
 import pytest
 
 from agent import installed
+from agent.daemon import AgentDaemon
 from agent.installed import Layout
 from agent.outbox import OUTBOX_FILE, Outbox, Priority
 from agent.self_update import stage
 from appliance.distribution.wheelhouse import _NOT_SOURCE, build
-from tests.integration.conftest import Fleet
+from tests.integration.conftest import Fleet, host_facts
+from tests.integration.test_agent_runtime import NO_BUILTIN_SCANNERS
 from tests.support import REPO, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
@@ -292,3 +295,32 @@ def test_killing_the_agent_at_any_step_leaves_a_complete_current_and_it_comes_ba
         "the update to be over",
     )
     assert host.layout.current() == new and host.failures() == []
+
+
+def test_an_agent_outside_the_installed_layout_ignores_offers_and_keeps_checking_in(
+    fleet: Fleet, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    artifact = tmp_path / "agent.tar.gz"
+    artifact.write_bytes(b"never fetched")
+    published = run_cli(
+        "release", "publish", str(artifact), "--version", "0.2.0",
+        "--platform", "linux-x86_64", "--data-dir", str(fleet.appliance.data_dir),
+    )  # fmt: skip
+    assert published.returncode == 0, published.stderr
+    assert fleet.api("POST", "/settings", json={"agent_update_channel": "stable"}).is_success
+    state_dir = fleet.enrol()
+    (state_dir / "agent.toml").write_text(NO_BUILTIN_SCANNERS)
+    caplog.set_level(logging.INFO, logger="redflag.agent.self_update")
+    now = [0.0]
+    daemon = AgentDaemon(state_dir, monotonic=lambda: now[0], facts=host_facts)
+    try:
+        for _ in range(3):
+            now[0] = daemon.next_checkin_at
+            daemon.cycle()
+            assert daemon.checkin_failures == 0 and not daemon.stopping.is_set()
+    finally:
+        daemon.close()
+    ignored = [r for r in caplog.records if "self-update needs the installed layout" in r.message]
+    assert len(ignored) == 1
+    assert installed.pending_update(state_dir) is None
+    assert not (state_dir / "releases" / "downloads").exists()
