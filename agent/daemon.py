@@ -27,6 +27,7 @@ from agent.host_report import HostReporter
 from agent.outbox import OUTBOX_FILE, Outbox, Priority
 from agent.progress import Progress, ScanSummary
 from agent.scanners import Scanner, configured_installers, configured_scanners
+from agent.self_update import SelfUpdater
 from agent.session import AgentSession
 from kernel.logs import log_event
 from kernel.protocol import HostFacts, ProtocolError, scan_report_updates
@@ -102,6 +103,7 @@ class AgentDaemon:
             ),
         )
         self.session.drainer.rng = self.rng
+        self.updater = SelfUpdater(state_dir, self.config, self.session)
         self.next_checkin_at = 0.0  # monotonic; 0 means at the first cycle
         self.poll_interval_s = 300
         self.hold_max_s = 0  # the appliance says in each check-in answer
@@ -124,6 +126,8 @@ class AgentDaemon:
         if self.monotonic() >= self.next_checkin_at:
             checked_in = bool(self._isolated("checkin", self._check_in))
             self.next_checkin_at = self.monotonic() + self._checkin_wait(checked_in)
+        if self.stopping.is_set():
+            return 0.0  # switched to a new version: its service manager starts it
         self.scans = []
         if self.clock() >= self.status.get("last_scan_at", 0) + self.config.scan_interval_s:
             self.status["last_scan_at"] = int(self.clock())
@@ -162,6 +166,9 @@ class AgentDaemon:
         self.hold_max_s = outcome.hold_max_s
         self.status["last_sync_at"] = int(self.clock())
         self.status["last_error"] = None
+        self._isolated("self_update", self.updater.checked_in)
+        if outcome.update and self._isolated("self_update", self.updater.offered, outcome.update):
+            self.stopping.set()
         return True
 
     def _interruptible(self, request: Callable[[], Any]) -> Any:
@@ -349,6 +356,8 @@ class AgentDaemon:
     def run(self, stopping: threading.Event) -> None:
         self.stopping = stopping
         log_event(logger, logging.INFO, "agent.started", agent_id=self.session.identity.agent_id)
+        self._isolated("self_update", self.updater.at_start)
+        self._isolated("self_update", self.updater.adopt_root)
         while not stopping.is_set():
             wait = self.cycle()
             if not self.hold(wait):

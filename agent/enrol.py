@@ -10,6 +10,7 @@ cause (agent/register_failures.py).
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from nacl.signing import SigningKey
 from agent import state
 from agent.client import ApplianceClient, ApplianceError
 from agent.trust import TrustState, establish
+from kernel.logs import log_event
 from kernel.protocol import (
     CLOCK_WINDOW_S,
     HostFacts,
@@ -29,6 +31,8 @@ from kernel.protocol import (
     parse_registration_token,
 )
 from kernel.tags import clean_tags
+
+logger = logging.getLogger("redflag.agent.enrol")
 
 PENDING_KEY = "agent.key.pending"
 
@@ -132,8 +136,24 @@ def register(
         (state_dir / PENDING_KEY).replace(state_dir / state.KEY_FILE)
     state.write_json(state_dir, state.TRUST_FILE, trust.to_json())
     state.write_json(state_dir, state.IDENTITY_FILE, vars(identity))  # written last
+    _adopt_release_root(state_dir, identity.server, trust, options)
     given = answer.get("tags")
     return identity, bool(answer.get("created")), list(given) if isinstance(given, list) else []
+
+
+def _adopt_release_root(
+    state_dir: Path, server: str, trust: TrustState, options: dict[str, Any]
+) -> None:
+    """Take the appliance's release trust root now (self-update checks releases
+    against it); a failure costs nothing: the daemon tries again at start and on
+    each offer."""
+    from agent.releases import ReleaseCheckFailed, Releases  # python-tuf: only here
+
+    try:
+        with ApplianceClient(server, **options) as client:
+            Releases(state_dir, server).adopt_root(client.get("/releases/bootstrap"), trust)
+    except (ReleaseCheckFailed, ApplianceError, OSError, ValueError) as exc:
+        log_event(logger, logging.WARNING, "agent.release_root_not_adopted", str(exc)[:300])
 
 
 def _check_clock(client: ApplianceClient, local_now: float) -> None:

@@ -37,6 +37,8 @@ class CheckinOutcome:
     poll_interval_s: int = 300
     # How long the appliance lets a check-in wait for commands (0: it does not).
     hold_max_s: int = 0
+    # A release the appliance offers to switch to (agent/self_update.py).
+    update: dict[str, str] | None = None
 
 
 class AgentSession:
@@ -130,7 +132,9 @@ class AgentSession:
     def apply_answer(self, answer: CheckinAnswer) -> CheckinOutcome:
         """Take in a check-in answer: a newer key set, then each command in order."""
         outcome = CheckinOutcome(
-            poll_interval_s=answer.poll_interval_s, hold_max_s=answer.hold_max_s
+            poll_interval_s=answer.poll_interval_s,
+            hold_max_s=answer.hold_max_s,
+            update=answer.update,
         )
         if answer.trust:
             try:

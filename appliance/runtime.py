@@ -19,6 +19,7 @@ from appliance.scheduler import Job, Scheduler
 from appliance.services import audit, health
 from appliance.services import settings as runtime_settings
 from appliance.services.agent_auth import AgentAuthenticator
+from appliance.services.agent_updates import UpdateOffers
 from appliance.services.checkin_directory import CheckinDirectory, Invalidator
 from appliance.services.doorbell import Doorbell
 from appliance.services.event_consumers import ConsumerLoop, LiveFeed
@@ -68,6 +69,8 @@ class Appliance:
     doorbell: Doorbell = field(init=False)
     live_feed: LiveFeed = field(default_factory=LiveFeed)
     consumers: ConsumerLoop = field(init=False)
+    # What check-ins offer agents to switch to (the `agent_update_channel` setting).
+    update_offers: UpdateOffers = field(default_factory=UpdateOffers)
 
     def __post_init__(self) -> None:
         self.directory = CheckinDirectory(self.db)
@@ -128,6 +131,7 @@ class Appliance:
         self.display_zone = runtime_settings.display_zone_of(values)
         self.limits.apply(self.tunables)
         self.doorbell.max_held = self.tunables["held_checkins_max"]
+        await self.update_offers.refresh(self.db, str(values["agent_update_channel"]))
 
     def _committed(self, events: list[DomainEvent]) -> None:
         """This process committed these events: react at once where it matters."""

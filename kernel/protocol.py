@@ -491,19 +491,24 @@ class CheckinAnswer:
     commands: list[dict[str, str]]
     # The longest check-in hold this appliance grants (0: it does not hold them).
     hold_max_s: int = 0
+    # A release to switch to (self-update, docs/releases.md): {"target_path", "version"},
+    # or None. Agents from before self-update ignore it. It does not end a held
+    # check-in: an agent that cannot take it would otherwise never be held.
+    update: dict[str, str] | None = None
 
     def is_empty(self) -> bool:
         """Nothing for the agent: a check-in that may be held."""
         return not self.commands and self.trust is None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        answer = {
             "poll_interval_s": self.poll_interval_s,
             "key_set_version": self.key_set_version,
             "trust": self.trust,
             "commands": self.commands,
             "hold_max_s": self.hold_max_s,
         }
+        return answer if self.update is None else {**answer, "update": self.update}
 
     @classmethod
     def from_json(cls, value: Any) -> CheckinAnswer:
@@ -528,7 +533,21 @@ class CheckinAnswer:
             hold_max = 0
         if not _is_whole(hold_max) or hold_max < 0:
             raise ProtocolError("hold_max_s: a whole number of seconds")
-        return cls(poll, version, trust, commands, hold_max)
+        return cls(poll, version, trust, commands, hold_max, _update_offer(value.get("update")))
+
+
+def _update_offer(value: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ProtocolError("update: an object with target_path and version, or null")
+    target_path = value.get("target_path")
+    if not isinstance(target_path, str) or not _TARGET_PATH.match(target_path):
+        raise ProtocolError("update.target_path: a release's path in the repository")
+    return {"target_path": target_path, "version": check_version(value.get("version"))}
+
+
+_TARGET_PATH = re.compile(r"^agent/[a-z0-9-]{1,32}/[a-z0-9_-]{1,32}/[A-Za-z0-9._+-]{1,200}$")
 
 
 def _is_whole(value: Any) -> bool:
@@ -753,6 +772,7 @@ EVENT_KINDS = (
     "scanner.failed",
     "system.info",
     "log",
+    "agent.update_failed",
 )
 COMMAND_RESULT_STATES = ("succeeded", "failed")
 MAX_UPDATES_PER_REPORT = 5000
@@ -808,6 +828,10 @@ class Event:
                 raise ProtocolError("command.result: command_id must be an integer")
             if payload.get("status") not in COMMAND_RESULT_STATES:
                 raise ProtocolError("command.result: status is succeeded or failed")
+        if kind == "agent.update_failed":
+            check_version(payload.get("version"), "agent.update_failed: version")
+            if not isinstance(payload.get("reason"), str):
+                raise ProtocolError("agent.update_failed: reason must be text")
         if kind == "command.rejected" and not isinstance(payload.get("reason"), str):
             raise ProtocolError("command.rejected: reason must be text")
         if kind == "command.output" and not (

@@ -190,7 +190,8 @@ async def _signed(request: Request) -> tuple[AgentPrincipal, bytes]:
     description=(
         "The agent's heartbeat and state; the answer carries its signed commands (each a "
         "`SignedDocument` envelope), its poll interval and, when it is behind, the "
-        "current trust bundle."
+        "current trust bundle; with `agent_update_channel` on, `update` names a release "
+        "to switch to (docs/releases.md)."
     ),
     takes_request=True,
 )
@@ -229,6 +230,7 @@ async def _check_in(
             Actor.agent(agent_id, client_ip(request)),
             report,
             default_poll_interval_s=appliance.tunables["checkin_interval_s"],
+            offers=appliance.update_offers,
         )
     except agents.AgentNotFound:
         raise ApiError(401, "unknown agent; register it again") from None

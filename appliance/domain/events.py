@@ -122,6 +122,13 @@ KINDS = {
             "one of its scanners or installers failed repeatedly and is paused",
         ),
         EventKind(
+            "agent.update_failed",
+            "agent id",
+            ("hostname", "version", "reason"),
+            "it could not switch to an offered release (it rolled back, or could not "
+            "stage it); that release is not offered to it again",
+        ),
+        EventKind(
             "release.published",
             "release id",
             ("version", "channel", "platform", "by"),

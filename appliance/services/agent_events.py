@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.domain.actors import Actor
-from appliance.services import commands, update_reports
+from appliance.services import agent_updates, commands, update_reports
 from appliance.store import agent_events as events_store
 from appliance.store import agents as agents_store
 from appliance.store import updates as updates_store
@@ -209,6 +209,13 @@ def _disk_failing(
     )
 
 
+def _update_failed(
+    tx: Transaction, agent: Actor, agent_id: str, event: Event, clean: dict[str, Any]
+) -> None:
+    payload = event.payload
+    agent_updates.record_failure(tx, agent, agent_id, payload["version"], payload["reason"])
+
+
 APPLY: dict[str, Apply] = {
     "scan.report": _scan_report,
     "system.info": _system_info,
@@ -217,4 +224,5 @@ APPLY: dict[str, Apply] = {
     "command.result": _command_result,
     "command.rejected": _command_rejected,
     "disk.failing": _disk_failing,
+    "agent.update_failed": _update_failed,
 }

@@ -13,6 +13,7 @@ from typing import Any
 from appliance.domain.actors import Actor
 from appliance.domain.errors import Conflict, NotFound
 from appliance.services import audit, commands
+from appliance.services.agent_updates import UpdateOffers
 from appliance.services.checkin_directory import Card, CheckinDirectory, read_card
 from appliance.services.keys import KeyService
 from appliance.services.presence import PresenceBuffer
@@ -46,6 +47,7 @@ async def check_in(
     report: CheckinReport,
     *,
     default_poll_interval_s: int = DEFAULT_POLL_INTERVAL_S,
+    offers: UpdateOffers | None = None,
 ) -> CheckinAnswer:
     """Answer a check-in. The common case (nothing new, no command) reads only the
     agent's card in memory; last-seen goes to the presence buffer, which writes for
@@ -88,11 +90,13 @@ async def check_in(
         if fresh is not None:
             directory.put(fresh)
     presence.record(agent_id, at, agent.source_ip)
+    offer = offers.for_agent(card, report.agent_version) if offers is not None else None
     return CheckinAnswer(
         poll_interval_s=card.poll_interval_s or default_poll_interval_s,
         key_set_version=version,
         trust=await keys.trust_bundle() if report.key_set_version < version else None,
         commands=envelopes,
+        update=offer.to_json() if offer is not None else None,
     )
 
 

@@ -19,6 +19,7 @@ moves `generation` on, and a card read before a drop is not kept.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 from collections.abc import Iterable
@@ -40,8 +41,10 @@ _AGENT_KINDS = frozenset(
         "agent.rebound",
         "agent.took_over",
         "agent.hardware_changed",
+        "agent.update_failed",
     }
 )
+_NONE_FAILED: frozenset[str] = frozenset()  # shared: most agents have none
 _COMMAND_KINDS = frozenset({"command.created", "command.acknowledged", "command.finished"})
 
 
@@ -52,10 +55,12 @@ class Card:
     __slots__ = (
         "agent_id",
         "agent_version",
+        "arch",
         "boot_time",
         "breaker_states",
         "deliverable_until",
         "disabled",
+        "failed_versions",
         "hardware_changed",
         "hostname",
         "key_set_version",
@@ -81,6 +86,10 @@ class Card:
         self.reboot_required: int = row["reboot_required"]
         self.boot_time: str | None = row["boot_time"]
         self.deliverable_until = deliverable_until
+        self.arch: str = sys.intern(row["arch"] or "")
+        # Releases it could not switch to: never offered to it again (agent_updates.py).
+        failed = json.loads(row["failed_versions"] or "[]")
+        self.failed_versions = frozenset(failed) if failed else _NONE_FAILED
 
     def has_commands(self, now: str) -> bool:
         """Whether a command waits for this agent (not yet acknowledged, not expired)."""

@@ -5,6 +5,7 @@ Values are stored in the database; anything not stored takes its default here.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from appliance.store.database import Database, Transaction
 from kernel.clock import iso
 
 Value = int | str
+# Channel names as `release publish` takes them (services/releases.py).
+CHANNEL = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
 
 class InvalidSetting(Invalid):
@@ -43,6 +46,21 @@ class InvalidSettings(Invalid):
 def timezone_names() -> frozenset[str]:
     """IANA zone names this host knows (the system's tz database or `tzdata`)."""
     return frozenset(available_timezones() | {"UTC"})
+
+
+class ChannelNames(frozenset):  # type: ignore[type-arg]
+    """The choices of `agent_update_channel`: "off" or any channel name (lower-case
+    letters, digits and '-', as release publish takes them); iterating lists the usual
+    ones, for the settings page."""
+
+    rule = "off or a channel name (lower-case letters, digits and '-', like stable)"
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, str) and (value == "off" or bool(CHANNEL.match(value)))
+
+
+def channel_names() -> Collection[str]:
+    return ChannelNames({"off", "stable", "beta"})
 
 
 @dataclass(frozen=True)
@@ -87,10 +105,10 @@ def _validate_choice(spec: SettingSpec, raw: Any) -> str:
     if not isinstance(raw, str):
         raise InvalidSetting(spec.key, "must be text")
     value = raw.strip()
-    if value not in spec.choices():
-        raise InvalidSetting(
-            spec.key, f"{value[:60]!r} is not one of the allowed values (e.g. {spec.default})"
-        )
+    choices = spec.choices()
+    if value not in choices:
+        rule = getattr(choices, "rule", f"one of the allowed values (e.g. {spec.default})")
+        raise InvalidSetting(spec.key, f"{value[:60]!r} is not {rule}")
     return value
 
 
@@ -182,6 +200,14 @@ SPECS: dict[str, SettingSpec] = {
             60,
             7 * 86400,
             "an agent not seen for this long is shown offline",
+        ),
+        SettingSpec(
+            "agent_update_channel",
+            "off",
+            help="the release channel whose newest build agents in the installed layout "
+            "switch to by themselves, rolling back if it does not check in "
+            "(docs/releases.md); off: agents are never offered a release",
+            choices=channel_names,
         ),
         SettingSpec(
             "timezone",

@@ -20,6 +20,7 @@ AGENT_HISTORY_TABLES = (
     "agent_tags",
     "registration_token_uses",
     "source_scans",  # where the new record has its own report of a source, that one wins
+    "agent_update_failures",
 )
 
 
@@ -73,19 +74,22 @@ def agent_id_for_key(conn: sqlite3.Connection, public_key: bytes) -> str | None:
 CHECKIN_COLUMNS = (
     "id, hostname, disabled, agent_version, machine_fingerprint, reported_fingerprint, "
     "hardware_changed, poll_interval_s, key_set_version, breaker_states, reboot_required, "
-    "boot_time"
+    "boot_time, arch"
 )
 
 
 def checkin_card(
     conn: sqlite3.Connection, agent_id: str
 ) -> tuple[sqlite3.Row, list[bytes], str | None] | None:
-    """What answering a check-in needs, or None if the agent is unknown: its record,
-    its active public keys, and until when it has a command to deliver (the latest
-    expiry of its commands not yet acknowledged)."""
+    """What answering a check-in needs, or None if the agent is unknown: its record
+    (with `failed_versions`, the JSON list of releases it could not switch to), its
+    active public keys, and until when it has a command to deliver (the latest expiry
+    of its commands not yet acknowledged)."""
     row = conn.execute(
         f"SELECT {CHECKIN_COLUMNS}, (SELECT max(expires_at) FROM commands "  # noqa: S608
-        "WHERE agent_id = agents.id AND status IN ('created', 'sent')) AS deliverable_until "
+        "WHERE agent_id = agents.id AND status IN ('created', 'sent')) AS deliverable_until, "
+        "(SELECT json_group_array(version) FROM agent_update_failures "
+        "WHERE agent_id = agents.id) AS failed_versions "
         "FROM agents WHERE id = ?",
         (agent_id,),
     ).fetchone()
@@ -293,4 +297,17 @@ def delete(conn: sqlite3.Connection, agent_id: str) -> bool:
     """Remove the agent; its keys, updates, commands, history, events and tags go with
     it (ON DELETE CASCADE)."""
     cursor = conn.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
+    return cursor.rowcount == 1
+
+
+def record_update_failure(
+    conn: sqlite3.Connection, agent_id: str, version: str, reason: str, at: str
+) -> bool:
+    """Remember that the agent could not switch to release `version`; True the first
+    time."""
+    cursor = conn.execute(
+        "INSERT INTO agent_update_failures (agent_id, version, reason, reported_at) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (agent_id, version) DO NOTHING",
+        (agent_id, version, reason, at),
+    )
     return cursor.rowcount == 1

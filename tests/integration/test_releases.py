@@ -427,6 +427,13 @@ def _signed_by(body: bytes, signer: RoleSigner) -> bytes:
     return metadata.to_bytes()
 
 
+def test_registering_adopts_the_appliances_release_trust_root(fleet: Fleet) -> None:
+    state_dir = fleet.enrol()
+    bootstrap = httpx.get(f"{fleet.appliance.url}/api/v1/releases/bootstrap").json()
+    releases = Releases(state_dir, fleet.appliance.url)
+    assert releases.trusted_root_path.read_bytes() == bootstrap["root"].encode()
+
+
 def test_a_trust_root_not_signed_by_the_appliance_root_key_is_not_adopted(
     fleet: Fleet,
 ) -> None:
@@ -434,6 +441,7 @@ def test_a_trust_root_not_signed_by_the_appliance_root_key_is_not_adopted(
     trust = TrustState.from_json(read_json(state_dir, TRUST_FILE) or {})
     bootstrap = httpx.get(f"{fleet.appliance.url}/api/v1/releases/bootstrap").json()
     releases = Releases(state_dir, fleet.appliance.url)
+    releases.trusted_root_path.unlink()  # registering adopted the real one
 
     other_root = dict(bootstrap, root=bootstrap["root"].replace('"version":1', '"version":1 '))
     with pytest.raises(ReleaseCheckFailed) as refused:

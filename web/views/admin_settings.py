@@ -18,6 +18,7 @@ GROUPS: list[tuple[str, list[tuple[str, str]]]] = [
         [
             ("checkin_interval_s", "Check-in interval (seconds)"),
             ("offline_after_s", "Shown offline after (seconds)"),
+            ("agent_update_channel", "Self-update channel"),
         ],
     ),
     (

@@ -28,6 +28,19 @@ def test_an_answer_from_an_appliance_that_does_not_hold_check_ins_reads_as_no_ho
     assert CheckinAnswer.from_json(older).hold_max_s == 0
 
 
+def test_an_offered_release_comes_and_goes_as_update_and_a_bad_one_is_refused() -> None:
+    offer = {
+        "target_path": "agent/stable/linux-x86_64/redflag-agent-1.2.0.tar.gz",
+        "version": "1.2.0",
+    }
+    assert CheckinAnswer.from_json({**ANSWER, "update": offer}).update == offer
+    assert CheckinAnswer.from_json(ANSWER).update is None
+    assert CheckinAnswer(300, 2, None, [], update=offer).to_json()["update"] == offer
+    for wrong in ("1.2.0", {"version": "1.2.0"}, {**offer, "target_path": "/etc/passwd"}):
+        with pytest.raises(ProtocolError, match="update"):
+            CheckinAnswer.from_json({**ANSWER, "update": wrong})
+
+
 def test_only_an_answer_without_commands_or_trust_may_be_held() -> None:
     assert CheckinAnswer(300, 2, None, []).is_empty()
     assert not CheckinAnswer(300, 2, {"root": {}}, []).is_empty()

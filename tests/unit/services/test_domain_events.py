@@ -318,6 +318,20 @@ async def test_a_failing_disk_appends_disk_failing(db: Database, raw: sqlite3.Co
     assert events(raw, "disk.failing") == [(AGENT, {"hostname": "web-1", **payload})]
 
 
+async def test_an_agent_reporting_a_failed_self_update_appends_agent_update_failed_once(
+    db: Database, raw: sqlite3.Connection
+) -> None:
+    agent_row(raw)
+    payload = {"version": "1.5.0", "reason": "no check-in within 300 s"}
+    for _ in range(2):  # the same failure reported again (another event) is not news
+        await agent_events.ingest(
+            db, Actor.agent(AGENT, "", NOW), [agent_event("agent.update_failed", payload)]
+        )
+    assert events(raw, "agent.update_failed") == [(AGENT, {"hostname": "web-1", **payload})]
+    kept = raw.execute("SELECT version, reason FROM agent_update_failures").fetchall()
+    assert [tuple(row) for row in kept] == [("1.5.0", "no check-in within 300 s")]
+
+
 async def test_backups_append_backup_done_and_backup_failed(
     db: Database, raw: sqlite3.Connection, migrated: Settings, tmp_path: Path
 ) -> None:
