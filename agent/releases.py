@@ -18,17 +18,11 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import urllib3
-from tuf.api import exceptions
-from tuf.ngclient import Updater, UpdaterConfig
-from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
 
 from agent.state import write_atomically
 from agent.trust import TrustState
@@ -66,58 +60,6 @@ class VerifiedRelease:
     platform: str
     file: Path
     sha256: str
-
-
-class BoundedFetcher(Urllib3Fetcher):
-    """ngclient's urllib3 fetcher with a deadline on each whole file (a per-read
-    timeout alone lets a byte-a-second server hold the agent for ever), and every
-    connection failure reported as a DownloadError (the stock fetcher lets some
-    through as other exceptions)."""
-
-    def __init__(self, deadline_s: float, socket_timeout: int, user_agent: str):
-        super().__init__(socket_timeout=socket_timeout, app_user_agent=user_agent)
-        self.deadline_s = deadline_s
-
-    def _fetch(self, url: str) -> Iterator[bytes]:
-        deadline = time.monotonic() + self.deadline_s
-        try:
-            response = self._proxy_env.request(
-                "GET",
-                url,
-                preload_content=False,
-                timeout=urllib3.Timeout(self.socket_timeout),
-                retries=False,
-            )
-        except urllib3.exceptions.TimeoutError as exc:
-            raise exceptions.SlowRetrievalError(f"{url}: no answer in time") from exc
-        except urllib3.exceptions.HTTPError as exc:
-            raise exceptions.DownloadError(f"{url}: {exc}") from exc
-        if response.status >= 400:
-            response.close()
-            raise exceptions.DownloadHTTPError(
-                f"HTTP error occurred with status {response.status}", response.status
-            )
-        return self._bounded(response, deadline, url)
-
-    def _bounded(self, response: Any, deadline: float, url: str) -> Iterator[bytes]:
-        try:
-            while True:
-                # read1: what has arrived (up to a chunk), not a full chunk, so that the
-                # deadline is looked at while a slow server trickles.
-                chunk = response.read1(self.chunk_size)
-                if not chunk:
-                    return
-                if time.monotonic() > deadline:
-                    raise exceptions.SlowRetrievalError(
-                        f"{url}: not complete after {self.deadline_s:g} s"
-                    )
-                yield chunk
-        except urllib3.exceptions.TimeoutError as exc:
-            raise exceptions.SlowRetrievalError(f"{url}: stalled") from exc
-        except urllib3.exceptions.HTTPError as exc:
-            raise exceptions.DownloadError(f"{url}: {exc}") from exc
-        finally:
-            response.release_conn()
 
 
 class Releases:
@@ -204,9 +146,13 @@ class Releases:
                 sha256=info.hashes.get("sha256", ""),
             )
 
-    def _updater(self) -> Updater:
+    def _updater(self) -> Any:
         """A fresh Updater for each check (ngclient's own advice), rooted in the
         read-only trusted root, never in the cache's root.json."""
+        from tuf.ngclient import Updater, UpdaterConfig
+
+        from agent.tuf_fetcher import BoundedFetcher
+
         try:
             trusted = self.trusted_root_path.read_bytes()
         except FileNotFoundError:
@@ -240,28 +186,28 @@ class Releases:
             os.close(fd)
 
 
-# What each of python-tuf's refusals means here, most specific first.
-_REASONS = (
-    (exceptions.ExpiredMetadataError, "expired", "signed release metadata has expired"),
-    (exceptions.BadVersionNumberError, "rollback", "older release metadata was offered"),
-    (exceptions.UnsignedMetadataError, "bad_signature", "release metadata is not signed"),
-    (exceptions.LengthOrHashMismatchError, "tampered", "a download does not match"),
-    (exceptions.DownloadLengthMismatchError, "too_large", "a download is larger than signed"),
-    (exceptions.SlowRetrievalError, "too_slow", "a download was too slow"),
-    (exceptions.DownloadHTTPError, "http_error", "the appliance refused a download"),
-    (exceptions.DownloadError, "download_failed", "a download failed"),
-    (exceptions.RepositoryError, "invalid_metadata", "release metadata is invalid"),
-)
-
-
 @contextmanager
 def _reasons() -> Iterator[None]:
+    from tuf.api import exceptions
+
+    # What each of python-tuf's refusals means here, most specific first.
+    reasons = (
+        (exceptions.ExpiredMetadataError, "expired", "signed release metadata has expired"),
+        (exceptions.BadVersionNumberError, "rollback", "older release metadata was offered"),
+        (exceptions.UnsignedMetadataError, "bad_signature", "release metadata is not signed"),
+        (exceptions.LengthOrHashMismatchError, "tampered", "a download does not match"),
+        (exceptions.DownloadLengthMismatchError, "too_large", "a download is larger than signed"),
+        (exceptions.SlowRetrievalError, "too_slow", "a download was too slow"),
+        (exceptions.DownloadHTTPError, "http_error", "the appliance refused a download"),
+        (exceptions.DownloadError, "download_failed", "a download failed"),
+        (exceptions.RepositoryError, "invalid_metadata", "release metadata is invalid"),
+    )
     try:
         yield
     except ReleaseCheckFailed:
         raise
     except (exceptions.RepositoryError, exceptions.DownloadError) as exc:
-        reason, what = next((r, w) for kind, r, w in _REASONS if isinstance(exc, kind))
+        reason, what = next((r, w) for kind, r, w in reasons if isinstance(exc, kind))
         raise ReleaseCheckFailed(
             reason, f"{what} ({type(exc).__name__}: {exc}); nothing was changed"
         ) from None
