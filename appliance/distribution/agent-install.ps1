@@ -94,7 +94,7 @@ if ((Get-KeyFingerprint $rootKey) -cne $expected) {
 Write-Step 'the appliance''s root key matches the token''s fingerprint'
 
 # Not done yet (docs/design-notes.md): verify $signed.manifest.signature (Ed25519 over
-# $signed.manifest.document) with that key, pick the windows-x86_64 build, check its
+# $signed.manifest.document) with that key, pick the windows-amd64 build, check its
 # length and SHA-256, install it, register, and run the agent as a service.
 Stop-Install ('the Windows installer cannot check the release signature yet, and there is ' +
     'no Windows agent build: nothing was installed. Install the agent with pip meanwhile ' +
