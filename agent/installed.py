@@ -34,7 +34,8 @@ class Layout:
     def running(cls, python_prefix: str | None = None) -> Layout | None:
         """The layout this interpreter runs from (sys.prefix is PREFIX/versions/X, a
         complete one), or None: a pip install, a checkout, a container."""
-        here = Path(python_prefix or sys.prefix)
+        # Resolved: a Python started through PREFIX/current names that link as its prefix.
+        here = Path(python_prefix or sys.prefix).resolve()
         if here.parent.name != "versions" or not (here / COMPLETE).is_file():
             return None
         return cls(here.parent.parent)

@@ -63,7 +63,7 @@ class SelfUpdater:
         self._releases: Releases | None = None
         self.layout = Layout.running() if layout is None else layout
         # The running version as the layout names it (the venv's directory).
-        self.running = Path(sys.prefix).name
+        self.running = Path(sys.prefix).resolve().name
         self.confirming: str | None = None  # the attempt this start has to confirm
         self._said_no_layout = False
 
@@ -76,6 +76,9 @@ class SelfUpdater:
 
             self._releases = Releases(self.state_dir, self.session.identity.server)
         return self._releases
+
+    def _cannot_update(self) -> str:
+        return why_not_updatable(self.layout)
 
     # --- the trusted root ------------------------------------------------------------
 
@@ -125,15 +128,10 @@ class SelfUpdater:
         """Take an offered release if this agent can; True when `current` now points to
         it and the daemon must exit so that its service manager starts the new code."""
         version = offer["version"]
-        if self.layout is None:
+        why_not = self._cannot_update()
+        if why_not:
             if not self._said_no_layout:
-                log_event(
-                    logger,
-                    logging.INFO,
-                    "agent.update_ignored",
-                    "self-update needs the installed layout",
-                    version=version,
-                )
+                log_event(logger, logging.INFO, "agent.update_ignored", why_not, version=version)
                 self._said_no_layout = True
             return False
         if version == self.running or version in installed.failed_versions(self.state_dir):
@@ -203,10 +201,18 @@ def stage(layout: Layout, build: Path, version: str) -> None:
     with tempfile.TemporaryDirectory(prefix="redflag-update-") as scratch:
         try:
             with tarfile.open(build, "r:gz") as archive:
-                names = archive.getnames()
-                if any(not n.startswith("wheels/") or ".." in n for n in names):
-                    raise StagingFailed("the build holds files outside wheels/")
-                archive.extractall(scratch)  # noqa: S202 (names checked above)
+                # wheels/ is what is installed; support/ (the unprivileged mode's sudo
+                # rules and unit) is the installer's, not needed here.
+                members = archive.getmembers()
+                if any(
+                    not m.name.startswith(("wheels/", "support/"))
+                    or ".." in m.name
+                    or not (m.isfile() or m.isdir())
+                    for m in members
+                ):
+                    raise StagingFailed("the build holds files outside wheels/ and support/")
+                wanted = [m for m in members if m.name.startswith("wheels/")]
+                archive.extractall(scratch, members=wanted)  # noqa: S202 (names checked)
         except (tarfile.TarError, OSError) as exc:
             raise StagingFailed(f"the build cannot be unpacked: {exc}") from None
         wheels = Path(scratch) / "wheels"
@@ -268,3 +274,17 @@ def _run(command: list[str], step: str) -> None:
     if result.returncode != 0:
         tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
         raise StagingFailed(f"{step} failed (exit {result.returncode}): {tail[:240]}")
+
+
+def why_not_updatable(layout: Layout | None) -> str:
+    """Why an agent cannot replace its own code, or "" when it can: outside the
+    installed layout (a pip install, a checkout), or in the unprivileged mode, whose
+    user may not write the root-owned layout (the installer, run again, upgrades it)."""
+    if layout is None:
+        return "self-update needs the installed layout"
+    if not os.access(layout.versions, os.W_OK):
+        return (
+            f"self-update needs to write {layout.versions} (the unprivileged mode cannot); "
+            "upgrade by running the one-line installer again"
+        )
+    return ""

@@ -137,6 +137,7 @@ def create_app(settings: Settings) -> Starlette:
             releases.bootstrap,
             releases.install_manifest,
             releases.install_script,
+            releases.install_powershell_script,
             # The TUF repository agents update from (public: the agent verifies it).
             releases.metadata,
             releases.target,

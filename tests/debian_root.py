@@ -37,8 +37,8 @@ PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS
 # One package set per suite for every test that needs a Debian host, so that a fresh
 # CI machine runs debootstrap once per suite, not once per test module: Python and its
 # venv (the agent), procps (pgrep), openssl, ssh-keygen and curl (the one-line
-# installer), and on Debian 12 sudo, dnf, PyNaCl and systemd's tools (the unprivileged
-# agent and its wrappers).
+# installer), sudo (its unprivileged mode), and on Debian 12 dnf, PyNaCl and systemd's
+# tools (the unprivileged agent and its wrappers).
 _COMMON = (
     "python3",
     "python3-venv",
@@ -47,10 +47,11 @@ _COMMON = (
     "openssh-client",
     "curl",
     "ca-certificates",
+    "sudo",
 )
 HOST_PACKAGES = {
     "bullseye": _COMMON,
-    "bookworm": (*_COMMON, "dnf", "python3-cffi-backend", "python3-nacl", "sudo", "systemd-sysv"),
+    "bookworm": (*_COMMON, "dnf", "python3-cffi-backend", "python3-nacl", "systemd-sysv"),
 }
 
 

@@ -150,6 +150,21 @@ async def install_script(call: Call) -> Response:
     return Response(installer.script(), media_type="text/x-shellscript", headers=NO_STORE)
 
 
+@endpoint(
+    "GET",
+    "/install.ps1",
+    area="Releases",
+    summary="The Windows agent installer (a first step)",
+    requires=PUBLIC,
+    answer=Document("text/plain", "The Windows one-line installer's PowerShell script."),
+)
+async def install_powershell_script(call: Call) -> Response:
+    """The script the Windows one-line command downloads, checks with Get-FileHash, then
+    runs. For now it checks the appliance's root key against the token and stops before
+    installing anything (docs/design-notes.md, "The Windows installer")."""
+    return Response(installer.powershell_script(), media_type="text/plain", headers=NO_STORE)
+
+
 class ReleaseItem(Shape):
     id: int
     version: str

@@ -3,7 +3,9 @@
 # appliance prints it (the command checks this file's SHA-256 before running it):
 #
 #   sh redflag-install.sh --server URL --token rf_reg_...      install, register, start
-#   sh redflag-install.sh --server URL                         upgrade in place
+#   sh redflag-install.sh --server URL --token ... --unprivileged   the same, the agent
+#                                            running as the user redflag-agent with sudo rules
+#   sh redflag-install.sh --server URL                         upgrade in place (same mode)
 #   sh redflag-install.sh --uninstall [--purge]                remove it
 #
 # Nothing it downloads is used before it is checked: the appliance's root key must have
@@ -16,6 +18,13 @@ set -eu
 PREFIX=/opt/redflag-agent
 STATE_DIR=/var/lib/redflag-agent
 UNIT=/etc/systemd/system/redflag-agent.service
+# The unprivileged mode: the agent runs as USER_NAME and gets root only for the wrapper
+# scripts its sudoers file names (packaging/redflag-agent.sudoers; docs/agent.md).
+USER_NAME=redflag-agent
+UNPRIVILEGED_UNIT=/etc/systemd/system/redflag-agent-unprivileged.service
+SUDOERS=/etc/sudoers.d/redflag-agent
+WRAPPERS=/usr/lib/redflag-agent
+DEFAULT_STATE_DIR=$STATE_DIR
 
 say() { printf 'redflag-install: %s\n' "$*"; }
 die() { printf 'redflag-install: %s\n' "$*" >&2; exit 1; }
@@ -23,7 +32,7 @@ die() { printf 'redflag-install: %s\n' "$*" >&2; exit 1; }
 usage() {
     cat <<'EOF'
 usage: redflag-install.sh --server URL [--token TOKEN] [--tag TAG ...] [--channel NAME]
-                          [--state-dir DIR]
+                          [--state-dir DIR] [--unprivileged | --root]
        redflag-install.sh --uninstall [--purge] [--state-dir DIR]
 
   --server URL     the appliance, as this host reaches it (http://redflag.lan:8080)
@@ -31,12 +40,16 @@ usage: redflag-install.sh --server URL [--token TOKEN] [--tag TAG ...] [--channe
   --tag TAG        a tag for this host (repeatable)
   --channel NAME   the release channel to install from (stable)
   --state-dir DIR  where the agent keeps its identity and outbox (/var/lib/redflag-agent)
+  --unprivileged   run the agent as the user redflag-agent, with sudo rules for
+                   package upgrades and reboots only (needs sudo); the default is root
+  --root           run the agent as root (switches an unprivileged install back)
+                   Without either, a re-run keeps the mode this host has.
   --uninstall      remove the agent; its state dir stays unless --purge
   --purge          with --uninstall: also remove the state dir (identity, trust, outbox)
 EOF
 }
 
-server="" token="" channel=stable action=install purge=no tags=""
+server="" token="" channel=stable action=install purge=no tags="" mode=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --server) [ $# -ge 2 ] || die "--server needs a URL"; server=${2%/}; shift 2 ;;
@@ -46,6 +59,8 @@ while [ $# -gt 0 ]; do
         --state-dir) [ $# -ge 2 ] || die "--state-dir needs a directory"; STATE_DIR=$2; shift 2 ;;
         --uninstall) action=uninstall; shift ;;
         --purge) purge=yes; shift ;;
+        --unprivileged) mode=unprivileged; shift ;;
+        --root) mode=root; shift ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
@@ -55,21 +70,58 @@ done
 
 systemd_running() { [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; }
 
-if [ "$action" = uninstall ]; then
-    if systemd_running; then
-        systemctl disable --now redflag-agent.service >/dev/null 2>&1 || true
+# Stops and removes a unit this script installed (either mode's), if it is there.
+remove_unit() {
+    if [ -f "$1" ] && systemd_running; then
+        systemctl disable --now "$(basename "$1")" >/dev/null 2>&1 || true
     fi
-    rm -f "$UNIT"
+    rm -f "$1"
+}
+
+# The unprivileged mode's root rights: the sudoers file first (its rules name the
+# wrappers), then the wrappers.
+remove_sudo_rules() {
+    rm -f "$SUDOERS"
+    rm -rf "$WRAPPERS"
+}
+
+if [ "$action" = uninstall ]; then
+    remove_unit "$UNIT"
+    remove_unit "$UNPRIVILEGED_UNIT"
     systemd_running && systemctl daemon-reload || true
     rm -rf "$PREFIX"
-    say "removed $PREFIX and $UNIT"
+    say "removed $PREFIX and the agent's unit"
+    if [ -e "$SUDOERS" ] || [ -e "$WRAPPERS" ]; then
+        remove_sudo_rules
+        say "removed the sudo rules ($SUDOERS) and their wrappers ($WRAPPERS)"
+    fi
     if [ "$purge" = yes ]; then
         rm -rf "$STATE_DIR"
         say "removed $STATE_DIR (identity, trust, outbox): registering again makes a new agent"
+        if id -u "$USER_NAME" >/dev/null 2>&1; then
+            userdel "$USER_NAME" || die "could not remove the user $USER_NAME (see above)"
+            say "removed the user $USER_NAME"
+        fi
     else
         say "kept $STATE_DIR (identity, trust, outbox): reinstalling keeps this agent; --purge removes it"
     fi
     exit 0
+fi
+
+# Without --unprivileged or --root, a re-run (an upgrade) keeps the mode this host has.
+if [ -z "$mode" ]; then
+    if [ -f "$UNPRIVILEGED_UNIT" ]; then mode=unprivileged; else mode=root; fi
+fi
+if [ "$mode" = unprivileged ]; then
+    [ "$STATE_DIR" = "$DEFAULT_STATE_DIR" ] \
+        || die "--unprivileged keeps the state in $DEFAULT_STATE_DIR (its unit's sandbox names it): drop --state-dir"
+    if ! command -v sudo >/dev/null 2>&1 || ! command -v visudo >/dev/null 2>&1; then
+        die "--unprivileged needs sudo: apt-get install sudo (or dnf install sudo); nothing was installed"
+    fi
+    command -v runuser >/dev/null 2>&1 \
+        || die "--unprivileged needs runuser: apt-get install util-linux (or dnf install util-linux)"
+    id -u "$USER_NAME" >/dev/null 2>&1 || command -v useradd >/dev/null 2>&1 \
+        || die "--unprivileged needs useradd to create the user $USER_NAME: apt-get install passwd (or dnf install shadow-utils)"
 fi
 
 [ -n "$server" ] || die "--server URL is needed: the appliance's address as this host reaches it"
@@ -215,7 +267,20 @@ say "verified agent $version for $platform"
 mkdir -p "$work/build"
 tar -xzf "$work/agent.tar.gz" -C "$work/build"
 wheels="$work/build/wheels"
+support="$work/build/support"
+if [ "$mode" = unprivileged ]; then
+    [ -f "$support/redflag-agent.sudoers" ] \
+        || die "the agent build $version carries no unprivileged setup (support/): publish a newer one (redflag-appliance release build --publish); nothing was installed"
+    # This host's sudo must accept the rules before anything is installed: a sudoers
+    # file it cannot parse would break sudo for every user.
+    if ! checked=$(visudo -cf "$support/redflag-agent.sudoers" 2>&1); then
+        die "this host's sudo does not accept the agent's sudoers file ($(printf '%s\n' "$checked" | head -n 1)); nothing was installed"
+    fi
+fi
 
+# In the unprivileged mode the agent's user runs these: readable by all, whatever
+# root's umask.
+umask 022
 mkdir -p "$PREFIX/versions"
 dest="$PREFIX/versions/$version"
 # A venv is not relocatable (its scripts name its path), so it is made in place and
@@ -238,17 +303,59 @@ mv -T "$PREFIX/current.new" "$PREFIX/current"
 ln -sfn current/bin/redflag-agent "$PREFIX/redflag-agent"
 say "agent $version is current ($PREFIX/current)"
 
-mkdir -p "$STATE_DIR"
-chmod 0700 "$STATE_DIR"
 agent="$PREFIX/current/bin/redflag-agent"
+# The other mode's daemon stops before its files change owner (the two units conflict).
+if [ "$mode" = unprivileged ]; then
+    remove_unit "$UNIT"
+    if ! id -u "$USER_NAME" >/dev/null 2>&1; then
+        nologin=$(command -v nologin || echo /usr/sbin/nologin)
+        useradd --system --user-group --home-dir "$STATE_DIR" --shell "$nologin" "$USER_NAME" \
+            || die "could not create the user $USER_NAME (see above)"
+        say "created the system user $USER_NAME"
+    fi
+    install -d -o root -g root -m 0755 "$WRAPPERS"
+    for wrapper in "$support"/wrappers/*; do
+        install -o root -g root -m 0755 "$wrapper" "$WRAPPERS/"
+    done
+    # Put in place by a rename, so sudo never reads a half-written file (it skips names
+    # with a dot, such as the temporary one).
+    install -o root -g root -m 0440 "$support/redflag-agent.sudoers" "$SUDOERS.new"
+    mv -f "$SUDOERS.new" "$SUDOERS"
+    say "installed the sudo rules ($SUDOERS) and their wrappers ($WRAPPERS)"
+    owner="$USER_NAME:$USER_NAME"
+    as_agent() { runuser -u "$USER_NAME" -- sh -c 'umask 077; exec "$@"' sh "$@"; }
+else
+    remove_unit "$UNPRIVILEGED_UNIT"
+    if [ -e "$SUDOERS" ] || [ -e "$WRAPPERS" ]; then
+        remove_sudo_rules
+        say "the agent runs as root again: removed $SUDOERS and $WRAPPERS"
+    fi
+    owner="0:0"
+    as_agent() { "$@"; }
+fi
+
+# Identity, trust and outbox stay whatever the mode; only their owner follows it.
+mkdir -p "$STATE_DIR"
+chown -R "$owner" "$STATE_DIR"
+chmod 0700 "$STATE_DIR"
 if [ -f "$STATE_DIR/identity.json" ]; then
     say "already registered; identity, trust and outbox kept in $STATE_DIR"
 else
     set -- register --server "$server" --token "$token" --state-dir "$STATE_DIR"
     for tag in $tags; do set -- "$@" --tag "$tag"; done
-    "$agent" "$@" || die "registration failed (the message above says why); run this again when fixed"
+    as_agent "$agent" "$@" || die "registration failed (the message above says why); run this again when fixed"
 fi
 
+if [ "$mode" = unprivileged ]; then
+    unit=$UNPRIVILEGED_UNIT
+    sed "s#/opt/redflag-agent/venv/bin/redflag-agent#$agent#" \
+        "$support/redflag-agent-unprivileged.service" >"$unit"
+    grep -q "^ExecStart=$agent run" "$unit" \
+        || die "the build's unprivileged unit does not start $agent; not started"
+    run_it="runuser -u $USER_NAME -- $agent run --state-dir $STATE_DIR"
+else
+    unit=$UNIT
+    run_it="$agent run --state-dir $STATE_DIR"
 cat >"$UNIT" <<EOF
 [Unit]
 Description=RedFlag agent
@@ -263,13 +370,19 @@ RestartSec=10
 [Install]
 WantedBy=multi-user.target
 EOF
+fi
+name=$(basename "$unit" .service)
 if systemd_running; then
     systemctl daemon-reload
-    systemctl enable redflag-agent.service >/dev/null 2>&1
-    systemctl restart redflag-agent.service
-    say "started redflag-agent.service (systemctl status redflag-agent)"
+    systemctl enable "$name.service" >/dev/null 2>&1
+    systemctl restart "$name.service"
+    say "started $name.service (systemctl status $name)"
 else
     say "systemd is not running here; start the agent with:"
-    say "  $agent run --state-dir $STATE_DIR"
+    say "  $run_it"
 fi
-say "done: agent $version, state in $STATE_DIR, uninstall with: sh $0 --uninstall"
+if [ "$mode" = unprivileged ]; then
+    say "done: agent $version running as $USER_NAME, state in $STATE_DIR, uninstall with: sh $0 --uninstall"
+else
+    say "done: agent $version, state in $STATE_DIR, uninstall with: sh $0 --uninstall"
+fi

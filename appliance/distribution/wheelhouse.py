@@ -1,6 +1,8 @@
 """An agent build for one platform: the RedFlag wheel and every wheel the agent needs,
 for each Python the agent supports, in one .tar.gz that a host installs from without
-reaching the internet (`pip install --no-index`).
+reaching the internet (`pip install --no-index`), and beside them (support/) what the
+installer's unprivileged mode puts on the host: the sudo wrapper scripts, the sudoers
+file and the unprivileged unit, so that mode too needs nothing but the appliance.
 
 Built where PyPI is reachable (the appliance's own install), published as an agent
 release (appliance/services/releases.py), installed by the served installer
@@ -40,6 +42,16 @@ PLATFORM_TAGS = {
     ),
 }
 PIP_TIMEOUT_S = 900
+# What the unprivileged mode installs (agent-install.sh --unprivileged), from packaging/:
+# the archive's name under support/ and the file in the checkout.
+SUPPORT_FILES = {
+    "redflag-agent.sudoers": "packaging/redflag-agent.sudoers",
+    "redflag-agent-unprivileged.service": "packaging/redflag-agent-unprivileged.service",
+    **{
+        f"wrappers/{name}": f"packaging/wrappers/{name}"
+        for name in ("apt-update", "apt-install", "dnf-check-update", "dnf-upgrade")
+    },
+}
 # What a checkout holds besides the source: never copied into a build.
 _NOT_SOURCE = shutil.ignore_patterns(
     ".git", ".venv*", "data", "build", "dist", "test-artifacts", "*.egg-info", "__pycache__"
@@ -116,11 +128,20 @@ def build(project: Path, platform: str, output: Path, pythons: tuple[str, ...] =
                 *requirements_there,
             )
         (wheels / "requirements.txt").write_text("\n".join(requirements) + "\n")
-        manifest = {"version": version, "platform": platform, "pythons": list(pythons)}
+        support = Path(scratch) / "support"
+        for name, relative in SUPPORT_FILES.items():
+            (support / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(project / relative, support / name)
+        manifest = {
+            "version": version,
+            "platform": platform,
+            "pythons": list(pythons),
+            "support": sorted(SUPPORT_FILES),
+        }
         (wheels / "build.json").write_text(json.dumps(manifest, indent=2) + "\n")
         output.mkdir(parents=True, exist_ok=True)
         target = output / f"redflag-agent-{version}-{platform}.tar.gz"
-        _pack(wheels, target)
+        _pack(Path(scratch), ("wheels", "support"), target)
     return Build(target, version, platform, pythons)
 
 
@@ -151,17 +172,22 @@ def _pip(*args: str) -> None:
         raise BuildFailed(f"pip {args[0]} failed: {tail[:600]}")
 
 
-def _pack(directory: Path, target: Path) -> None:
-    """A tar.gz of the directory's files, sorted, with fixed owners and times, so the
-    same wheels always make the same bytes."""
+def _pack(base: Path, folders: tuple[str, ...], target: Path) -> None:
+    """A tar.gz of the folders' files (under `base`), sorted, with fixed owners, modes
+    and times, so the same files always make the same bytes. The wrapper scripts are
+    0755, everything else 0644 (the installer sets the installed modes itself)."""
     buffer = io.BytesIO()
+    files = sorted(file for folder in folders for file in (base / folder).rglob("*"))
     with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as archive:
-        for file in sorted(directory.iterdir()):
-            info = archive.gettarinfo(str(file), arcname=f"wheels/{file.name}")
+        for file in files:
+            if not file.is_file():
+                continue
+            name = file.relative_to(base).as_posix()
+            info = archive.gettarinfo(str(file), arcname=name)
             info.uid = info.gid = 0
             info.uname = info.gname = "root"
             info.mtime = 0
-            info.mode = 0o644
+            info.mode = 0o755 if name.startswith("support/wrappers/") else 0o644
             with file.open("rb") as handle:
                 archive.addfile(info, handle)
     temporary = target.with_name(target.name + ".part")

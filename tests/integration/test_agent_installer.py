@@ -3,14 +3,20 @@ loopback with the test's appliance): the command the appliance prints installs,
 registers and checks in; running it again upgrades in place and keeps the agent's
 identity; `--uninstall` leaves nothing but the state dir; and a man in the middle who
 changes the script, the build or the appliance's answers is refused before anything
-runs or is installed."""
+runs or is installed. With --unprivileged the agent runs as the user redflag-agent with
+the sudo rules the build carries (checked by each host's own visudo: sudo 1.9.5 on
+Debian 11, 1.9.13 on 12), and re-runs switch between the two modes keeping the
+agent."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
+import socket
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from appliance.distribution import installer
+from appliance.distribution import installer, wheelhouse
 from appliance.distribution.wheelhouse import build
 from tests.debian_root import debian_host, in_root, mounted, require_tools, scratch_copy
 from tests.integration.conftest import Fleet
@@ -225,3 +231,217 @@ def test_the_one_line_pins_the_script_the_appliance_serves(fleet: Fleet) -> None
     assert line.endswith(
         "sudo sh redflag-install.sh --server http://redflag.lan:8080 --token rf_reg_x.y"
     )
+
+
+# The unprivileged mode (--unprivileged): the agent runs as USER with the sudo rules of
+# packaging/redflag-agent.sudoers, all of it carried by the agent build.
+USER = "redflag-agent"
+SUDOERS = "etc/sudoers.d/redflag-agent"
+WRAPPERS = "usr/lib/redflag-agent"
+UNPRIVILEGED_UNIT = "etc/systemd/system/redflag-agent-unprivileged.service"
+ROOT_UNIT = "etc/systemd/system/redflag-agent.service"
+STATE = "var/lib/redflag-agent"
+
+
+def test_the_agent_build_carries_the_unprivileged_setup(agent_build: Path) -> None:
+    with tarfile.open(agent_build, "r:gz") as archive:
+        names = set(archive.getnames())
+        described = json.loads(archive.extractfile("wheels/build.json").read())  # type: ignore[union-attr]
+        sudoers = archive.extractfile("support/redflag-agent.sudoers").read()  # type: ignore[union-attr]
+        wrapper_mode = archive.getmember("support/wrappers/apt-install").mode
+
+    assert described["support"] == sorted(wheelhouse.SUPPORT_FILES)
+    assert {f"support/{name}" for name in wheelhouse.SUPPORT_FILES} <= names
+    assert sudoers == (REPO / "packaging" / "redflag-agent.sudoers").read_bytes()
+    assert wrapper_mode == 0o755
+
+
+def user_ids(host: Path, name: str) -> tuple[int, int] | None:
+    for line in (host / "etc" / "passwd").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == name:
+            return int(fields[2]), int(fields[3])
+    return None
+
+
+def owners(path: Path) -> set[tuple[int, int]]:
+    """The owners of `path` and of everything under it."""
+    found = {(path.stat().st_uid, path.stat().st_gid)}
+    for item in path.rglob("*"):
+        found.add((item.lstat().st_uid, item.lstat().st_gid))
+    return found
+
+
+def sudo_rules(host: Path) -> list[str]:
+    """What `sudo -l -U redflag-agent` says the user may run, one rule a line."""
+    listed = sh(host, f"sudo -l -U {USER}")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    rules = listed.stdout.split("may run the following commands on")[1].split("\n", 1)[1]
+    return [rule.strip() for rule in rules.strip().splitlines()]
+
+
+@pytest.mark.parametrize("host", ["bookworm", "bullseye"], indirect=True)
+def test_the_unprivileged_mode_runs_the_agent_as_its_user_and_switches_modes_keeping_the_agent(
+    fleet: Fleet, host: Path, agent_build: Path
+) -> None:
+    publish(fleet, agent_build, "0.1.0")
+    line = printed_one_line(fleet, fleet.appliance.url)
+    # This host's name resolves, as on a configured host (else sudo warns on stderr).
+    with (host / "etc" / "hosts").open("a") as hosts:
+        hosts.write(f"127.0.1.1 {socket.gethostname()}\n")
+
+    installed = sh(host, f"cd /root && {line} --unprivileged")
+
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert f"created the system user {USER}" in installed.stdout
+    ids = user_ids(host, USER)
+    assert ids is not None and ids[0] != 0
+    identity = json.loads((host / STATE / "identity.json").read_text())
+    assert [a["id"] for a in agents(fleet)] == [identity["agent_id"]]
+    assert owners(host / STATE) == {ids}
+    assert (host / STATE).stat().st_mode & 0o777 == 0o700
+    sudoers = host / SUDOERS
+    assert (sudoers.stat().st_uid, sudoers.stat().st_mode & 0o777) == (0, 0o440)
+    assert sudoers.read_bytes() == (REPO / "packaging" / "redflag-agent.sudoers").read_bytes()
+    for wrapper in sorted((REPO / "packaging" / "wrappers").iterdir()):
+        placed = host / WRAPPERS / wrapper.name
+        assert placed.read_bytes() == wrapper.read_bytes()
+        assert (placed.stat().st_uid, placed.stat().st_mode & 0o777) == (0, 0o755)
+    wrappers = f"/{WRAPPERS}"
+    # sudo 1.9.5 (Debian 11) lists the "no arguments" mark with its quotes escaped.
+    none = '\\"\\"' if "bullseye" in (host / "etc" / "os-release").read_text() else '""'
+    assert sudo_rules(host) == [
+        f"(root) NOPASSWD: {wrappers}/apt-update {none}, {wrappers}/apt-install, "
+        f"{wrappers}/dnf-check-update {none}, {wrappers}/dnf-upgrade, /usr/bin/systemctl "
+        "reboot, /usr/sbin/shutdown -r +1, /usr/sbin/shutdown -c"
+    ]
+    # What that means to sudo itself, asked as the user (`sudo -l COMMAND` runs nothing).
+    for command, allowed in [
+        (f"{wrappers}/apt-update", True),
+        (f"{wrappers}/apt-update extra", False),
+        (f"{wrappers}/apt-install redflag-canary", True),
+        ("/usr/bin/apt-get update", False),
+        ("/usr/sbin/shutdown -r +5", False),
+    ]:
+        asked = sh(host, f"runuser -u {USER} -- sudo -n -l {command}")
+        assert (asked.returncode == 0) == allowed, (command, asked.stdout, asked.stderr)
+    unit = (host / UNPRIVILEGED_UNIT).read_text()
+    assert "ExecStart=/opt/redflag-agent/current/bin/redflag-agent run\n" in unit
+    assert f"User={USER}\n" in unit
+    assert not (host / ROOT_UNIT).exists()
+    assert f"runuser -u {USER} -- /opt/redflag-agent/current/bin/redflag-agent run" in (
+        installed.stdout
+    )
+
+    once = sh(
+        host,
+        f"runuser -u {USER} -- sh -c 'umask 077; id -un; exec "
+        f"/opt/redflag-agent/current/bin/redflag-agent once --state-dir /{STATE}'",
+    )
+    assert once.returncode == 0, once.stdout + once.stderr
+    assert once.stdout.splitlines()[0] == USER
+    assert agents(fleet)[0]["last_seen_at"] is not None
+    assert owners(host / STATE) == {ids}
+    # Its user may not write the root-owned layout: offered releases are ignored with
+    # that reason (the installer, run again as root, upgrades it), not tried and failed.
+    probe = (
+        "from agent.installed import Layout; from agent.self_update import why_not_updatable; "
+        "print(why_not_updatable(Layout.running()))"
+    )
+    asked = sh(host, f'runuser -u {USER} -- /opt/redflag-agent/current/bin/python -c "{probe}"')
+    assert "the unprivileged mode cannot" in asked.stdout, asked.stdout + asked.stderr
+
+    # A plain re-run (an upgrade) keeps the mode.
+    again = sh(host, f"cd /root && sh redflag-install.sh --server {fleet.appliance.url}")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (host / UNPRIVILEGED_UNIT).exists() and not (host / ROOT_UNIT).exists()
+
+    # To root: the state changes owner, the sudo rules go, the root unit comes.
+    to_root = sh(host, f"cd /root && sh redflag-install.sh --server {fleet.appliance.url} --root")
+    assert to_root.returncode == 0, to_root.stdout + to_root.stderr
+    assert "already registered" in to_root.stdout
+    assert owners(host / STATE) == {(0, 0)}
+    assert not (host / SUDOERS).exists() and not (host / WRAPPERS).exists()
+    assert (host / ROOT_UNIT).exists() and not (host / UNPRIVILEGED_UNIT).exists()
+    assert json.loads((host / STATE / "identity.json").read_text()) == identity
+
+    # And back: the same agent, its files the user's again.
+    back = sh(
+        host, f"cd /root && sh redflag-install.sh --server {fleet.appliance.url} --unprivileged"
+    )
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "created the system user" not in back.stdout
+    assert owners(host / STATE) == {ids}
+    assert (host / SUDOERS).exists() and (host / UNPRIVILEGED_UNIT).exists()
+    assert not (host / ROOT_UNIT).exists()
+    assert json.loads((host / STATE / "identity.json").read_text()) == identity
+    assert [a["id"] for a in agents(fleet)] == [identity["agent_id"]]
+
+    # --uninstall leaves the state dir (and the user); --purge removes both.
+    removed = sh(host, "cd /root && sh redflag-install.sh --uninstall")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    for gone in ("opt/redflag-agent", SUDOERS, WRAPPERS, UNPRIVILEGED_UNIT, ROOT_UNIT):
+        assert not (host / gone).exists(), gone
+    assert (host / STATE / "identity.json").exists()
+    assert user_ids(host, USER) == ids
+    purged = sh(host, "cd /root && sh redflag-install.sh --uninstall --purge")
+    assert purged.returncode == 0, purged.stdout + purged.stderr
+    assert not (host / STATE).exists()
+    assert user_ids(host, USER) is None
+
+
+def with_support_file(build_file: Path, name: str, content: bytes, target: Path) -> Path:
+    """A copy of the agent build with one file of support/ replaced."""
+    with tarfile.open(build_file, "r:gz") as source, tarfile.open(target, "w:gz") as copy:
+        for member in source.getmembers():
+            body = source.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name == f"support/{name}":
+                body = content
+                member.size = len(body)
+            copy.addfile(member, io.BytesIO(body))
+    return target
+
+
+@pytest.mark.parametrize("host", ["bookworm"], indirect=True)
+def test_a_sudoers_file_this_hosts_sudo_refuses_installs_nothing(
+    fleet: Fleet, host: Path, agent_build: Path, tmp_path: Path
+) -> None:
+    broken = with_support_file(
+        agent_build, "redflag-agent.sudoers", b"redflag-agent ALL=(root NOPASSWD: /bin/true\n",
+        tmp_path / "broken.tar.gz",
+    )  # fmt: skip
+    publish(fleet, broken, "0.1.0")
+    line = printed_one_line(fleet, fleet.appliance.url)
+
+    result = sh(host, f"cd /root && {line} --unprivileged")
+
+    assert result.returncode != 0
+    assert result.stderr.startswith(
+        "redflag-install: this host's sudo does not accept the agent's sudoers file ("
+    ), result.stderr
+    assert result.stderr.endswith(":1:25: syntax error); nothing was installed\n")
+    assert result.stderr.count("\n") == 1
+    assert_nothing_installed(host, fleet)
+    assert not (host / SUDOERS).exists() and not (host / WRAPPERS).exists()
+    assert user_ids(host, USER) is None
+
+
+@pytest.mark.parametrize("host", ["bookworm"], indirect=True)
+def test_the_unprivileged_mode_without_sudo_says_what_to_install_and_installs_nothing(
+    fleet: Fleet, host: Path, agent_build: Path
+) -> None:
+    publish(fleet, agent_build, "0.1.0")
+    line = printed_one_line(fleet, fleet.appliance.url)
+    # A host without the sudo package (the scratch copy only: the cached root keeps it).
+    for program in ("usr/bin/sudo", "usr/sbin/visudo"):
+        (host / program).unlink()
+
+    result = sh(host, f"cd /root && {line} --unprivileged")
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "redflag-install: --unprivileged needs sudo: apt-get install sudo "
+        "(or dnf install sudo); nothing was installed\n"
+    )
+    assert_nothing_installed(host, fleet)
+    assert user_ids(host, USER) is None

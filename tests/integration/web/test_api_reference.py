@@ -61,7 +61,7 @@ class Contract:
         names = re.findall(r"{(\w+)}", template)
         path = template.format(**{name: options.pop(name) for name in names})
         outside_api = template.startswith(
-            ("/healthz", "/readyz", "/metrics", "/tuf/", "/install.sh")
+            ("/healthz", "/readyz", "/metrics", "/tuf/", "/install.sh", "/install.ps1")
         )
         full = template if outside_api else f"/api/v1{template}"
         with self.web.fleet.admin() as client:
@@ -168,6 +168,7 @@ def test_every_endpoint_answers_in_its_documented_shape(web: Web) -> None:
     api.call("GET", "/releases/manifest", 200, params={"channel": "stable"})
     api.call("GET", "/releases/manifest", 422, params={"channel": "Not A Channel"})
     api.call("GET", "/install.sh", 200)
+    api.call("GET", "/install.ps1", 200)
     api.call("POST", "/releases/{release_id}/withdraw", 404, release_id=999)
     api.call("GET", "/tuf/metadata/{name}", 200, name="timestamp.json")
     api.call("GET", "/tuf/metadata/{name}", 404, name="7.timestamp.json")
