@@ -3,6 +3,7 @@
 scan_interval_s = 3600          # how often scanners run
 max_outbox_events = 50000
 self_update_deadline_s = 300    # a new version that does not check in by then is undone
+self_update_retry_s = 900       # after a download that failed for now (not a refusal)
 [scanners.my-script]            # a scanner of your own: any program that prints
 command = ["/usr/local/bin/x"]  # {"updates": [...]} as JSON on stdout
 timeout_s = 120
@@ -47,6 +48,7 @@ class AgentConfig:
     request_timeout_s: float = 30.0
     # How long a self-updated version has to check in before the old one comes back.
     self_update_deadline_s: float = 300.0
+    self_update_retry_s: float = 900.0
     # Run `apt-get update` before each APT scan; unset means "only when root".
     apt_update: bool | None = None
     # Reboots change what a host is doing for everyone on it: off unless allowed here.
@@ -67,6 +69,7 @@ _NUMBERS = {
     "backoff_max_s": float,
     "request_timeout_s": float,
     "self_update_deadline_s": float,
+    "self_update_retry_s": float,
 }
 
 

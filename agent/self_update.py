@@ -35,6 +35,12 @@ if TYPE_CHECKING:
     from agent.releases import Releases
 
 logger = logging.getLogger("redflag.agent.self_update")
+# Fetch failures that say nothing against the release (agent/releases.py's reasons): it
+# is tried again after self_update_retry_s instead of being given up for good. Refusals
+# (tampered, bad_signature, rollback, too_large, not_listed, …) give it up at once.
+RETRIED_REASONS = frozenset(
+    {"download_failed", "too_slow", "http_error", "expired", "local_error", "no_trusted_root"}
+)
 
 STEP_TIMEOUT_S = 600  # one venv, one pip install, one self-test
 WATCHDOG_LOG = "watchdog.log"
@@ -66,6 +72,8 @@ class SelfUpdater:
         self.running = Path(sys.prefix).resolve().name
         self.confirming: str | None = None  # the attempt this start has to confirm
         self._said_no_layout = False
+        # Offers postponed after a fetch that failed for now: version -> when to try again.
+        self._retry_at: dict[str, float] = {}
 
     @property
     def releases(self) -> Releases:
@@ -136,6 +144,8 @@ class SelfUpdater:
             return False
         if version == self.running or version in installed.failed_versions(self.state_dir):
             return False
+        if self._retry_at.get(version, 0.0) > time.monotonic():
+            return False
         if self.confirming is not None or not self.adopt_root():
             return False
         from agent.releases import ReleaseCheckFailed
@@ -148,6 +158,18 @@ class SelfUpdater:
             stage(self.layout, release.file, version)
             self_test(self.layout, version, self.state_dir)
         except ReleaseCheckFailed as exc:
+            if exc.reason in RETRIED_REASONS:  # the network or the clock, not the release
+                self._retry_at[version] = time.monotonic() + self.config.self_update_retry_s
+                log_event(
+                    logger,
+                    logging.WARNING,
+                    "agent.update_postponed",
+                    str(exc)[:300],
+                    version=version,
+                    reason=exc.reason,
+                    retry_in_s=self.config.self_update_retry_s,
+                )
+                return False
             self.failed(version, f"fetch: {exc.reason}: {exc}")
             return False
         except (StagingFailed, OSError) as exc:

@@ -7,6 +7,7 @@ tried again. Killing the agent at any step leaves `current` at a complete versio
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -324,3 +325,38 @@ def test_an_agent_outside_the_installed_layout_ignores_offers_and_keeps_checking
     assert len(ignored) == 1
     assert installed.pending_update(state_dir) is None
     assert not (state_dir / "releases" / "downloads").exists()
+
+
+def test_a_missing_release_is_retried_and_a_tampered_one_given_up_while_checking_in(
+    host: Host, builds: dict[str, Path]
+) -> None:
+    """A release file only missing for now (404) is tried again after
+    self_update_retry_s, and taken; one the appliance serves changed (same length) is
+    refused by the TUF check, reported once and never tried again, and the agent goes
+    on checking in with the version it has."""
+    releases = host.fleet.appliance.data_dir / "releases"
+
+    def stored(version: str) -> Path:
+        return releases / hashlib.sha256(builds[version].read_bytes()).hexdigest()
+
+    with (host.state_dir / "agent.toml").open("a") as config:
+        config.write("self_update_retry_s = 3\n")
+    host.offer(builds["0.2.0"], "0.2.0")
+    kept = stored("0.2.0").read_bytes()
+    stored("0.2.0").unlink()
+    host.supervisor.start()
+    _wait(host, lambda: "agent.update_postponed" in host.log(), 60, "the postponement")
+    assert host.failures() == [] and host.layout.current() == OLD
+    stored("0.2.0").write_bytes(kept)
+    _wait(host, lambda: host.agent()["agent_version"] == "0.2.0", 90, "0.2.0 on a retry")
+
+    host.offer(builds["0.3.0"], "0.3.0")
+    file = stored("0.3.0")
+    file.write_bytes(file.read_bytes()[:-64] + bytes(64))
+    _wait(host, lambda: host.failures(), 60, "the refusal reported")
+    (failure,) = host.failures()
+    assert failure["version"] == "0.3.0" and "tampered" in failure["reason"]
+    seen = host.agent()["last_seen_at"]
+    _wait(host, lambda: host.agent()["last_seen_at"] != seen, 40, "a check-in after it")
+    assert host.layout.current() == "0.2.0" and len(host.failures()) == 1
+    assert not host.layout.version_dir("0.3.0").exists()
