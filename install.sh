@@ -307,18 +307,24 @@ publish_agent_builds() {
     listed="$(cd / && "$@" "$venv/bin/redflag-appliance" release list --json --data-dir "$data" 2>/dev/null)" || listed=""
     if "$venv/bin/python" -c '
 import json, sys
-version, text = sys.argv[1], sys.argv[2]
+version, text, platforms = sys.argv[1], sys.argv[2], sys.argv[3].split()
 listed = {(r["platform"], r["version"]) for r in json.loads(text or "{}").get("releases", [])
           if r["channel"] == "stable" and not r["withdrawn_at"]}
-sys.exit(0 if {("linux-x86_64", version), ("linux-aarch64", version)} <= listed else 1)
-' "$version" "$listed"; then
+sys.exit(0 if {(p, version) for p in platforms} <= listed else 1)
+' "$version" "$listed" "${REDFLAG_AGENT_PLATFORMS:-linux-x86_64 linux-aarch64}"; then
         say "The agent builds of $version for other hosts are already published"
         return 0
     fi
     say "Building the agent for other hosts (x86_64, aarch64; Python 3.9-3.13; about a minute)"
     out="$(mktemp -d)"
     chmod 0755 "$out"
-    if ! "$venv/bin/redflag-appliance" release build --project "$REPO" --output "$out" >/dev/null; then
+    # REDFLAG_AGENT_PLATFORMS / REDFLAG_AGENT_PYTHONS (space-separated) build fewer, e.g.
+    # "linux-x86_64" and "3.11" for a fleet that has nothing else.
+    local only=() item
+    for item in ${REDFLAG_AGENT_PLATFORMS:-}; do only+=(--platform "$item"); done
+    for item in ${REDFLAG_AGENT_PYTHONS:-}; do only+=(--python "$item"); done
+    if ! "$venv/bin/redflag-appliance" release build --project "$REPO" --output "$out" \
+        "${only[@]}" >/dev/null; then
         warn "the agent builds could not be made (messages above); the one-line agent install needs them: run 'redflag-appliance release build --publish --project $REPO' when PyPI is reachable"
         rm -rf "$out"
         return 0

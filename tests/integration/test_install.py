@@ -585,7 +585,12 @@ def test_system_install_under_systemd_starts_the_service_then_restarts_it_on_upg
     )
     systemctl.chmod(0o755)
     sandbox.env["PATH"] = f"{fake_bin}:{sandbox.env['PATH']}"
-    sandbox.env["REDFLAG_AGENT_BUILDS"] = "yes"
+    # The publish-after-upgrade path, with the smallest build (the quick start makes all).
+    sandbox.env.update(
+        REDFLAG_AGENT_BUILDS="yes",
+        REDFLAG_AGENT_PLATFORMS="linux-x86_64",
+        REDFLAG_AGENT_PYTHONS=f"{sys.version_info[0]}.{sys.version_info[1]}",
+    )
     calls = state / "calls"
     try:
         first = sandbox.install()
