@@ -20,6 +20,7 @@ from appliance.services.keys import KeyService
 from appliance.signers import KeyEncryptionKey
 from appliance.store.database import Database
 from kernel.protocol import HostFacts, SignedDocument, b64encode, canonical_json
+from tests.man_in_the_middle import Middle
 from tests.support import (
     InProcessAppliance,
     RunningAppliance,
@@ -216,3 +217,13 @@ def _fleet(tmp_path: Path, running: Any) -> Iterator[Fleet]:
         running.stop()
         if "fleet" in locals():
             fleet.appliance.stop()
+
+
+@pytest.fixture
+def middle(fleet: Fleet) -> Iterator[Middle]:
+    """A man in the middle on loopback in front of the fleet's appliance."""
+    running = Middle(fleet.appliance.url).start()
+    try:
+        yield running
+    finally:
+        running.stop()

@@ -28,7 +28,7 @@ from appliance.distribution import installer, wheelhouse
 from appliance.distribution.wheelhouse import build
 from tests.debian_root import debian_host, in_root, mounted, require_tools, scratch_copy
 from tests.integration.conftest import Fleet
-from tests.integration.test_releases import Middle
+from tests.man_in_the_middle import Middle
 from tests.support import REPO, run_cli, start_in_process
 
 pytestmark = pytest.mark.slow
@@ -127,15 +127,6 @@ def test_the_printed_command_installs_registers_and_the_agent_checks_in(
     purged = sh(host, "cd /root && sh redflag-install.sh --uninstall --purge")
     assert purged.returncode == 0
     assert not (host / "var/lib/redflag-agent").exists()
-
-
-@pytest.fixture
-def middle(fleet: Fleet) -> Iterator[Middle]:
-    running = Middle(fleet.appliance.url).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def assert_nothing_installed(host: Path, fleet: Fleet) -> None:
