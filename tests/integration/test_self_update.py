@@ -169,7 +169,9 @@ class Host:
         return [json.loads(row[0]) for row in rows]
 
     def log(self) -> str:
-        return self.supervisor.log.read_text(errors="replace")
+        """The agent's output so far ("" before its first start made the file)."""
+        log = self.supervisor.log
+        return log.read_text(errors="replace") if log.exists() else ""
 
 
 @pytest.fixture
