@@ -292,10 +292,9 @@ class ReleaseRepository:
         now = self.clock()
 
         def publish(tx: Transaction) -> int:
-            if store.release_by_path(tx.conn, path) is not None or any(
-                r["version"] == version and r["channel"] == channel and r["platform"] == platform
-                for r in store.all_releases(tx.conn)
-            ):
+            # One query on the table's unique key (a withdrawn release counts: its
+            # version may be on hosts), which the target path is made from.
+            if store.release_named(tx.conn, version, channel, platform) is not None:
                 raise ReleaseExists(
                     f"release {version} is already published on {channel} for {platform}; "
                     "publish a new version instead (a version never changes once agents may "
@@ -329,7 +328,7 @@ class ReleaseRepository:
             return release_id
 
         release_id = await self.db.write(publish)
-        return next(r for r in await self.releases() if r.id == release_id)
+        return Release.from_row(await self.db.read(store.release_by_id, release_id))
 
     async def withdraw(self, actor: Actor, release_id: int) -> None:
         """Stop offering a release (agents that have it keep it)."""

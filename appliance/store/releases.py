@@ -98,6 +98,27 @@ def all_releases(conn: sqlite3.Connection) -> list[sqlite3.Row]:
     return list(cursor.fetchall())
 
 
+def release_named(
+    conn: sqlite3.Connection, version: str, channel: str, platform: str
+) -> sqlite3.Row | None:
+    """The release (listed or withdrawn) with this version on this channel and platform:
+    the table's unique key, and the one a target path is made from."""
+    cursor = conn.execute(
+        f"SELECT {_RELEASE_COLUMNS} FROM agent_releases "  # noqa: S608
+        "WHERE version = ? AND channel = ? AND platform = ?",
+        (version, channel, platform),
+    )
+    return cursor.fetchone()
+
+
+def release_by_id(conn: sqlite3.Connection, release_id: int) -> sqlite3.Row | None:
+    cursor = conn.execute(
+        f"SELECT {_RELEASE_COLUMNS} FROM agent_releases WHERE id = ?",  # noqa: S608
+        (release_id,),
+    )
+    return cursor.fetchone()
+
+
 def release_by_path(conn: sqlite3.Connection, target_path: str) -> sqlite3.Row | None:
     cursor = conn.execute(
         f"SELECT {_RELEASE_COLUMNS} FROM agent_releases "  # noqa: S608
